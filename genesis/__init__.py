@@ -1,0 +1,46 @@
+"""The genesis document: schema, validation, hashing, and the builder for testnets."""
+
+from genesis.builder import DEFAULT_CHAIN_ID, build_genesis, default_chain_id, now_genesis_time
+from genesis.document import (
+    ANY,
+    MAX_GENESIS_FILE_BYTES,
+    MAX_VALIDATORS,
+    Account,
+    ConsensusParams,
+    Contract,
+    Genesis,
+    GenesisError,
+    Permissions,
+    Validator,
+    dump_genesis,
+    format_genesis_time,
+    genesis_from_json_text,
+    genesis_to_json_text,
+    load_genesis,
+    parse_genesis,
+    parse_genesis_time,
+)
+
+__all__ = [
+    "ANY",
+    "DEFAULT_CHAIN_ID",
+    "MAX_GENESIS_FILE_BYTES",
+    "MAX_VALIDATORS",
+    "Account",
+    "ConsensusParams",
+    "Contract",
+    "Genesis",
+    "GenesisError",
+    "Permissions",
+    "Validator",
+    "build_genesis",
+    "default_chain_id",
+    "dump_genesis",
+    "format_genesis_time",
+    "genesis_from_json_text",
+    "genesis_to_json_text",
+    "load_genesis",
+    "now_genesis_time",
+    "parse_genesis",
+    "parse_genesis_time",
+]

@@ -1,0 +1,30 @@
+"""The `quorum` command: one entry point, subcommands grouped by what people do.
+
+Every command takes ``--json``; exit codes are those of DESIGN section 6 (see
+``ledger.cli.output``). User mistakes are caught at this edge and printed as one line.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ledger import __version__
+from ledger.cli import genesis_cmd, keys_cmd, testnet_cmd
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="quorum")
+def cli() -> None:
+    """Quorum Ledger: a Byzantine-fault-tolerant permissioned ledger.
+
+    Start with `quorum testnet init` to make a local 4-validator network.
+    """
+
+
+cli.add_command(keys_cmd.keys)
+cli.add_command(genesis_cmd.genesis)
+cli.add_command(testnet_cmd.testnet)
+
+
+def main() -> None:
+    cli(prog_name="quorum")
