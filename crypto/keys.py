@@ -72,9 +72,11 @@ def verify(public_key: bytes, chain_id: str, kind: str, message: bytes, signatur
     if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
         return False
     try:
-        nacl.bindings.crypto_sign_open(
-            signature + signing_bytes(chain_id, kind, message), public_key
-        )
+        signed = signing_bytes(chain_id, kind, message)
+    except ValueError:
+        return False  # a chain id or kind nobody can sign for
+    try:
+        nacl.bindings.crypto_sign_open(signature + signed, public_key)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError):
         return False
     return True
