@@ -371,10 +371,18 @@ class Receipt:
     error: str = ""
     created_address: bytes | None = None
 
+    raw: bytes = field(init=False, repr=False, compare=False)
+
     TAG: ClassVar[str] = "receipt"
     VERSION: ClassVar[int] = 1
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "raw", self._encode())
+
     def encode(self) -> bytes:
+        return self.raw
+
+    def _encode(self) -> bytes:
         return encode_record(
             self.TAG,
             self.VERSION,
@@ -434,8 +442,16 @@ class BlockHeader:
     validators_hash: bytes
     tx_count: int
 
+    raw: bytes = field(init=False, repr=False, compare=False)
+    block_hash: bytes = field(init=False, repr=False, compare=False)
+
     TAG: ClassVar[str] = "header"
     VERSION: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        raw = encode_record(self.TAG, self.VERSION, self.to_value()[2:])
+        object.__setattr__(self, "raw", raw)
+        object.__setattr__(self, "block_hash", sha256(raw))
 
     def to_value(self) -> Value:
         return [
@@ -455,11 +471,11 @@ class BlockHeader:
         ]
 
     def encode(self) -> bytes:
-        return encode_record(self.TAG, self.VERSION, self.to_value()[2:])
+        return self.raw
 
     def hash(self) -> bytes:
         """block_hash = SHA-256 of the canonical header."""
-        return sha256(self.encode())
+        return self.block_hash
 
     @classmethod
     def from_value(cls, value: Value) -> BlockHeader:
@@ -514,10 +530,6 @@ class Block:
         block = cls(header, txs)
         check_block_body(block)
         return block
-
-
-class InvalidBlock(ValueError):
-    """A block whose body does not match its header."""
 
 
 def check_block_body(block: Block) -> None:
@@ -584,8 +596,22 @@ class CommitCertificate:
             tuple(votes),
         )
 
-    def verify(self, chain_id: str, validators: Sequence[bytes]) -> None:
-        """Raise :class:`InvalidCertificate` unless q distinct validators signed this commit."""
+    def verify(
+        self,
+        chain_id: str,
+        validators: Sequence[bytes],
+        *,
+        height: int | None = None,
+        block_hash: bytes | None = None,
+    ) -> None:
+        """Raise :class:`InvalidCertificate` unless q distinct validators signed this commit.
+
+        Give ``height`` and ``block_hash`` to also check that the certificate is for that block.
+        """
+        if height is not None and height != self.height:
+            raise InvalidCertificate(f"certificate is for height {self.height}, not {height}")
+        if block_hash is not None and block_hash != self.block_hash:
+            raise InvalidCertificate("certificate is for another block hash")
         n = len(validators)
         indices = [i for i, _ in self.votes]
         if indices != sorted(set(indices)):
@@ -594,10 +620,10 @@ class CommitCertificate:
             raise InvalidCertificate(
                 f"{len(indices)} commit votes, a quorum of {n} validators needs {quorum_size(n)}"
             )
+        if indices and indices[-1] >= n:
+            raise InvalidCertificate(f"vote from validator {indices[-1]}, there are only {n}")
         body = commit_vote_body(self.view, self.height, self.block_hash)
         for index, signature in self.votes:
-            if index >= n:
-                raise InvalidCertificate(f"vote from validator {index}, there are only {n}")
             if not keys.verify(validators[index], chain_id, COMMIT_KIND, body, signature):
                 raise InvalidCertificate(f"validator {index}'s commit signature does not verify")
 
