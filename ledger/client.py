@@ -1,0 +1,207 @@
+"""The HTTP client library for a Quorum node: what the CLI, `quorum bench` and users' programs use.
+
+Two flavours over the same routes (see ``ledger.node.api``): :class:`QuorumClient`
+(blocking, httpx.Client) and :class:`AsyncQuorumClient` (httpx.AsyncClient; runs under trio
+or asyncio). Errors are typed: :class:`NodeUnreachable` when the node cannot be reached
+or does not answer in time, :class:`RequestFailed` when it answers with an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import httpx
+
+from ledger.chain.types import Transaction
+
+DEFAULT_TIMEOUT_S: Final = 10.0
+#: Extra client-side time on top of a server-side wait, so the server answers first.
+WAIT_MARGIN_S: Final = 5.0
+
+
+class ClientError(Exception):
+    """Base of the client's errors."""
+
+
+class NodeUnreachable(ClientError):
+    """Connection refused, reset, or no answer in time."""
+
+
+class RequestFailed(ClientError):
+    """The node answered with an error (``status``, machine-readable ``code``)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{message} (HTTP {status}, {code})")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _raw(tx: Transaction | bytes) -> str:
+    return (tx.raw if isinstance(tx, Transaction) else tx).hex()
+
+
+def _submit_body(txs: Sequence[Transaction | bytes], wait: bool, timeout_ms: int) -> dict[str, Any]:
+    return {"txs": [_raw(t) for t in txs], "wait": wait, "timeout_ms": timeout_ms}
+
+
+def _decode(response: httpx.Response, *, allow_404: bool = False) -> Any:
+    if allow_404 and response.status_code == 404:
+        return None
+    try:
+        document = response.json()
+    except ValueError:
+        raise RequestFailed(
+            response.status_code, "bad_response", "node sent a non-JSON answer"
+        ) from None
+    if response.status_code >= 400:
+        if isinstance(document, dict):
+            raise RequestFailed(
+                response.status_code,
+                str(document.get("code", "error")),
+                str(document.get("error", "")),
+            )
+        raise RequestFailed(response.status_code, "error", "request failed")
+    return document
+
+
+def _timeout(wait: bool, timeout_ms: int, default: float) -> float:
+    return timeout_ms / 1000 + WAIT_MARGIN_S if wait else default
+
+
+class QuorumClient:
+    """Blocking client for one node, e.g. ``QuorumClient("http://127.0.0.1:26601")``."""
+
+    def __init__(self, base_url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+
+    def __enter__(self) -> QuorumClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(
+        self, method: str, path: str, *, timeout: float | None = None, **kw: Any
+    ) -> httpx.Response:
+        try:
+            return self._http.request(method, path, timeout=timeout or self.timeout_s, **kw)
+        except httpx.TimeoutException:
+            raise NodeUnreachable(f"{self.base_url} did not answer in time") from None
+        except httpx.TransportError as exc:
+            raise NodeUnreachable(f"cannot reach {self.base_url}: {exc}") from None
+
+    def submit(
+        self, txs: Sequence[Transaction | bytes], *, wait: bool = False, timeout_ms: int = 30_000
+    ) -> list[dict[str, Any]]:
+        response = self._request(
+            "POST",
+            "/v1/transactions",
+            json=_submit_body(txs, wait, timeout_ms),
+            timeout=_timeout(wait, timeout_ms, self.timeout_s),
+        )
+        return list(_decode(response)["results"])
+
+    def transaction(self, tx_hash: bytes | str) -> dict[str, Any] | None:
+        key = tx_hash.hex() if isinstance(tx_hash, bytes) else tx_hash
+        result: dict[str, Any] | None = _decode(
+            self._request("GET", f"/v1/transactions/{key}"), allow_404=True
+        )
+        return result
+
+    def block(self, height: int | None = None) -> dict[str, Any] | None:
+        which = "latest" if height is None else str(height)
+        result: dict[str, Any] | None = _decode(
+            self._request("GET", f"/v1/blocks/{which}"), allow_404=True
+        )
+        return result
+
+    def account(self, address: bytes | str) -> dict[str, Any]:
+        key = address.hex() if isinstance(address, bytes) else address
+        return dict(_decode(self._request("GET", f"/v1/accounts/{key}")))
+
+    def query(self, address: bytes | str, method: str, args: Sequence[Any] = ()) -> dict[str, Any]:
+        key = address.hex() if isinstance(address, bytes) else address
+        response = self._request(
+            "POST", f"/v1/contracts/{key}/query", json={"method": method, "args": list(args)}
+        )
+        return dict(_decode(response))
+
+    def status(self) -> dict[str, Any]:
+        return dict(_decode(self._request("GET", "/v1/status")))
+
+    def validators(self) -> list[dict[str, Any]]:
+        return list(_decode(self._request("GET", "/v1/validators"))["validators"])
+
+    def healthy(self) -> bool:
+        try:
+            return self._request("GET", "/health").status_code == 200
+        except NodeUnreachable:
+            return False
+
+
+class AsyncQuorumClient:
+    """Async client (trio or asyncio) for high-concurrency callers such as the bench."""
+
+    def __init__(
+        self, base_url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, max_connections: int = 64
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s, limits=limits)
+
+    async def __aenter__(self) -> AsyncQuorumClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(
+        self, method: str, path: str, *, timeout: float | None = None, **kw: Any
+    ) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, timeout=timeout or self.timeout_s, **kw)
+        except httpx.TimeoutException:
+            raise NodeUnreachable(f"{self.base_url} did not answer in time") from None
+        except httpx.TransportError as exc:
+            raise NodeUnreachable(f"cannot reach {self.base_url}: {exc}") from None
+
+    async def submit(
+        self, txs: Sequence[Transaction | bytes], *, wait: bool = False, timeout_ms: int = 30_000
+    ) -> list[dict[str, Any]]:
+        response = await self._request(
+            "POST",
+            "/v1/transactions",
+            json=_submit_body(txs, wait, timeout_ms),
+            timeout=_timeout(wait, timeout_ms, self.timeout_s),
+        )
+        return list(_decode(response)["results"])
+
+    async def transaction(self, tx_hash: bytes | str) -> dict[str, Any] | None:
+        key = tx_hash.hex() if isinstance(tx_hash, bytes) else tx_hash
+        result: dict[str, Any] | None = _decode(
+            await self._request("GET", f"/v1/transactions/{key}"), allow_404=True
+        )
+        return result
+
+    async def block(self, height: int | None = None) -> dict[str, Any] | None:
+        which = "latest" if height is None else str(height)
+        result: dict[str, Any] | None = _decode(
+            await self._request("GET", f"/v1/blocks/{which}"), allow_404=True
+        )
+        return result
+
+    async def status(self) -> dict[str, Any]:
+        return dict(_decode(await self._request("GET", "/v1/status")))

@@ -1,0 +1,236 @@
+"""The node's HTTP API: JSON over HTTP/1.1, served by hypercorn's trio worker via Starlette.
+
+Theory of operation. Handlers parse and bound the request, call the :class:`NodeBackend`
+(the node implements it; tests use a fake), and render JSON. Hashes, addresses and raw
+bytes are lowercase hex strings; amounts, heights and counts are integers.
+
+House rules: bad input is the client's fault and gets a 4xx with ``{"error", "code"}`` —
+never a 5xx, never a traceback; bodies are capped before they are read; nothing here
+touches consensus state directly. Routes (all JSON unless noted)::
+
+    POST /v1/transactions            {"txs": [hex, ...], "wait": bool, "timeout_ms": int}
+    GET  /v1/transactions/{hash}     status and receipt
+    GET  /v1/blocks/latest           header, transactions, commit certificate
+    GET  /v1/blocks/{height}
+    GET  /v1/accounts/{address}      balance, nonce
+    POST /v1/contracts/{address}/query   {"method": str, "args": [...]}   read-only call
+    GET  /v1/status                  height, head, view, primary, peers, syncing, why stalled
+    GET  /v1/validators
+    GET  /health                     200 when serving, 503 when not
+    GET  /metrics                    Prometheus text format
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Final, Protocol
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+#: Largest request body accepted (a batch of transactions).
+MAX_REQUEST_BYTES: Final = 8 * 1024 * 1024
+#: Most transactions in one submit request.
+MAX_TXS_PER_REQUEST: Final = 5_000
+#: Longest a submit may wait for commits.
+MAX_WAIT_MS: Final = 120_000
+DEFAULT_WAIT_MS: Final = 30_000
+MAX_QUERY_ARGS: Final = 16
+
+_HEX_RE: Final = re.compile(r"(?:0x)?([0-9a-fA-F]*)")
+
+
+class ApiError(Exception):
+    """A request the client must fix (4xx) or a node that cannot serve now (503)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class NodeBackend(Protocol):
+    """What the HTTP layer needs from a node. Every method returns JSON-ready values."""
+
+    async def submit(self, raws: list[bytes], wait: bool, timeout_ms: int) -> list[dict[str, Any]]:
+        """Admit transactions; one result per input, in order (status, tx_hash, ...)."""
+
+    def transaction(self, tx_hash: bytes) -> dict[str, Any] | None: ...
+
+    def block(self, height: int | None) -> dict[str, Any] | None: ...
+
+    def account(self, address: bytes) -> dict[str, Any]: ...
+
+    async def query(self, address: bytes, method: str, args: list[Any]) -> dict[str, Any]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def validators(self) -> list[dict[str, Any]]: ...
+
+    def healthy(self) -> bool: ...
+
+    def metrics(self) -> bytes: ...
+
+
+def parse_hex(text: str, what: str, size: int | None = None) -> bytes:
+    match = _HEX_RE.fullmatch(text) if isinstance(text, str) else None
+    if match is None or len(match.group(1)) % 2:
+        raise ApiError(400, "bad_hex", f"{what}: expected a hex string")
+    raw = bytes.fromhex(match.group(1))
+    if size is not None and len(raw) != size:
+        raise ApiError(400, "bad_hex", f"{what}: expected {size} bytes ({2 * size} hex characters)")
+    return raw
+
+
+async def read_json(request: Request, limit: int = MAX_REQUEST_BYTES) -> Any:
+    """The request body as JSON, refusing bodies over ``limit`` before reading them whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(400, "bad_request", "invalid Content-Length")
+        if int(declared) > limit:
+            raise ApiError(413, "too_large", f"request body over {limit} bytes")
+    chunks = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise ApiError(413, "too_large", f"request body over {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, "bad_json", f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "bad_json", "request body nests too deeply") from None
+
+
+def _object(value: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ApiError(400, "bad_request", "request body must be a JSON object")
+    unknown = sorted(k for k in value if k not in allowed)
+    if unknown:
+        raise ApiError(
+            400, "bad_request", f"unknown field {unknown[0]!r} (known: {', '.join(allowed)})"
+        )
+    return value
+
+
+def _bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ApiError(400, "bad_request", f"{name}: expected true or false")
+    return value
+
+
+def _int(value: Any, name: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ApiError(400, "bad_request", f"{name}: expected an integer in [{lo}, {hi}]")
+    return value
+
+
+def _json(document: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(document, status_code=status)
+
+
+def build_app(backend: NodeBackend) -> Starlette:
+    """The ASGI application serving ``backend``."""
+
+    async def submit(request: Request) -> Response:
+        doc = _object(await read_json(request), ("tx", "txs", "wait", "timeout_ms"))
+        if ("tx" in doc) == ("txs" in doc):
+            raise ApiError(
+                400, "bad_request", "give exactly one of 'tx' (hex) or 'txs' (list of hex)"
+            )
+        items = [doc["tx"]] if "tx" in doc else doc["txs"]
+        if not isinstance(items, list) or not items:
+            raise ApiError(400, "bad_request", "txs: expected a non-empty list of hex strings")
+        if len(items) > MAX_TXS_PER_REQUEST:
+            raise ApiError(413, "too_large", f"txs: at most {MAX_TXS_PER_REQUEST} per request")
+        raws = [parse_hex(item, f"txs[{i}]") for i, item in enumerate(items)]
+        wait = _bool(doc.get("wait", False), "wait")
+        timeout_ms = _int(doc.get("timeout_ms", DEFAULT_WAIT_MS), "timeout_ms", 0, MAX_WAIT_MS)
+        results = await backend.submit(raws, wait, timeout_ms)
+        return _json({"results": results})
+
+    async def transaction(request: Request) -> Response:
+        tx_hash = parse_hex(request.path_params["tx_hash"], "transaction hash", 32)
+        found = backend.transaction(tx_hash)
+        if found is None:
+            raise ApiError(404, "not_found", "no such transaction (not committed, not pending)")
+        return _json(found)
+
+    async def block(request: Request) -> Response:
+        text = request.path_params["height"]
+        if text == "latest":
+            height = None
+        elif text.isdigit() and len(text) <= 20:
+            height = _int(int(text), "height", 0, 2**64 - 1)
+        else:
+            raise ApiError(
+                400, "bad_request", "height: expected a non-negative integer or 'latest'"
+            )
+        found = backend.block(height)
+        if found is None:
+            raise ApiError(404, "not_found", f"no block at height {text}")
+        return _json(found)
+
+    async def account(request: Request) -> Response:
+        address = parse_hex(request.path_params["address"], "address", 20)
+        return _json(backend.account(address))
+
+    async def query(request: Request) -> Response:
+        address = parse_hex(request.path_params["address"], "contract address", 20)
+        doc = _object(await read_json(request, 256 * 1024), ("method", "args"))
+        method = doc.get("method")
+        if not isinstance(method, str) or not method or len(method) > 64:
+            raise ApiError(400, "bad_request", "method: expected a method name")
+        args = doc.get("args", [])
+        if not isinstance(args, list) or len(args) > MAX_QUERY_ARGS:
+            raise ApiError(
+                400, "bad_request", f"args: expected a list of at most {MAX_QUERY_ARGS} values"
+            )
+        return _json(await backend.query(address, method, args))
+
+    async def status(request: Request) -> Response:
+        return _json(backend.status())
+
+    async def validators(request: Request) -> Response:
+        return _json({"validators": backend.validators()})
+
+    async def health(request: Request) -> Response:
+        ok = backend.healthy()
+        return _json({"healthy": ok}, 200 if ok else 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(backend.metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return _json({"error": exc.message, "code": exc.code}, exc.status)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        return _json({"error": str(exc.detail), "code": code}, exc.status_code)
+
+    routes = [
+        Route("/v1/transactions", submit, methods=["POST"]),
+        Route("/v1/transactions/{tx_hash}", transaction, methods=["GET"]),
+        Route("/v1/blocks/{height}", block, methods=["GET"]),
+        Route("/v1/accounts/{address}", account, methods=["GET"]),
+        Route("/v1/contracts/{address}/query", query, methods=["POST"]),
+        Route("/v1/status", status, methods=["GET"]),
+        Route("/v1/validators", validators, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={ApiError: api_error, HTTPException: http_error},
+    )
