@@ -19,7 +19,6 @@ from crypto.keys import PUBLIC_KEY_SIZE
 CONFIG_FILE_NAME: Final = "config.toml"
 GENESIS_FILE_NAME: Final = "genesis.json"
 VALIDATOR_KEY_FILE_NAME: Final = "validator_key.json"
-NODE_KEY_FILE_NAME: Final = "node_key.json"
 DATA_DIR_NAME: Final = "data"
 MAX_CONFIG_BYTES: Final = 1024 * 1024
 
@@ -52,7 +51,6 @@ class PeerConfig:
     name: str
     address: HostPort
     validator_public_key: bytes
-    node_public_key: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +62,6 @@ class NodeConfig:
     peers: tuple[PeerConfig, ...] = ()
     genesis_file: str = GENESIS_FILE_NAME
     validator_key_file: str = VALIDATOR_KEY_FILE_NAME
-    node_key_file: str = NODE_KEY_FILE_NAME
     data_dir: str = DATA_DIR_NAME
     mempool_max_txs: int = 50_000
     mempool_max_bytes: int = 64 * 1024 * 1024
@@ -79,7 +76,6 @@ class NodeConfig:
                 "name": self.name,
                 "genesis_file": self.genesis_file,
                 "validator_key_file": self.validator_key_file,
-                "node_key_file": self.node_key_file,
                 "data_dir": self.data_dir,
                 "log_level": self.log_level,
             },
@@ -91,7 +87,6 @@ class NodeConfig:
                         "name": p.name,
                         "address": str(p.address),
                         "validator_public_key": p.validator_public_key.hex(),
-                        "node_public_key": p.node_public_key.hex(),
                     }
                     for p in self.peers
                 ],
@@ -153,7 +148,7 @@ def load_config(home: Path) -> NodeConfig:
     node = _table(doc, "node", where)
     _reject_unknown(
         node,
-        ("name", "genesis_file", "validator_key_file", "node_key_file", "data_dir", "log_level"),
+        ("name", "genesis_file", "validator_key_file", "data_dir", "log_level"),
         f"{where} [node]",
     )
     rpc = _table(doc, "rpc", where)
@@ -173,19 +168,12 @@ def load_config(home: Path) -> NodeConfig:
         pw = f"p2p.peers[{i}]"
         if not isinstance(peer, dict):
             raise ConfigError(f"{where}: {pw} must be a table")
-        _reject_unknown(
-            peer, ("name", "address", "validator_public_key", "node_public_key"), f"{where} {pw}"
-        )
+        _reject_unknown(peer, ("name", "address", "validator_public_key"), f"{where} {pw}")
         try:
             vkey = from_hex(
                 _str(peer, "validator_public_key", pw),
                 size=PUBLIC_KEY_SIZE,
                 name=f"{pw}.validator_public_key",
-            )
-            nkey = from_hex(
-                _str(peer, "node_public_key", pw),
-                size=PUBLIC_KEY_SIZE,
-                name=f"{pw}.node_public_key",
             )
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
@@ -194,7 +182,6 @@ def load_config(home: Path) -> NodeConfig:
                 _str(peer, "name", pw),
                 HostPort.parse(_str(peer, "address", pw), f"{pw}.address"),
                 vkey,
-                nkey,
             )
         )
     try:
@@ -206,7 +193,6 @@ def load_config(home: Path) -> NodeConfig:
             peers=tuple(peers),
             genesis_file=_str(node, "genesis_file", "node", GENESIS_FILE_NAME),
             validator_key_file=_str(node, "validator_key_file", "node", VALIDATOR_KEY_FILE_NAME),
-            node_key_file=_str(node, "node_key_file", "node", NODE_KEY_FILE_NAME),
             data_dir=_str(node, "data_dir", "node", DATA_DIR_NAME),
             mempool_max_txs=_int(mempool, "max_txs", "mempool", 50_000),
             mempool_max_bytes=_int(mempool, "max_bytes", "mempool", 64 * 1024 * 1024),

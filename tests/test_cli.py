@@ -258,9 +258,7 @@ def test_testnet_init_layout(tmp_path: Path) -> None:
         key = load_key(home / "validator_key.json", None)
         assert g.validators[i].public_key == key.public_key
         validator_keys.append(key.public_key)
-        load_key(home / "node_key.json", None)
-        for name in ("validator_key.json", "node_key.json"):
-            assert stat.S_IMODE(os.stat(home / name).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(home / "validator_key.json").st_mode) == 0o600
         # Every peer entry names the right validator key.
         for peer in config.peers:
             assert (

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from ledger.chain.accounts import Account
 from ledger.config import ConfigError, HostPort, NodeConfig, PeerConfig, load_config
 
-PEER = PeerConfig("node1", HostPort("10.0.0.2", 26656), b"\x01" * 32, b"\x02" * 32)
+PEER = PeerConfig("node1", HostPort("10.0.0.2", 26656), b"\x01" * 32)
 
 
 def write(home: Path, text: str) -> Path:
@@ -57,8 +57,7 @@ listen = "127.0.0.1:2"
         (GOOD + "[mempool]\nmax_txs = true\n", "mempool.max_txs"),
         (GOOD.replace("[p2p]", "[p2p]\npeers = 3"), "p2p.peers"),
         (
-            GOOD
-            + '[[p2p.peers]]\nname = "x"\naddress = "h:1"\nvalidator_public_key = "zz"\nnode_public_key = "00"\n',
+            GOOD + '[[p2p.peers]]\nname = "x"\naddress = "h:1"\nvalidator_public_key = "zz"\n',
             "validator_public_key",
         ),
     ],

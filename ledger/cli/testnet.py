@@ -5,8 +5,8 @@ Layout (DESIGN section 6)::
     DIR/testnet.json            manifest: nodes (name, home, rpc, p2p) and accounts
     DIR/node0/config.toml       node config; peers are the other validators
     DIR/node0/genesis.json      the same genesis in every home
-    DIR/node0/validator_key.json  consensus signing key (unencrypted, mode 0600)
-    DIR/node0/node_key.json     peer-transport identity key (unencrypted, mode 0600)
+    DIR/node0/validator_key.json  the validator key: signs consensus messages and
+                                authenticates peer links (unencrypted, mode 0600)
     DIR/accounts/acct0.json     funded account keys (unencrypted, mode 0600)
 
 Keys are unencrypted so that a testnet starts unattended; production validators use
@@ -29,7 +29,6 @@ from genesis.document import Genesis, dump_genesis
 from ledger.config import (
     CONFIG_FILE_NAME,
     GENESIS_FILE_NAME,
-    NODE_KEY_FILE_NAME,
     VALIDATOR_KEY_FILE_NAME,
     HostPort,
     NodeConfig,
@@ -138,7 +137,6 @@ def init_testnet(
     _prepare_directory(directory, force)
 
     validator_keys = [PrivateKey.generate() for _ in range(validators)]
-    node_keys = [PrivateKey.generate() for _ in range(validators)]
     account_keys = [PrivateKey.generate() for _ in range(accounts)]
     names = [f"node{i}" for i in range(validators)]
     g = build_genesis(
@@ -150,8 +148,7 @@ def init_testnet(
 
     addresses = [HostPort(LOCALHOST, node_ports(base_port, i)[0]) for i in range(validators)]
     peers = [
-        PeerConfig(names[i], addresses[i], validator_keys[i].public_key, node_keys[i].public_key)
-        for i in range(validators)
+        PeerConfig(names[i], addresses[i], validator_keys[i].public_key) for i in range(validators)
     ]
     nodes = []
     for i, name in enumerate(names):
@@ -168,7 +165,6 @@ def init_testnet(
         (home / CONFIG_FILE_NAME).write_text(config.to_toml(), encoding="utf-8")
         dump_genesis(g, home / GENESIS_FILE_NAME)
         save_key(home / VALIDATOR_KEY_FILE_NAME, validator_keys[i], None)
-        save_key(home / NODE_KEY_FILE_NAME, node_keys[i], None)
         nodes.append(config)
 
     accounts_dir = directory / ACCOUNTS_DIR_NAME

@@ -1,0 +1,539 @@
+"""Peer links between validators: TCP carrying the :mod:`crypto.handshake` channel, under trio.
+
+What it is for: a node hands it messages (bytes) for other validators and receives theirs;
+this module keeps one authenticated, encrypted connection per pair of validators alive and
+moves the bytes. What it must never do: block the caller (``send``/``broadcast`` only
+queue), grow without bound (every queue and buffer is capped), interpret messages, or let a
+peer's bad bytes do anything but close that peer's connection and bump a counter.
+
+Theory of operation:
+
+* **Who dials.** The validator with the lower genesis index dials the higher one, so every
+  pair has exactly one connection and both sides agree which. An inbound link from a
+  higher index is refused ("wrong direction"). If a lower peer dials again while we still
+  hold a link from it, the new link replaces the old: it only redials after losing the old.
+* **Handshake.** Both sides run :class:`crypto.handshake.Handshake` under
+  ``handshake_timeout_s``; the dialer accepts only the validator it dialed, the listener
+  any genesis validator except itself. At most ``max_pending_handshakes`` inbound
+  handshakes run at once; extra connections are closed at once. Failures are counted by
+  reason (the :class:`~crypto.handshake.HandshakeFailure` values, plus "timeout",
+  "closed", "io error", "wrong direction", "too many pending").
+* **Queues.** Each peer has one outgoing queue capped in messages and bytes, kept across
+  reconnects. When full, the *oldest* messages are dropped and counted: consensus
+  tolerates loss and fresher messages (the current view and height) are worth more than
+  stale ones. Messages a writer had taken when its link died are lost, not counted.
+* **Writer.** Takes everything queued (up to ``max_coalesced_bytes`` of plaintext) into one
+  frame and one ``send_all``: many small messages cost one encryption and one syscall. An
+  idle link sends an empty frame every ``keepalive_interval_s``.
+* **Reader.** Reads at most ``read_chunk_bytes`` at a time, opens frames (the length cap is
+  checked before a body is buffered) and calls ``on_message(sender_index, message)`` for
+  each message, in order. The callback runs on the event loop and must not block; if it
+  raises, that is our bug and the whole network fails loudly. A link that receives
+  nothing for ``idle_timeout_s`` is closed.
+* **Reconnect.** The dialer retries with exponential backoff (``reconnect_initial_s``
+  doubling to ``reconnect_max_s``, with jitter); a link that lived ``backoff_reset_after_s``
+  resets the backoff. Running out of frame counters also just reconnects (fresh keys).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Final
+
+import trio
+
+from crypto.handshake import (
+    LENGTH_PREFIX_SIZE,
+    FrameError,
+    FrameSender,
+    Handshake,
+    HandshakeError,
+    HandshakeResult,
+    Role,
+    split_messages,
+)
+from crypto.keys import PrivateKey
+from genesis.document import Genesis
+from ledger.config import HostPort, NodeConfig
+from ledger.node.transport_settings import (
+    CLOSED,
+    CLOSED_BY_PEER,
+    CLOSED_LOCALLY,
+    CONNECT_FAILED,
+    CONNECT_TIMEOUT,
+    COUNTER_EXHAUSTED,
+    IDLE_TIMEOUT,
+    IO_ERROR,
+    REPLACED,
+    SEND_TIMEOUT,
+    TIMEOUT,
+    TOO_MANY_PENDING,
+    WRONG_DIRECTION,
+    NetworkStatistics,
+    PeerStatistics,
+    TransportSettings,
+)
+
+__all__ = [
+    "CLOSED",
+    "CLOSED_BY_PEER",
+    "CLOSED_LOCALLY",
+    "CONNECT_FAILED",
+    "CONNECT_TIMEOUT",
+    "COUNTER_EXHAUSTED",
+    "IDLE_TIMEOUT",
+    "IO_ERROR",
+    "REPLACED",
+    "SEND_TIMEOUT",
+    "TIMEOUT",
+    "TOO_MANY_PENDING",
+    "WRONG_DIRECTION",
+    "MessageHandler",
+    "NetworkStatistics",
+    "PeerNetwork",
+    "PeerStatistics",
+    "TransportSettings",
+    "open_peer_network",
+]
+
+log = logging.getLogger(__name__)
+
+#: Bytes read per receive while handshaking (hello and auth frame are 107 + 84 bytes).
+HANDSHAKE_READ_BYTES: Final = 4096
+MessageHandler = Callable[[int, bytes], None]
+
+
+@dataclass(eq=False)
+class _Link:
+    direction: str
+    started_at: float
+    cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    end_reason: str | None = None
+
+
+@dataclass(eq=False)
+class _Peer:
+    index: int
+    name: str
+    public_key: bytes
+    address: HostPort | None
+    queue: deque[bytes] = field(default_factory=deque)
+    queued_bytes: int = 0
+    wakeup: trio.Event = field(default_factory=trio.Event)
+    link: _Link | None = None
+    messages_out: int = 0
+    frames_out: int = 0
+    bytes_out: int = 0
+    messages_in: int = 0
+    frames_in: int = 0
+    bytes_in: int = 0
+    dropped_messages: int = 0
+    connections: int = 0
+    handshake_failures: Counter[str] = field(default_factory=Counter)
+    disconnects: Counter[str] = field(default_factory=Counter)
+
+
+class PeerNetwork:
+    """The node's links to the other validators. Create with :func:`open_peer_network`."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        genesis: Genesis,
+        validator_key: PrivateKey,
+        on_message: MessageHandler,
+        settings: TransportSettings,
+    ) -> None:
+        own_index = genesis.validator_index(validator_key.public_key)
+        if own_index is None:
+            raise ValueError("this node's validator key is not in the genesis validator set")
+        self.own_index: Final = own_index
+        self._key = validator_key
+        self._chain_id = genesis.chain_id
+        self._genesis_hash = genesis.hash()
+        self._on_message = on_message
+        self._settings = settings
+        self._max_message_bytes = settings.max_message_bytes
+        addresses: dict[int, HostPort] = {}
+        for peer in config.peers:
+            index = genesis.validator_index(peer.validator_public_key)
+            if index is None or index == own_index:
+                raise ValueError(
+                    f"peer {peer.name!r}: its validator key is not another genesis validator"
+                )
+            addresses[index] = peer.address
+        self._peers: dict[int, _Peer] = {
+            i: _Peer(i, v.name, v.public_key, addresses.get(i))
+            for i, v in enumerate(genesis.validators)
+            if i != own_index
+        }
+        self._by_key = {p.public_key: p for p in self._peers.values()}
+        self._pending_handshakes = 0
+        self._inbound_refused: Counter[str] = Counter()
+        self._inbound_accepted = 0
+        self._changed = trio.Event()
+        self._listen_addresses: tuple[str, ...] = ()
+        self._random = random.Random()
+
+    # -- the node's interface
+
+    def send(self, peer_index: int, message: bytes) -> None:
+        """Queue ``message`` for one peer; never blocks (a full queue drops its oldest)."""
+        peer = self._peers.get(peer_index)
+        if peer is None:
+            raise ValueError(f"{peer_index} is not the index of another validator")
+        self._check_message(message)
+        self._enqueue(peer, message)
+
+    def broadcast(self, message: bytes) -> None:
+        """Queue ``message`` for every other validator; never blocks."""
+        self._check_message(message)
+        for peer in self._peers.values():
+            self._enqueue(peer, message)
+
+    @property
+    def listen_addresses(self) -> tuple[str, ...]:
+        """``host:port`` of each listening socket (the real port when the config said 0)."""
+        return self._listen_addresses
+
+    def connected_peers(self) -> list[int]:
+        """Indices of the validators with an authenticated link right now, ascending."""
+        return sorted(i for i, p in self._peers.items() if p.link is not None)
+
+    async def wait_connected(self, peers: Iterable[int] | None = None) -> None:
+        """Wait until every one of ``peers`` (default: all other validators) is connected."""
+        wanted = set(self._peers if peers is None else peers)
+        if not wanted.issubset(self._peers):
+            raise ValueError(
+                f"not indices of other validators: {sorted(wanted - set(self._peers))}"
+            )
+        while not wanted.issubset(self.connected_peers()):
+            await self._changed.wait()
+
+    def statistics(self) -> NetworkStatistics:
+        return NetworkStatistics(
+            own_index=self.own_index,
+            listen_addresses=self._listen_addresses,
+            peers={i: _peer_statistics(p) for i, p in self._peers.items()},
+            inbound_refused=dict(self._inbound_refused),
+            inbound_accepted=self._inbound_accepted,
+        )
+
+    # -- queues
+
+    def _check_message(self, message: bytes) -> None:
+        if not isinstance(message, bytes) or not message:
+            raise ValueError("a message must be non-empty bytes")
+        if len(message) > self._max_message_bytes:
+            raise ValueError(
+                f"message of {len(message)} bytes is over the cap of {self._max_message_bytes}"
+            )
+
+    def _enqueue(self, peer: _Peer, message: bytes) -> None:
+        queue = peer.queue
+        queue.append(message)
+        peer.queued_bytes += len(message)
+        max_messages = self._settings.max_queue_messages
+        max_bytes = self._settings.max_queue_bytes
+        while len(queue) > max_messages or peer.queued_bytes > max_bytes:
+            peer.queued_bytes -= len(queue.popleft())
+            peer.dropped_messages += 1
+        peer.wakeup.set()
+
+    def _take_batch(self, peer: _Peer) -> list[bytes]:
+        queue = peer.queue
+        limit = self._settings.max_coalesced_bytes
+        batch: list[bytes] = []
+        size = 0
+        while queue:
+            cost = LENGTH_PREFIX_SIZE + len(queue[0])
+            if batch and size + cost > limit:
+                break
+            message = queue.popleft()
+            batch.append(message)
+            size += cost
+        peer.queued_bytes -= size - LENGTH_PREFIX_SIZE * len(batch)
+        return batch
+
+    def _notify_change(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    # -- running
+
+    async def _run(
+        self,
+        listeners: Sequence[trio.SocketListener],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        self._listen_addresses = tuple(_address_of(listener) for listener in listeners)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, self._handle_inbound, list(listeners))
+            for peer in self._peers.values():
+                if peer.index > self.own_index and peer.address is not None:
+                    nursery.start_soon(self._dial_loop, peer)
+            task_status.started()
+
+    def _handshake(self, role: Role, allowed: Collection[bytes]) -> Handshake:
+        return Handshake(
+            role,
+            self._key,
+            self._chain_id,
+            self._genesis_hash,
+            allowed,
+            max_frame_bytes=self._settings.max_frame_bytes,
+            max_frame_counter=self._settings.max_frame_counter,
+        )
+
+    async def _establish(
+        self, stream: trio.SocketStream, handshake: Handshake
+    ) -> HandshakeResult | str:
+        """Run the handshake under its timeout: the result, or the reason it failed."""
+        try:
+            with trio.fail_after(self._settings.handshake_timeout_s):
+                await stream.send_all(handshake.data_to_send())
+                while True:
+                    data = await stream.receive_some(HANDSHAKE_READ_BYTES)
+                    if not data:
+                        return CLOSED
+                    result = handshake.receive_data(data)
+                    out = handshake.data_to_send()
+                    if out:
+                        await stream.send_all(out)
+                    if result is not None:
+                        return result
+        except HandshakeError as exc:
+            return exc.reason
+        except trio.TooSlowError:
+            return TIMEOUT
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return IO_ERROR
+
+    async def _handle_inbound(self, stream: trio.SocketStream) -> None:
+        async with stream:
+            if self._pending_handshakes >= self._settings.max_pending_handshakes:
+                self._inbound_refused[TOO_MANY_PENDING] += 1
+                return
+            self._pending_handshakes += 1
+            try:
+                outcome = await self._establish(
+                    stream, self._handshake(Role.RESPONDER, self._by_key)
+                )
+            finally:
+                self._pending_handshakes -= 1
+            if isinstance(outcome, str):
+                self._inbound_refused[outcome] += 1
+                log.debug("refused an inbound peer connection: %s", outcome)
+                return
+            peer = self._by_key[outcome.peer_key]
+            if peer.index > self.own_index:
+                self._inbound_refused[WRONG_DIRECTION] += 1
+                log.warning("validator %s dialed us, but we dial it; refused", peer.name)
+                return
+            self._inbound_accepted += 1
+            await self._run_link(peer, stream, outcome, "inbound")
+
+    async def _dial_loop(self, peer: _Peer) -> None:
+        settings = self._settings
+        assert peer.address is not None
+        delay = settings.reconnect_initial_s
+        while True:
+            started = trio.current_time()
+            established = await self._dial_once(peer, peer.address)
+            if established and trio.current_time() - started >= settings.backoff_reset_after_s:
+                delay = settings.reconnect_initial_s
+            await trio.sleep(delay * self._random.uniform(0.8, 1.2))
+            delay = min(delay * 2, settings.reconnect_max_s)
+
+    async def _dial_once(self, peer: _Peer, address: HostPort) -> bool:
+        """One connection attempt; True if the handshake succeeded (however the link ended)."""
+        stream: trio.SocketStream | None = None
+        with trio.move_on_after(self._settings.connect_timeout_s):
+            try:
+                stream = await trio.open_tcp_stream(address.host, address.port)
+            except OSError:
+                peer.handshake_failures[CONNECT_FAILED] += 1
+                return False
+        if stream is None:
+            peer.handshake_failures[CONNECT_TIMEOUT] += 1
+            return False
+        async with stream:
+            outcome = await self._establish(
+                stream, self._handshake(Role.INITIATOR, (peer.public_key,))
+            )
+            if isinstance(outcome, str):
+                peer.handshake_failures[outcome] += 1
+                log.info("handshake with %s (%s) failed: %s", peer.name, address, outcome)
+                return False
+            await self._run_link(peer, stream, outcome, "outbound")
+            return True
+
+    async def _run_link(
+        self, peer: _Peer, stream: trio.SocketStream, result: HandshakeResult, direction: str
+    ) -> None:
+        link = _Link(direction, trio.current_time())
+        if peer.link is not None:
+            peer.link.end_reason = REPLACED
+            peer.link.cancel_scope.cancel()
+        peer.link = link
+        peer.connections += 1
+        self._notify_change()
+        log.info("link to %s up (%s)", peer.name, direction)
+        try:
+            with link.cancel_scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write_loop, peer, stream, result.sender, link)
+                    await self._read_loop(peer, stream, result, link)
+                    link.cancel_scope.cancel()
+        finally:
+            reason = link.end_reason or CLOSED_LOCALLY
+            peer.disconnects[reason] += 1
+            if peer.link is link:
+                peer.link = None
+                self._notify_change()
+            log.info("link to %s down: %s", peer.name, reason)
+
+    def _end_link(self, link: _Link, reason: str) -> None:
+        if link.end_reason is None:
+            link.end_reason = reason
+        link.cancel_scope.cancel()
+
+    async def _read_loop(
+        self, peer: _Peer, stream: trio.SocketStream, result: HandshakeResult, link: _Link
+    ) -> None:
+        receiver = result.receiver
+        deliver = self._on_message
+        chunk = self._settings.read_chunk_bytes
+        idle_timeout = self._settings.idle_timeout_s
+        data = result.leftover
+        while True:
+            if data:
+                peer.bytes_in += len(data)
+                try:
+                    payloads = receiver.receive_data(data)
+                    batches = [split_messages(payload) for payload in payloads]
+                except FrameError as exc:
+                    log.warning("link to %s: %s", peer.name, exc)
+                    self._end_link(link, exc.reason)
+                    return
+                peer.frames_in += len(payloads)
+                for messages in batches:
+                    peer.messages_in += len(messages)
+                    for message in messages:
+                        deliver(peer.index, message)
+            data = b""
+            with trio.move_on_after(idle_timeout) as idle:
+                try:
+                    data = await stream.receive_some(chunk)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    self._end_link(link, IO_ERROR)
+                    return
+            if idle.cancelled_caught:
+                self._end_link(link, IDLE_TIMEOUT)
+                return
+            if not data:
+                self._end_link(link, CLOSED_BY_PEER)
+                return
+
+    async def _write_loop(
+        self, peer: _Peer, stream: trio.SocketStream, sender: FrameSender, link: _Link
+    ) -> None:
+        settings = self._settings
+        while True:
+            if sender.exhausted:  # checked before taking a batch, so nothing is lost
+                self._end_link(link, COUNTER_EXHAUSTED)
+                return
+            batch: list[bytes] = []
+            if peer.queue:
+                batch = self._take_batch(peer)
+            else:
+                if peer.wakeup.is_set():  # stale: set for messages already taken
+                    peer.wakeup = trio.Event()
+                with trio.move_on_after(settings.keepalive_interval_s) as quiet:
+                    await peer.wakeup.wait()
+                if not quiet.cancelled_caught:
+                    # Let whoever is about to queue more run first: fewer, fuller frames.
+                    await trio.sleep(0)
+                    continue
+            frame = sender.seal_messages(batch)
+            with trio.move_on_after(settings.send_timeout_s) as slow:
+                try:
+                    await stream.send_all(frame)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    self._end_link(link, IO_ERROR)
+                    return
+            if slow.cancelled_caught:
+                self._end_link(link, SEND_TIMEOUT)
+                return
+            peer.frames_out += 1
+            peer.messages_out += len(batch)
+            peer.bytes_out += len(frame)
+
+
+def _peer_statistics(peer: _Peer) -> PeerStatistics:
+    return PeerStatistics(
+        index=peer.index,
+        name=peer.name,
+        connected=peer.link is not None,
+        direction=None if peer.link is None else peer.link.direction,
+        messages_out=peer.messages_out,
+        frames_out=peer.frames_out,
+        bytes_out=peer.bytes_out,
+        messages_in=peer.messages_in,
+        frames_in=peer.frames_in,
+        bytes_in=peer.bytes_in,
+        queued_messages=len(peer.queue),
+        queued_bytes=peer.queued_bytes,
+        dropped_messages=peer.dropped_messages,
+        connections=peer.connections,
+        reconnects=max(0, peer.connections - 1),
+        handshake_failures=dict(peer.handshake_failures),
+        disconnects=dict(peer.disconnects),
+    )
+
+
+def _address_of(listener: trio.SocketListener) -> str:
+    host, port = listener.socket.getsockname()[:2]
+    return f"{host}:{port}"
+
+
+@asynccontextmanager
+async def open_peer_network(
+    config: NodeConfig,
+    genesis: Genesis,
+    validator_key: PrivateKey,
+    on_message: MessageHandler,
+    *,
+    settings: TransportSettings | None = None,
+    listeners: Sequence[trio.SocketListener] | None = None,
+) -> AsyncIterator[PeerNetwork]:
+    """Listen on ``config.p2p_listen`` (or on ``listeners``), dial peers, yield the network.
+
+    ``on_message(sender_index, message)`` is called on the event loop for every message
+    received; it must not block. Leaving the block closes every link and the listeners
+    (queued messages are discarded); ``listeners`` passed in are closed too.
+    """
+    try:
+        network = PeerNetwork(
+            config, genesis, validator_key, on_message, settings or TransportSettings()
+        )
+        if listeners is None:
+            listeners = await trio.open_tcp_listeners(
+                config.p2p_listen.port, host=config.p2p_listen.host
+            )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(network._run, listeners)
+            try:
+                yield network
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            for listener in listeners or ():
+                await listener.aclose()
