@@ -1,0 +1,31 @@
+"""Example contracts, shipped as assembly source: token, lock, registry and vote.
+
+The ``.qasm`` files are package data (pyproject: ``contracts = ["examples/*.qasm"]``).
+Reading them is the only file access anywhere in ``contracts/``: it reads immutable
+source that ships with the code, never state, and the VM itself never calls it.
+"""
+
+from __future__ import annotations
+
+import pkgutil
+from typing import Final
+
+from contracts.assembler import assemble
+
+#: The example names, each a ``<name>.qasm`` file next to this module.
+EXAMPLES: Final = ("lock", "registry", "token", "vote")
+
+
+def source(name: str) -> str:
+    """The assembly source of example ``name``."""
+    if name not in EXAMPLES:
+        raise KeyError(f"no example contract {name!r} (have: {', '.join(EXAMPLES)})")
+    data = pkgutil.get_data(__name__, f"{name}.qasm")
+    if data is None:
+        raise LookupError(f"example {name!r} is not installed with the package")
+    return data.decode("utf-8")
+
+
+def load(name: str) -> bytes:
+    """Example ``name`` assembled into a code container, ready to deploy."""
+    return assemble(source(name))
