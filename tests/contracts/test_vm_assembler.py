@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from vm_support import random_containers
 
 from contracts.abi import AbiType
 from contracts.assembler import AssemblyError, assemble, disassemble
 from contracts.examples import EXAMPLES, load, source
 from contracts.opcodes import Op
 from contracts.validate import CodeError, validate_code
+from tests.contracts.vm_support import random_containers
 
 
 def ops(raw: bytes) -> list[tuple[Op, object]]:

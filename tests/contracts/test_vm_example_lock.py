@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from vm_support import ALICE, BOB, Chain
 
 from contracts.examples import load
 from contracts.interpreter import ExecutionStatus
 from contracts.state import EventRecord
+from tests.contracts.vm_support import ALICE, BOB, Chain
 
 
 @pytest.fixture

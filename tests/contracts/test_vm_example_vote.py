@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from vm_support import ALICE, BOB, CAROL, DAVE, Chain
 
 from contracts.examples import load
 from contracts.interpreter import ExecutionStatus
+from tests.contracts.vm_support import ALICE, BOB, CAROL, DAVE, Chain
 
 TARGET = """
 .method ping() -> u64 payable

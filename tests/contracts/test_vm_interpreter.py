@@ -10,15 +10,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vm_support import (
-    ALICE,
-    BOB,
-    GAS,
-    RANDOM_MAIN,
-    RANDOM_OTHER,
-    Chain,
-    random_containers,
-)
 
 import contracts.interpreter as interpreter
 from contracts import limits
@@ -34,6 +25,15 @@ from contracts.interpreter import (
 )
 from contracts.state import BlockContext, MemoryHost, StateWrites
 from ledger.chain import types as chain_types
+from tests.contracts.vm_support import (
+    ALICE,
+    BOB,
+    GAS,
+    RANDOM_MAIN,
+    RANDOM_OTHER,
+    Chain,
+    random_containers,
+)
 
 BLOCK = BlockContext(7, 1_000)
 COUNTER = """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from vm_support import ALICE
 
 from contracts.abi import ContractAbi, MethodAbi
 from contracts.bench import run_spin_loop, run_token_transfers
@@ -14,6 +13,7 @@ from contracts.limits import CALL_INTRINSIC_GAS
 from contracts.opcodes import BY_BYTE, BY_MNEMONIC, OPCODES, Imm, Op, OpSpec, Variadic
 from contracts.state import BlockContext, MemoryHost
 from contracts.validate import encode_instruction
+from tests.contracts.vm_support import ALICE
 
 CONTRACT = bytes([0x5C]) * 20
 HALT = OPCODES[Op.HALT]

@@ -7,7 +7,6 @@ import contextlib
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vm_support import random_containers
 
 from contracts.abi import AbiType, ContractAbi, MethodAbi, Param
 from contracts.assembler import assemble
@@ -17,6 +16,7 @@ from contracts.limits import MAX_BYTES_LENGTH, MAX_CODE_BYTES
 from contracts.opcodes import OPCODES, Op
 from contracts.validate import CodeCache, CodeError, encode_instruction, validate_code
 from crypto.encoding import encode
+from tests.contracts.vm_support import random_containers
 
 MAIN = MethodAbi("main", (), None, 0)
 HALT = bytes([Op.HALT])

@@ -1,0 +1,80 @@
+"""State as execution sees it: a chain of overlays on top of the committed store.
+
+Theory of operation. Committed state lives in the store's flat ``state`` table (fast reads)
+and in the authenticated tree (the root and proofs). A block executes on a
+:class:`StateOverlay` whose base is either the committed state or the overlay of the
+pending block below it (execution happens before the vote, and the primary may pipeline);
+the overlay collects the block's writes, which become one state delta for the store and
+one batch for the tree. Dropping an overlay discards a proposal that did not commit.
+
+The overlay is also the VM's read-only :class:`contracts.state.Host`.
+
+Never: write to the base, iterate a set, or decode a stored value leniently — a state value
+that does not decode is a corrupt store and raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from contracts.state import StateWrites
+from ledger.chain.accounts import EMPTY_ACCOUNT, Account, account_key, code_key, storage_key
+
+
+class StateReader(Protocol):
+    """Reads one state value (the store, or an overlay)."""
+
+    def get_state(self, key: bytes) -> bytes | None: ...
+
+
+class StateOverlay:
+    """Writes layered over a :class:`StateReader`; also the VM's Host."""
+
+    __slots__ = ("_base", "writes")
+
+    def __init__(self, base: StateReader) -> None:
+        self._base = base
+        #: key -> new value, or None for a deletion; insertion order is execution order.
+        self.writes: dict[bytes, bytes | None] = {}
+
+    def get_state(self, key: bytes) -> bytes | None:
+        if key in self.writes:
+            return self.writes[key]
+        return self._base.get_state(key)
+
+    def set_state(self, key: bytes, value: bytes | None) -> None:
+        self.writes[key] = value
+
+    def get_account(self, address: bytes) -> Account:
+        raw = self.get_state(account_key(address))
+        return EMPTY_ACCOUNT if raw is None else Account.decode(raw)
+
+    def set_account(self, address: bytes, account: Account) -> None:
+        self.writes[account_key(address)] = account.encode()
+
+    # contracts.state.Host
+
+    def get_code(self, address: bytes) -> bytes | None:
+        return self.get_state(code_key(address))
+
+    def get_storage(self, address: bytes, key: bytes) -> bytes | None:
+        return self.get_state(storage_key(address, key))
+
+    def get_balance(self, address: bytes) -> int:
+        return self.get_account(address).balance
+
+    def apply_vm_writes(self, writes: StateWrites) -> None:
+        """Apply a successful VM execution's net writes (see contracts.state conventions)."""
+        for address, key, value in writes.storage:
+            self.writes[storage_key(address, key)] = value
+        for address, balance in writes.balances:
+            account = self.get_account(address)
+            self.set_account(address, Account(balance, account.nonce))
+        for address, code in writes.code:
+            self.writes[code_key(address)] = code
+            if self.get_state(account_key(address)) is None:
+                self.set_account(address, EMPTY_ACCOUNT)
+
+    def delta(self) -> Mapping[bytes, bytes | None]:
+        return self.writes
