@@ -54,7 +54,7 @@ async def link(messages: int, size: int) -> dict[str, float]:
             p2p_listen=HostPort("127.0.0.1", ports[i]),
             peers=(
                 PeerConfig(
-                    f"v{1 - i}", HostPort("127.0.0.1", ports[1 - i]), keys[1 - i].public_key, b""
+                    f"v{1 - i}", HostPort("127.0.0.1", ports[1 - i]), keys[1 - i].public_key
                 ),
             ),
         )
