@@ -133,6 +133,13 @@ class QuorumClient:
         )
         return dict(_decode(response))
 
+    def contract(self, address: bytes | str) -> dict[str, Any] | None:
+        key = address.hex() if isinstance(address, bytes) else address
+        result: dict[str, Any] | None = _decode(
+            self._request("GET", f"/v1/contracts/{key}"), allow_404=True
+        )
+        return result
+
     def status(self) -> dict[str, Any]:
         return dict(_decode(self._request("GET", "/v1/status")))
 

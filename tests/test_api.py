@@ -44,34 +44,37 @@ class FakeNode:
         self.submitted.append((raws, wait, timeout_ms))
         return [{"tx_hash": r.hex(), "status": "pending"} for r in raws]
 
-    def transaction(self, tx_hash: bytes) -> dict[str, Any] | None:
+    async def transaction(self, tx_hash: bytes) -> dict[str, Any] | None:
         return (
             {"tx_hash": tx_hash.hex(), "status": "committed", "height": 3}
             if tx_hash[0] == 1
             else None
         )
 
-    def block(self, height: int | None) -> dict[str, Any] | None:
+    async def block(self, height: int | None) -> dict[str, Any] | None:
         if height is None:
             height = 7
         return {"height": height} if height <= 7 else None
 
-    def account(self, address: bytes) -> dict[str, Any]:
+    async def account(self, address: bytes) -> dict[str, Any]:
         return {"address": address.hex(), "balance": 5, "nonce": 0}
 
     async def query(self, address: bytes, method: str, args: list[Any]) -> dict[str, Any]:
         return {"return": len(args), "method": method}
 
-    def status(self) -> dict[str, Any]:
+    async def contract(self, address: bytes) -> dict[str, Any] | None:
+        return {"address": address.hex(), "code": "00"} if address[0] == 0xAB else None
+
+    async def status(self) -> dict[str, Any]:
         return {"height": 7, "view": 0}
 
-    def validators(self) -> list[dict[str, Any]]:
+    async def validators(self) -> list[dict[str, Any]]:
         return [{"name": "node0"}]
 
-    def healthy(self) -> bool:
+    async def healthy(self) -> bool:
         return self.is_healthy
 
-    def metrics(self) -> bytes:
+    async def metrics(self) -> bytes:
         return b"quorum_height 7\n"
 
 
@@ -107,6 +110,8 @@ def test_submit_and_reads(client: Client, node: FakeNode) -> None:
         "return": 2,
         "method": "m",
     }
+    assert client.get("/v1/contracts/" + "ab" * 20).json()["code"] == "00"
+    assert client.get("/v1/contracts/" + "cd" * 20).status_code == 404
     assert client.get("/v1/status").json()["height"] == 7
     assert client.get("/v1/validators").json() == {"validators": [{"name": "node0"}]}
     assert client.get("/health").status_code == 200

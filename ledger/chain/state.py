@@ -38,6 +38,11 @@ class StateOverlay:
         #: key -> new value, or None for a deletion; insertion order is execution order.
         self.writes: dict[bytes, bytes | None] = {}
 
+    def rebase(self, base: StateReader) -> None:
+        """Read through ``base`` from now on: the parent committed, and ``base`` (the store)
+        now holds exactly what the parent overlay held, so the parent can be freed."""
+        self._base = base
+
     def get_state(self, key: bytes) -> bytes | None:
         if key in self.writes:
             return self.writes[key]

@@ -136,6 +136,11 @@ class OverlayNodes:
     def base(self) -> NodeReader:
         return self._base
 
+    def rebase(self, base: NodeReader) -> None:
+        """Read through ``base`` from now on (the update below this one was committed into
+        ``base``), so a long chain of pipelined blocks does not keep every ancestor alive."""
+        self._base = base
+
     def get_node(self, node_key: bytes) -> bytes | None:
         node = self._writes.get(node_key)
         if node is not None:

@@ -421,6 +421,25 @@ class Store:
             with self._conn.begin():
                 self._write_consensus_meta({key: value})
 
+    def write_consensus_meta(self, records: Mapping[str, bytes | None]) -> None:
+        """Durably upsert (value) or delete (None) several consensus records in one transaction."""
+        if not records:
+            return
+        with self._lock, self._db_errors("write consensus metadata"):
+            self._check_open()
+            with self._conn.begin():
+                self._write_consensus_meta(records)
+
+    def consensus_meta_items(self) -> list[tuple[str, bytes]]:
+        """Every consensus record, sorted by key (read once at startup)."""
+        with self._reading():
+            rows = self._conn.execute(
+                select(consensus_meta_table.c.key, consensus_meta_table.c.value).order_by(
+                    consensus_meta_table.c.key
+                )
+            ).all()
+        return [(str(k), bytes(v)) for k, v in rows]
+
     def _write_consensus_meta(self, records: Mapping[str, bytes | None]) -> None:
         self._executemany(
             CONSENSUS_META_UPSERT, [(k, v) for k, v in records.items() if v is not None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from ledger import __version__
-from ledger.cli import genesis_cmd, keys_cmd, testnet_cmd
+from ledger.cli import genesis_cmd, keys_cmd, node_cmd, sim_cmd, testnet_cmd, tx_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,6 +24,11 @@ def cli() -> None:
 cli.add_command(keys_cmd.keys)
 cli.add_command(genesis_cmd.genesis)
 cli.add_command(testnet_cmd.testnet)
+cli.add_command(node_cmd.node)
+cli.add_command(tx_cmd.tx)
+cli.add_command(tx_cmd.contract)
+cli.add_command(tx_cmd.query)
+cli.add_command(sim_cmd.sim)
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from crypto.keyfile import KeyFileError
 from genesis.document import GenesisError
+from ledger.chain.store_check import StoreError
 from ledger.config import ConfigError
 
 EXIT_OK: Final = 0
@@ -74,7 +75,12 @@ json_option = click.option(
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Exceptions that describe the user's input, never our bug.
-USER_ERRORS: Final[tuple[type[Exception], ...]] = (KeyFileError, GenesisError, ConfigError)
+USER_ERRORS: Final[tuple[type[Exception], ...]] = (
+    KeyFileError,
+    GenesisError,
+    ConfigError,
+    StoreError,
+)
 
 
 def command_errors(func: F) -> F:

@@ -187,3 +187,158 @@ def init_testnet(
     tmp.write_text(json.dumps(layout.manifest(), indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, manifest_path)
     return layout
+
+
+# ----------------------------------------------------------------------------- processes
+
+PID_FILE_NAME: Final = "node.pid"
+LOG_FILE_NAME: Final = "node.log"
+#: How long `testnet start` waits for every node to answer /health.
+START_TIMEOUT_S: Final = 90.0
+#: How long `testnet stop` waits after SIGTERM before SIGKILL.
+STOP_TIMEOUT_S: Final = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEntry:
+    name: str
+    home: Path
+    rpc: str
+    p2p: str
+
+    __test__ = False
+
+
+def load_manifest(directory: Path) -> list[NodeEntry]:
+    """The nodes of the testnet in ``directory`` (raises TestnetError when there is none)."""
+    path = directory / MANIFEST_FILE_NAME
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return [
+            NodeEntry(n["name"], directory / n["home"], n["rpc"], n["p2p"]) for n in doc["nodes"]
+        ]
+    except FileNotFoundError:
+        raise TestnetError(
+            f"no testnet in {directory} (run `quorum testnet init --dir {directory}`)"
+        ) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TestnetError(f"{path} is damaged: {exc}") from None
+
+
+def select_nodes(nodes: list[NodeEntry], only: str | None) -> list[NodeEntry]:
+    if only is None:
+        return nodes
+    chosen = [n for n in nodes if n.name == only]
+    if not chosen:
+        raise TestnetError(f"no node named {only!r} (have: {', '.join(n.name for n in nodes)})")
+    return chosen
+
+
+def read_pid(node: NodeEntry) -> int | None:
+    try:
+        text = (node.home / PID_FILE_NAME).read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def pid_running(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:  # reap it if it is our own exited child
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().split(") ", 1)[1][:1] != "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+def healthy(rpc: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{rpc}/health", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_nodes(
+    nodes: list[NodeEntry], *, timeout_s: float = START_TIMEOUT_S
+) -> list[tuple[NodeEntry, int]]:
+    """Start each node as a background process; return when all answer /health."""
+    import subprocess
+    import sys
+    import time
+
+    started = []
+    for node in nodes:
+        pid = read_pid(node)
+        if pid_running(pid):
+            assert pid is not None
+            started.append((node, pid))
+            continue
+        log = open(node.home / LOG_FILE_NAME, "ab")  # noqa: SIM115 - handed to the child
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ledger.cli", "node", "start", "--home", str(node.home)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        (node.home / PID_FILE_NAME).write_text(f"{process.pid}\n", encoding="ascii")
+        started.append((node, process.pid))
+    deadline = time.monotonic() + timeout_s
+    waiting = list(started)
+    while waiting:
+        waiting = [(n, p) for n, p in waiting if not healthy(n.rpc)]
+        for node, pid in waiting:
+            if not pid_running(pid):
+                tail = (node.home / LOG_FILE_NAME).read_text(encoding="utf-8", errors="replace")[
+                    -2000:
+                ]
+                raise TestnetError(f"{node.name} exited during startup; its log ends:\n{tail}")
+        if waiting and time.monotonic() > deadline:
+            raise TestnetError(
+                f"{', '.join(n.name for n, _ in waiting)} did not become healthy in {timeout_s:.0f} s"
+            )
+        if waiting:
+            time.sleep(0.2)
+    return started
+
+
+def stop_nodes(
+    nodes: list[NodeEntry], *, timeout_s: float = STOP_TIMEOUT_S
+) -> list[tuple[NodeEntry, int | None, bool]]:
+    """SIGTERM each running node, wait, SIGKILL stragglers. Returns (node, pid, was_running)."""
+    import signal
+    import time
+
+    report = []
+    for node in nodes:
+        pid = read_pid(node)
+        running = pid_running(pid)
+        if running and pid is not None:
+            os.kill(pid, signal.SIGTERM)
+        report.append((node, pid, running))
+    deadline = time.monotonic() + timeout_s
+    for node, pid, running in report:
+        while running and pid_running(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if running and pid is not None and pid_running(pid):
+            os.kill(pid, signal.SIGKILL)
+            while pid_running(pid):
+                time.sleep(0.05)
+        (node.home / PID_FILE_NAME).unlink(missing_ok=True)
+    return report

@@ -16,8 +16,15 @@ from ledger.cli.testnet import (
     DEFAULT_BASE_PORT,
     DEFAULT_CHAIN_ID,
     DEFAULT_TESTNET_DIR,
+    LOG_FILE_NAME,
     TestnetError,
     init_testnet,
+    load_manifest,
+    pid_running,
+    read_pid,
+    select_nodes,
+    start_nodes,
+    stop_nodes,
 )
 
 dir_option = click.option(
@@ -108,5 +115,142 @@ def testnet_init(
         console.print(table)
         console.print(f"{len(manifest['accounts'])} funded accounts in {directory / 'accounts'}")
         render_genesis_summary(doc["genesis"], console)
+
+    Output(as_json).emit(doc, render)
+
+
+only_option = click.option("--only", metavar="NAME", help="Act on this node only (e.g. node2).")
+
+
+@testnet.command("start")
+@dir_option
+@only_option
+@json_option
+@command_errors
+def testnet_start(directory: Path, only: str | None, as_json: bool) -> None:
+    """Start the testnet's nodes in the background; returns when every one is healthy."""
+    try:
+        nodes = select_nodes(load_manifest(directory), only)
+        Output(as_json).note(f"starting {', '.join(n.name for n in nodes)} ...")
+        started = start_nodes(nodes)
+    except TestnetError as exc:
+        raise CommandError(str(exc)) from None
+    doc = {
+        "nodes": [
+            {
+                "name": n.name,
+                "pid": pid,
+                "rpc": n.rpc,
+                "p2p": n.p2p,
+                "log": str(n.home / LOG_FILE_NAME),
+            }
+            for n, pid in started
+        ]
+    }
+
+    def render(console: Console) -> None:
+        for entry in doc["nodes"]:
+            console.print(
+                f"{entry['name']} running (pid {entry['pid']}) rpc {entry['rpc']} log {entry['log']}"
+            )
+
+    Output(as_json).emit(doc, render)
+
+
+@testnet.command("stop")
+@dir_option
+@only_option
+@json_option
+@command_errors
+def testnet_stop(directory: Path, only: str | None, as_json: bool) -> None:
+    """Stop the testnet's nodes (SIGTERM, then SIGKILL after a grace period)."""
+    try:
+        report = stop_nodes(select_nodes(load_manifest(directory), only))
+    except TestnetError as exc:
+        raise CommandError(str(exc)) from None
+    doc = {
+        "nodes": [
+            {"name": n.name, "pid": pid, "was_running": running} for n, pid, running in report
+        ]
+    }
+
+    def render(console: Console) -> None:
+        for entry in doc["nodes"]:
+            console.print(
+                f"{entry['name']} {'stopped' if entry['was_running'] else 'was not running'}"
+            )
+
+    Output(as_json).emit(doc, render)
+
+
+@testnet.command("status")
+@dir_option
+@json_option
+@command_errors
+def testnet_status(directory: Path, as_json: bool) -> None:
+    """A table of the testnet's nodes: process, height, head, view, primary, peers."""
+    from ledger.client import ClientError, QuorumClient
+
+    try:
+        nodes = load_manifest(directory)
+    except TestnetError as exc:
+        raise CommandError(str(exc)) from None
+    rows: list[dict[str, Any]] = []
+    for node in nodes:
+        pid = read_pid(node)
+        entry: dict[str, Any] = {
+            "name": node.name,
+            "pid": pid,
+            "running": pid_running(pid),
+            "rpc": node.rpc,
+            "p2p": node.p2p,
+        }
+        if entry["running"]:
+            try:
+                with QuorumClient(node.rpc, timeout_s=3.0) as client:
+                    status = client.status()
+                entry.update(
+                    {
+                        "height": status["height"],
+                        "head_hash": status["head_hash"],
+                        "view": status["view"],
+                        "primary": status["primary"],
+                        "peers": status["peers"],
+                        "syncing": status["syncing"],
+                        "mempool": status["mempool"]["transactions"],
+                        "waiting_for": status["waiting_for"],
+                    }
+                )
+            except ClientError as exc:
+                entry["error"] = str(exc)
+        rows.append(entry)
+    doc = {"dir": str(directory), "nodes": rows}
+
+    def render(console: Console) -> None:
+        table = Table(
+            "name",
+            "pid",
+            "state",
+            "height",
+            "head",
+            "view",
+            "primary",
+            "peers",
+            "mempool",
+            box=None,
+            pad_edge=False,
+        )
+        for r in rows:
+            state = "running" if r["running"] else "stopped"
+            if r.get("error"):
+                state = "unreachable"
+            elif r.get("syncing"):
+                state = "syncing"
+            table.add_row(
+                r["name"], str(r["pid"] or "-"), state, str(r.get("height", "-")), (r.get("head_hash") or "-")[:16],
+                str(r.get("view", "-")), str(r.get("primary", "-")), str(len(r.get("peers", []))) if "peers" in r else "-",
+                str(r.get("mempool", "-")),
+            )  # fmt: skip
+        console.print(table)
 
     Output(as_json).emit(doc, render)

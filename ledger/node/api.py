@@ -13,6 +13,7 @@ touches consensus state directly. Routes (all JSON unless noted)::
     GET  /v1/blocks/latest           header, transactions, commit certificate
     GET  /v1/blocks/{height}
     GET  /v1/accounts/{address}      balance, nonce
+    GET  /v1/contracts/{address}     code (hex) and ABI of a deployed contract
     POST /v1/contracts/{address}/query   {"method": str, "args": [...]}   read-only call
     GET  /v1/status                  height, head, view, primary, peers, syncing, why stalled
     GET  /v1/validators
@@ -60,21 +61,23 @@ class NodeBackend(Protocol):
     async def submit(self, raws: list[bytes], wait: bool, timeout_ms: int) -> list[dict[str, Any]]:
         """Admit transactions; one result per input, in order (status, tx_hash, ...)."""
 
-    def transaction(self, tx_hash: bytes) -> dict[str, Any] | None: ...
+    async def transaction(self, tx_hash: bytes) -> dict[str, Any] | None: ...
 
-    def block(self, height: int | None) -> dict[str, Any] | None: ...
+    async def block(self, height: int | None) -> dict[str, Any] | None: ...
 
-    def account(self, address: bytes) -> dict[str, Any]: ...
+    async def account(self, address: bytes) -> dict[str, Any]: ...
 
     async def query(self, address: bytes, method: str, args: list[Any]) -> dict[str, Any]: ...
 
-    def status(self) -> dict[str, Any]: ...
+    async def contract(self, address: bytes) -> dict[str, Any] | None: ...
 
-    def validators(self) -> list[dict[str, Any]]: ...
+    async def status(self) -> dict[str, Any]: ...
 
-    def healthy(self) -> bool: ...
+    async def validators(self) -> list[dict[str, Any]]: ...
 
-    def metrics(self) -> bytes: ...
+    async def healthy(self) -> bool: ...
+
+    async def metrics(self) -> bytes: ...
 
 
 def parse_hex(text: str, what: str, size: int | None = None) -> bytes:
@@ -160,7 +163,7 @@ def build_app(backend: NodeBackend) -> Starlette:
 
     async def transaction(request: Request) -> Response:
         tx_hash = parse_hex(request.path_params["tx_hash"], "transaction hash", 32)
-        found = backend.transaction(tx_hash)
+        found = await backend.transaction(tx_hash)
         if found is None:
             raise ApiError(404, "not_found", "no such transaction (not committed, not pending)")
         return _json(found)
@@ -175,14 +178,21 @@ def build_app(backend: NodeBackend) -> Starlette:
             raise ApiError(
                 400, "bad_request", "height: expected a non-negative integer or 'latest'"
             )
-        found = backend.block(height)
+        found = await backend.block(height)
         if found is None:
             raise ApiError(404, "not_found", f"no block at height {text}")
         return _json(found)
 
     async def account(request: Request) -> Response:
         address = parse_hex(request.path_params["address"], "address", 20)
-        return _json(backend.account(address))
+        return _json(await backend.account(address))
+
+    async def contract(request: Request) -> Response:
+        address = parse_hex(request.path_params["address"], "contract address", 20)
+        found = await backend.contract(address)
+        if found is None:
+            raise ApiError(404, "not_found", f"no contract at {address.hex()}")
+        return _json(found)
 
     async def query(request: Request) -> Response:
         address = parse_hex(request.path_params["address"], "contract address", 20)
@@ -198,17 +208,19 @@ def build_app(backend: NodeBackend) -> Starlette:
         return _json(await backend.query(address, method, args))
 
     async def status(request: Request) -> Response:
-        return _json(backend.status())
+        return _json(await backend.status())
 
     async def validators(request: Request) -> Response:
-        return _json({"validators": backend.validators()})
+        return _json({"validators": await backend.validators()})
 
     async def health(request: Request) -> Response:
-        ok = backend.healthy()
+        ok = await backend.healthy()
         return _json({"healthy": ok}, 200 if ok else 503)
 
     async def metrics(request: Request) -> Response:
-        return Response(backend.metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(
+            await backend.metrics(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
@@ -224,6 +236,7 @@ def build_app(backend: NodeBackend) -> Starlette:
         Route("/v1/transactions/{tx_hash}", transaction, methods=["GET"]),
         Route("/v1/blocks/{height}", block, methods=["GET"]),
         Route("/v1/accounts/{address}", account, methods=["GET"]),
+        Route("/v1/contracts/{address}", contract, methods=["GET"]),
         Route("/v1/contracts/{address}/query", query, methods=["POST"]),
         Route("/v1/status", status, methods=["GET"]),
         Route("/v1/validators", validators, methods=["GET"]),

@@ -198,6 +198,15 @@ class Mempool:
                     break
         return chosen
 
+    def remove(self, tx: Transaction) -> None:
+        """Drop a transaction that can never be included (expired, forbidden, forged)."""
+        entry = self._by_hash.get(tx.hash)
+        if entry is not None:
+            self._remove(tx.sender_address, entry)
+            self._rejected["dropped_unincludable"] = (
+                self._rejected.get("dropped_unincludable", 0) + 1
+            )
+
     def release_proposed(self) -> None:
         """Forget what select() handed out (the proposal was abandoned, e.g. on view change)."""
         for sender in self._senders.values():

@@ -1,0 +1,155 @@
+"""What a replica is told at construction: the validator set, the genesis anchor, the limits.
+
+The consensus core never imports ``genesis`` (imports flow crypto <- consensus <- genesis),
+so the driver copies the genesis consensus parameters into a :class:`ReplicaConfig`. All
+timers are integers: the driver calls ``tick()`` every ``tick_ms`` and every timeout is a
+whole number of ticks computed here, once.
+
+Two pure functions are injected rather than imported, so the core stays free of the ledger's
+block format: ``block_digest`` (the block hash of an opaque payload, or None if the payload
+is malformed) and ``verify_signature`` (defaults to :func:`crypto.keys.verify`; the
+simulator passes a memoising wrapper so n replicas in one process verify each signature
+once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from consensus.quorum import max_faulty, quorum_size, weak_quorum_size
+from crypto import keys
+from crypto.hashing import HASH_SIZE, ZERO_HASH
+
+#: Largest validator set the message formats accept (same bound as the chain's certificates).
+MAX_VALIDATORS: Final = 1024
+#: Largest opaque block payload any configuration may allow (the encoding's hard cap is 16 MiB
+#: for a whole message, and a PRE-PREPARE carries one payload plus a small header).
+MAX_BLOCK_BYTES_HARD: Final = 15 * 1024 * 1024
+
+DigestFn = Callable[[bytes], bytes | None]
+VerifyFn = Callable[[bytes, str, str, bytes, bytes], bool]
+
+
+class ConfigError(ValueError):
+    """A replica configuration that cannot work (the driver's mistake, caught at startup)."""
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaConfig:
+    """Everything every replica of one chain must agree on, plus this node's tick length."""
+
+    chain_id: str
+    #: Ed25519 public keys in genesis order; the primary of view v is validators[v mod n].
+    validators: tuple[bytes, ...]
+    #: The block every chain starts from (height initial_height - 1): the first stable
+    #: checkpoint, which needs no certificate.
+    genesis_height: int
+    genesis_digest: bytes
+    genesis_state_root: bytes = ZERO_HASH
+    #: Pure function: the block hash of an opaque payload, or None if it is malformed.
+    block_digest: DigestFn
+    checkpoint_interval: int = 64
+    watermark_window: int = 256
+    max_pipeline: int = 4
+    view_change_timeout_ms: int = 2000
+    max_view_change_timeout_ms: int = 60_000
+    max_block_bytes: int = 4 * 1024 * 1024
+    tick_ms: int = 100
+    #: Human names for diagnostics ("node0", ...); defaults to node{i}.
+    validator_names: tuple[str, ...] = ()
+    verify_signature: VerifyFn = field(default=keys.verify)
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        n = len(self.validators)
+        if not keys.valid_chain_id(self.chain_id):
+            problems.append(f"chain_id {self.chain_id!r} is not a valid chain id")
+        if not 1 <= n <= MAX_VALIDATORS:
+            problems.append(f"need 1..{MAX_VALIDATORS} validators, got {n}")
+        if any(not isinstance(v, bytes) or len(v) != keys.PUBLIC_KEY_SIZE for v in self.validators):
+            problems.append("every validator must be a 32-byte Ed25519 public key")
+        if len(set(self.validators)) != n:
+            problems.append("validator public keys must be distinct")
+        if self.validator_names and len(self.validator_names) != n:
+            problems.append("validator_names must name every validator")
+        if self.genesis_height < 0:
+            problems.append("genesis_height must be >= 0")
+        if len(self.genesis_digest) != HASH_SIZE or len(self.genesis_state_root) != HASH_SIZE:
+            problems.append("genesis digest and state root must be 32 bytes")
+        if self.checkpoint_interval < 1:
+            problems.append("checkpoint_interval must be >= 1")
+        elif (
+            self.watermark_window < 2 * self.checkpoint_interval
+            or self.watermark_window % self.checkpoint_interval
+        ):
+            problems.append(
+                "watermark_window must be a multiple of, and >= 2 *, checkpoint_interval"
+            )
+        if not 1 <= self.max_pipeline <= self.watermark_window:
+            problems.append("max_pipeline must be in 1..watermark_window")
+        if self.tick_ms < 1 or self.view_change_timeout_ms < 1:
+            problems.append("tick_ms and view_change_timeout_ms must be >= 1")
+        if self.max_view_change_timeout_ms < self.view_change_timeout_ms:
+            problems.append("max_view_change_timeout_ms must be >= view_change_timeout_ms")
+        if not 1 <= self.max_block_bytes <= MAX_BLOCK_BYTES_HARD:
+            problems.append(f"max_block_bytes must be in 1..{MAX_BLOCK_BYTES_HARD}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    # ------------------------------------------------------------------ derived quantities
+
+    @property
+    def n(self) -> int:
+        return len(self.validators)
+
+    @property
+    def f(self) -> int:
+        return max_faulty(self.n)
+
+    @property
+    def quorum(self) -> int:
+        return quorum_size(self.n)
+
+    @property
+    def weak_quorum(self) -> int:
+        return weak_quorum_size(self.n)
+
+    def primary(self, view: int) -> int:
+        """Index of the primary of ``view``."""
+        return view % self.n
+
+    def name(self, index: int) -> str:
+        return self.validator_names[index] if self.validator_names else f"node{index}"
+
+    @property
+    def view_change_timeout_ticks(self) -> int:
+        return max(1, _ceil_div(self.view_change_timeout_ms, self.tick_ms))
+
+    @property
+    def max_view_change_timeout_ticks(self) -> int:
+        return max(
+            self.view_change_timeout_ticks, _ceil_div(self.max_view_change_timeout_ms, self.tick_ms)
+        )
+
+    def view_change_timeout(self, consecutive: int) -> int:
+        """Ticks to wait after ``consecutive`` view changes without a commit (doubling, capped)."""
+        base = self.view_change_timeout_ticks
+        cap = self.max_view_change_timeout_ticks
+        # Bound the shift so the integer stays small whatever the count.
+        return min(cap, base << min(consecutive, 40))
+
+    @property
+    def retransmit_ticks(self) -> int:
+        """Ticks without progress before a replica resends its in-flight messages."""
+        return max(1, self.view_change_timeout_ticks // 4)
+
+    @property
+    def status_ticks(self) -> int:
+        """Ticks between STATUS announcements (how lagging replicas learn they are behind)."""
+        return max(1, self.view_change_timeout_ticks // 2)

@@ -1,0 +1,325 @@
+"""The simulated node driver: what the trio driver will do, minus the I/O.
+
+One :class:`SimDriver` per endpoint wraps a real :class:`~consensus.replica.Replica` and
+follows the driver contract of consensus/replica.py to the letter: persist (to an
+in-memory "disk" that survives crashes), apply committed blocks (the "block store", also
+surviving), send, then schedule validations, proposals and fetches as timed events. A
+crash throws away the replica, the overlays and the mempool; a restart rebuilds the
+replica with ``Replica.restore`` from the disk and the block store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from consensus.messages import CommitProof, SignedMessage
+from consensus.ready import CommittedBlock, Outbound, ProposalRequest, Ready, ValidateRequest
+from consensus.records import CommittedHead, HardState, PersistedState, PreparedRecord, SignedSlot
+from consensus.replica import Replica
+from consensus.sim.model import (
+    GENESIS_STATE_ROOT,
+    MAX_REQUESTS_PER_BLOCK,
+    block_payload,
+    next_state_root,
+    parse_block,
+    request_key,
+)
+from crypto.encoding import DecodeError
+from crypto.hashing import sha256
+from crypto.keys import PrivateKey
+
+if TYPE_CHECKING:
+    from consensus.sim.world import Simulation
+
+#: Blocks per fetch reply.
+MAX_BLOCKS_PER_FETCH_REPLY = 32
+
+Outgoing = Callable[[Outbound], list[tuple[int | None, SignedMessage]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Overlay:
+    """The execution result of a validated, uncommitted block."""
+
+    height: int
+    parent: bytes
+    ids: tuple[int, ...]
+    state_root: bytes
+
+
+@dataclass
+class Disk:
+    hard_state: HardState | None = None
+    signed: dict[tuple[int, int, str], SignedSlot] = field(default_factory=dict)
+    prepared: dict[int, PreparedRecord] = field(default_factory=dict)
+
+    def persisted(self) -> PersistedState:
+        return PersistedState(
+            self.hard_state,
+            tuple(self.signed[k] for k in sorted(self.signed)),
+            tuple(self.prepared[h] for h in sorted(self.prepared)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedBlock:
+    height: int
+    digest: bytes
+    parent: bytes
+    payload: bytes
+    certificate: CommitProof
+
+
+class SimDriver:
+    def __init__(
+        self, world: Simulation, eid: int, index: int, key: PrivateKey, honest: bool
+    ) -> None:
+        self.world = world
+        self.eid = eid
+        self.index = index
+        self.key = key
+        self.honest = honest
+        #: Builds different blocks from the same requests (a twin's second face).
+        self.variant = False
+        self.outgoing: Outgoing | None = None
+        self.disk = Disk()
+        self.chain: list[CommittedBlock] = []
+        self.applied: set[int] = set()
+        self.state_root = GENESIS_STATE_ROOT
+        self.overlays: dict[bytes, Overlay] = {}
+        self.mempool: dict[int, None] = {}
+        self.replica: Replica | None = None
+        self.incarnation = 0
+        self.last_pending: tuple[bool, bytes | None] | None = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    @property
+    def up(self) -> bool:
+        return self.replica is not None
+
+    @property
+    def head(self) -> tuple[int, bytes]:
+        if self.chain:
+            return self.chain[-1].height, self.chain[-1].digest
+        return self.world.config.genesis_height, self.world.config.genesis_digest
+
+    def boot(self) -> None:
+        self.replica = Replica(self.world.config, self.key)
+        self.handle(self.replica.start())
+
+    def crash(self) -> None:
+        self.replica = None
+        self.incarnation += 1
+        self.overlays.clear()
+        self.mempool.clear()
+        self.last_pending = None
+
+    def restart(self) -> None:
+        height, digest = self.head
+        certificate = self.chain[-1].certificate() if self.chain else None
+        head = CommittedHead(height, digest, certificate)
+        self.replica = Replica.restore(self.world.config, self.key, self.disk.persisted(), head)
+        self.handle(self.replica.start())
+
+    # ------------------------------------------------------------------ the contract
+
+    def handle(self, ready: Ready) -> None:
+        if self.replica is None:
+            return
+        persist = ready.persist
+        if persist is not None:  # 1. persist before anything leaves
+            if persist.hard_state is not None:
+                self.disk.hard_state = persist.hard_state
+            for record in persist.signed:
+                self.disk.signed[record.key] = record
+            for prepared in persist.prepared:
+                self.disk.prepared[prepared.height] = prepared
+            self._prune_disk()
+        for block in ready.committed:  # 2. the block store
+            self._apply(block)
+        for out in ready.messages:  # 3. send
+            if self.honest:
+                self.world.checker.on_send(self.index, out.message)
+            sends = self.outgoing(out) if self.outgoing is not None else [(out.to, out.message)]
+            for to, message in sends:
+                self.world.send(self, to, message)
+        for request in ready.validate:  # 4. validate (takes a little virtual time)
+            self.world.after_exec(self, "validate", request)
+        if ready.propose is not None:  # 5. build a proposal
+            self.world.after_exec(self, "propose", ready.propose)
+        if ready.fetch is not None:  # 6. fetch from a peer
+            self.world.fetch(self, ready.fetch.from_height, ready.fetch.to_height)
+        self.update_pending()
+
+    def _prune_disk(self) -> None:
+        hard = self.disk.hard_state
+        if hard is None or len(self.disk.signed) < 64:
+            return
+        for key in [
+            k
+            for k, r in self.disk.signed.items()
+            if r.view < hard.view or 0 < r.height <= hard.checkpoint.height
+        ]:
+            del self.disk.signed[key]
+        committed = self.head[0]
+        for height in [h for h in self.disk.prepared if h <= committed]:
+            del self.disk.prepared[height]
+
+    def _apply(self, block: CommittedBlock) -> None:
+        previous = self.head[1]
+        ids: list[int] | None
+        try:
+            parsed_height, parent, ids = parse_block(block.payload)
+            if parsed_height != block.height or parent != block.parent_digest:
+                ids = None
+        except DecodeError:
+            ids = None
+        if self.honest:
+            self.world.checker.on_commit(
+                self.index, block, ids, previous, self.applied, self.world.submitted
+            )
+        self.chain.append(block)
+        self.state_root = block.state_root
+        for request in ids or []:
+            self.applied.add(request)
+            self.mempool.pop(request, None)
+        for digest in [d for d, o in self.overlays.items() if o.height <= block.height]:
+            del self.overlays[digest]
+        self.world.note_commit(self, block)
+
+    def update_pending(self, force: bool = False) -> None:
+        if self.replica is None:
+            return
+        oldest = next((i for i in self.mempool if i not in self.applied), None)
+        state = (oldest is not None, None if oldest is None else request_key(oldest))
+        if force or state != self.last_pending:
+            self.last_pending = state
+            self.handle(self.replica.requests_pending(*state))
+
+    # ------------------------------------------------------------------ events
+
+    def on_message(self, data: bytes | SignedMessage) -> None:
+        if self.replica is None:
+            return
+        if isinstance(data, bytes):
+            self.handle(self.replica.receive(data))
+        else:
+            self.handle(self.replica.step(data))
+
+    def on_tick(self) -> None:
+        if self.replica is None:
+            return
+        self.handle(self.replica.tick())
+        if self.replica.ticks % 16 == 0:
+            live = {d for _, d in self.replica.live_blocks()}
+            for digest in [d for d in self.overlays if d not in live]:
+                del self.overlays[digest]
+        if self.honest:
+            self.world.checker.check_memory(self.index, self.replica)
+
+    def on_request(self, request: int) -> None:
+        if self.replica is None or request in self.applied or request in self.mempool:
+            return
+        self.mempool[request] = None
+        self.update_pending(force=True)
+
+    def _ancestry(self, parent: bytes, height: int) -> tuple[set[int], bytes] | None:
+        """Ids in the uncommitted ancestors of a block at ``height`` on ``parent``, and the
+        parent's state root; None if the parent is not a known execution result."""
+        head_height, head_digest = self.head
+        ids: set[int] = set()
+        digest, h = parent, height - 1
+        root: bytes | None = None
+        while h > head_height:
+            overlay = self.overlays.get(digest)
+            if overlay is None or overlay.height != h:
+                return None
+            if root is None:
+                root = overlay.state_root
+            ids.update(overlay.ids)
+            digest, h = overlay.parent, h - 1
+        if h != head_height or digest != head_digest:
+            return None
+        return ids, self.state_root if root is None else root
+
+    def execute(
+        self, height: int, parent: bytes, payload: bytes
+    ) -> tuple[bool, bytes, tuple[int, ...]]:
+        try:
+            block_height, block_parent, ids = parse_block(payload)
+        except DecodeError:
+            return False, b"", ()
+        ancestry = self._ancestry(parent, height)
+        if block_height != height or block_parent != parent or ancestry is None:
+            return False, b"", ()
+        before, root = ancestry
+        if len(set(ids)) != len(ids) or len(ids) > MAX_REQUESTS_PER_BLOCK:
+            return False, b"", ()
+        for request in ids:
+            if request not in self.world.submitted or request in self.applied or request in before:
+                return False, b"", ()
+        return True, next_state_root(root, ids), tuple(ids)
+
+    def do_validate(self, incarnation: int, request: ValidateRequest) -> None:
+        if self.replica is None or incarnation != self.incarnation:
+            return
+        ok, root, ids = self.execute(request.height, request.parent_digest, request.payload)
+        if ok:
+            self.overlays[request.digest] = Overlay(
+                request.height, request.parent_digest, ids, root
+            )
+        self.handle(
+            self.replica.proposal_validated(
+                request.view, request.height, request.digest, ok, root if ok else None
+            )
+        )
+
+    def do_propose(self, incarnation: int, request: ProposalRequest) -> None:
+        if self.replica is None or incarnation != self.incarnation:
+            return
+        ancestry = self._ancestry(request.parent_digest, request.height)
+        if ancestry is None:
+            self.handle(self.replica.skip_proposal(request.view, request.height))
+            return
+        before, root = ancestry
+        ids = [i for i in self.mempool if i not in self.applied and i not in before][
+            :MAX_REQUESTS_PER_BLOCK
+        ]
+        if not ids:
+            self.handle(self.replica.skip_proposal(request.view, request.height))
+            return
+        if self.variant:
+            ids = ids[::-1] if len(ids) > 1 else []
+        payload = block_payload(request.height, request.parent_digest, ids)
+        digest = sha256(payload)
+        state_root = next_state_root(root, ids)
+        self.overlays[digest] = Overlay(
+            request.height, request.parent_digest, tuple(ids), state_root
+        )
+        self.handle(
+            self.replica.propose(
+                request.view, request.height, digest, request.parent_digest, payload, state_root
+            )
+        )
+
+    def serve_fetch(self, low: int, high: int) -> list[FetchedBlock]:
+        first = self.world.config.genesis_height + 1
+        start = max(low, first) - first
+        stop = min(high, low + MAX_BLOCKS_PER_FETCH_REPLY - 1) - first + 1
+        return [
+            FetchedBlock(b.height, b.digest, b.parent_digest, b.payload, b.certificate())
+            for b in self.chain[start : max(start, stop)]
+        ]
+
+    def on_fetched(self, blocks: list[FetchedBlock]) -> None:
+        for block in blocks:
+            if self.replica is None:
+                return
+            self.handle(
+                self.replica.committed_block_from_peer(
+                    block.height, block.digest, block.parent, block.payload, block.certificate
+                )
+            )

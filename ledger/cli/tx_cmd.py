@@ -1,0 +1,410 @@
+"""`quorum tx`, `quorum contract`, `quorum query`: talk to a running node.
+
+Transaction commands print what happened — hash, status, height, receipt — and exit with
+DESIGN section 6's codes: 3 rejected by the node, 4 committed but failed, 5 timeout or
+node unreachable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Final
+
+import click
+from rich.console import Console
+
+from contracts.abi import AbiError, MethodAbi, parse_cli_args
+from contracts.assembler import AssemblyError, assemble
+from contracts.container import ContainerError, parse_container
+from contracts.interpreter import contract_address
+from crypto.hashing import from_hex
+from crypto.keyfile import load_key, read_public_info
+from crypto.keys import ADDRESS_SIZE, PrivateKey
+from ledger.chain.types import Call, Deploy, Payload, Transaction, Transfer
+from ledger.cli.nodes import client_error, connect, node_option
+from ledger.cli.output import (
+    EXIT_FAILED,
+    EXIT_REJECTED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    CommandError,
+    Output,
+    command_errors,
+    json_option,
+)
+from ledger.cli.passwords import existing_password
+from ledger.client import ClientError, QuorumClient
+
+DEFAULT_TRANSFER_GAS: Final = 10_000
+DEFAULT_CONTRACT_GAS: Final = 2_000_000
+DEFAULT_WAIT_MS: Final = 30_000
+
+from_option = click.option(
+    "--from", "key_file", required=True, type=click.Path(path_type=Path), help="Sender's key file."
+)
+password_option = click.option(
+    "--password-file", type=click.Path(path_type=Path), help="Password of an encrypted key file."
+)
+wait_option = click.option(
+    "--wait/--no-wait", default=True, show_default=True, help="Wait until the transaction commits."
+)
+
+
+def _address(text: str, what: str) -> bytes:
+    try:
+        return from_hex(text, size=ADDRESS_SIZE, name=what)
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+
+
+def _load_sender(key_file: Path, password_file: Path | None) -> PrivateKey:
+    info = read_public_info(key_file)
+    return load_key(key_file, existing_password(password_file, info.encrypted, key_file))
+
+
+def _submit(
+    client: QuorumClient, key: PrivateKey, payload: Payload, gas: int, wait: bool
+) -> tuple[Transaction, dict[str, Any]]:
+    try:
+        status = client.status()
+        account = client.account(key.address)
+        tx = Transaction.create(key, status["chain_id"], account["nonce"], payload, gas_limit=gas)
+        (result,) = client.submit([tx], wait=wait, timeout_ms=DEFAULT_WAIT_MS)
+    except ClientError as exc:
+        raise client_error(exc) from None
+    return tx, result
+
+
+def _outcome(result: dict[str, Any], tx: Transaction) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "tx_hash": tx.hash.hex(),
+        **{k: v for k, v in result.items() if k != "tx_hash"},
+    }
+    receipt = doc.get("receipt")
+    if receipt:
+        doc.setdefault("gas_used", receipt["gas_used"])
+        doc.setdefault("return", receipt["return"])
+        doc.setdefault("events", receipt["events"])
+        if receipt.get("created_address"):
+            doc.setdefault("address", receipt["created_address"])
+    return doc
+
+
+def _finish(out: Output, doc: dict[str, Any], wait: bool) -> None:
+    def render(console: Console) -> None:
+        console.print(f"transaction {doc['tx_hash']}")
+        console.print(
+            f"status      {doc['status']}"
+            + (f" ({doc.get('code')}: {doc.get('error')})" if doc["status"] == "rejected" else "")
+        )
+        if "height" in doc:
+            console.print(f"height      {doc['height']}")
+        if doc.get("address"):
+            console.print(f"address     {doc['address']}")
+        receipt = doc.get("receipt")
+        if receipt:
+            console.print(f"gas used    {receipt['gas_used']}")
+            if receipt["return"] is not None:
+                console.print(f"returned    {receipt['return']}")
+            for event in receipt["events"]:
+                console.print(
+                    f"event       {event['name']}({', '.join(str(a) for a in event['args'])})"
+                )
+            if receipt["error"]:
+                console.print(f"error       {receipt['error']}")
+
+    out.emit(doc, render)
+    status = doc["status"]
+    if status == "rejected":
+        raise SystemExit(EXIT_REJECTED)
+    if status == "failed":
+        raise SystemExit(EXIT_FAILED)
+    if wait and status == "pending":
+        click.echo("timed out waiting for the transaction to commit", err=True)
+        raise SystemExit(EXIT_UNREACHABLE)
+
+
+@click.group()
+def tx() -> None:
+    """Send transfers and look up transactions."""
+
+
+@tx.command("transfer")
+@from_option
+@click.option("--to", "to", required=True, help="Recipient address (hex).")
+@click.option("--amount", type=click.IntRange(0, 2**64 - 1), required=True)
+@click.option(
+    "--gas", type=click.IntRange(1, 2**64 - 1), default=DEFAULT_TRANSFER_GAS, show_default=True
+)
+@password_option
+@wait_option
+@node_option
+@json_option
+@command_errors
+def tx_transfer(
+    key_file: Path,
+    to: str,
+    amount: int,
+    gas: int,
+    password_file: Path | None,
+    wait: bool,
+    node_url: str | None,
+    as_json: bool,
+) -> None:
+    """Transfer native currency; prints the hash, status, height and receipt."""
+    key = _load_sender(key_file, password_file)
+    with connect(node_url) as client:
+        tx, result = _submit(client, key, Transfer(_address(to, "--to"), amount), gas, wait)
+    _finish(Output(as_json), _outcome(result, tx), wait)
+
+
+@tx.command("status")
+@click.argument("tx_hash")
+@node_option
+@json_option
+@command_errors
+def tx_status(tx_hash: str, node_url: str | None, as_json: bool) -> None:
+    """Status and receipt of a transaction."""
+    try:
+        digest = from_hex(tx_hash, size=32, name="TXHASH")
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    with connect(node_url) as client:
+        try:
+            found = client.transaction(digest)
+        except ClientError as exc:
+            raise client_error(exc) from None
+    if found is None:
+        raise CommandError(
+            f"transaction {tx_hash} is not known to this node (not committed, not pending)"
+        )
+    doc = {k: v for k, v in found.items()}
+
+    def render(console: Console) -> None:
+        for key in ("tx_hash", "status", "height", "sender", "nonce", "kind"):
+            if key in doc:
+                console.print(f"{key:<10} {doc[key]}")
+        receipt = doc.get("receipt")
+        if receipt:
+            console.print(f"{'gas_used':<10} {receipt['gas_used']}")
+            if receipt["error"]:
+                console.print(f"{'error':<10} {receipt['error']}")
+
+    Output(as_json).emit(doc, render)
+
+
+# ----------------------------------------------------------------------------- contracts
+
+
+@click.group()
+def contract() -> None:
+    """Deploy contracts, call them, and query them read-only."""
+
+
+def _load_code(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CommandError(f"contract file {path} does not exist") from None
+    if path.suffix == ".qasm":
+        try:
+            return assemble(raw.decode("utf-8"))
+        except (AssemblyError, UnicodeDecodeError) as exc:
+            raise CommandError(f"{path}: {exc}") from None
+    return raw
+
+
+def _method_abi(code: bytes, method: str | None) -> MethodAbi | None:
+    try:
+        abi = parse_container(code).abi
+    except ContainerError as exc:
+        raise CommandError(f"not a contract container: {exc}") from None
+    if method is None:
+        return abi.constructor
+    found = abi.method(method)
+    if found is None:
+        names = ", ".join(m.name for m in abi.methods)
+        raise CommandError(f"the contract has no method {method!r} (it has: {names})", EXIT_USAGE)
+    return found
+
+
+def _typed_args(method: MethodAbi | None, args: tuple[str, ...]) -> tuple[Any, ...]:
+    if method is None:
+        if args:
+            raise CommandError("this contract's constructor takes no arguments", EXIT_USAGE)
+        return ()
+    try:
+        return parse_cli_args(method, list(args))
+    except AbiError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+
+
+@contract.command("deploy")
+@click.argument("code_file", type=click.Path(path_type=Path))
+@from_option
+@click.option("--args", "args", multiple=True, help="A constructor argument (repeat, in order).")
+@click.option(
+    "--gas", type=click.IntRange(1, 2**64 - 1), default=DEFAULT_CONTRACT_GAS, show_default=True
+)
+@password_option
+@wait_option
+@node_option
+@json_option
+@command_errors
+def contract_deploy(
+    code_file: Path,
+    key_file: Path,
+    args: tuple[str, ...],
+    gas: int,
+    password_file: Path | None,
+    wait: bool,
+    node_url: str | None,
+    as_json: bool,
+) -> None:
+    """Deploy a contract (.qasm source or an assembled container)."""
+    code = _load_code(code_file)
+    values = _typed_args(_method_abi(code, None), args)
+    key = _load_sender(key_file, password_file)
+    with connect(node_url) as client:
+        tx, result = _submit(client, key, Deploy(code, values), gas, wait)
+    doc = _outcome(result, tx)
+    doc.setdefault("address", contract_address(key.address, tx.nonce).hex())
+    _finish(Output(as_json), doc, wait)
+
+
+def _remote_method(client: QuorumClient, address: bytes, method: str) -> MethodAbi | None:
+    try:
+        found = client.contract(address)
+    except ClientError as exc:
+        raise client_error(exc) from None
+    if found is None:
+        raise CommandError(f"no contract at {address.hex()}")
+    return _method_abi(bytes.fromhex(found["code"]), method)
+
+
+@contract.command("call")
+@click.argument("address")
+@click.argument("method")
+@click.argument("args", nargs=-1)
+@from_option
+@click.option(
+    "--gas", type=click.IntRange(1, 2**64 - 1), default=DEFAULT_CONTRACT_GAS, show_default=True
+)
+@click.option(
+    "--value",
+    type=click.IntRange(0, 2**64 - 1),
+    default=0,
+    help="Native currency sent with the call.",
+)
+@password_option
+@wait_option
+@node_option
+@json_option
+@command_errors
+def contract_call(
+    address: str,
+    method: str,
+    args: tuple[str, ...],
+    key_file: Path,
+    gas: int,
+    value: int,
+    password_file: Path | None,
+    wait: bool,
+    node_url: str | None,
+    as_json: bool,
+) -> None:
+    """Call METHOD of the contract at ADDRESS with typed ARGS (e.g. transfer <addr> 250)."""
+    target = _address(address, "ADDRESS")
+    key = _load_sender(key_file, password_file)
+    with connect(node_url) as client:
+        values = _typed_args(_remote_method(client, target, method), args)
+        tx, result = _submit(client, key, Call(target, method, values, value), gas, wait)
+    _finish(Output(as_json), _outcome(result, tx), wait)
+
+
+@contract.command("query")
+@click.argument("address")
+@click.argument("method")
+@click.argument("args", nargs=-1)
+@node_option
+@json_option
+@command_errors
+def contract_query(
+    address: str, method: str, args: tuple[str, ...], node_url: str | None, as_json: bool
+) -> None:
+    """Run a read-only METHOD against committed state (no transaction)."""
+    target = _address(address, "ADDRESS")
+    with connect(node_url) as client:
+        try:
+            result = client.query(target, method, list(args))
+        except ClientError as exc:
+            raise client_error(exc) from None
+    doc = {"address": target.hex(), "method": method, **result}
+    Output(as_json).emit(
+        doc,
+        lambda c: c.print(
+            f"{doc['return']}" if doc["status"] == "success" else f"{doc['status']}: {doc['error']}"
+        ),
+    )
+    if doc["status"] != "success":
+        raise SystemExit(EXIT_FAILED)
+
+
+# ----------------------------------------------------------------------------- queries
+
+
+@click.group()
+def query() -> None:
+    """Read accounts and blocks."""
+
+
+@query.command("account")
+@click.argument("address")
+@node_option
+@json_option
+@command_errors
+def query_account(address: str, node_url: str | None, as_json: bool) -> None:
+    """Balance and nonce of ADDRESS."""
+    target = _address(address, "ADDRESS")
+    with connect(node_url) as client:
+        try:
+            doc = client.account(target)
+        except ClientError as exc:
+            raise client_error(exc) from None
+    Output(as_json).emit(
+        doc,
+        lambda c: c.print(
+            f"address {doc['address']}\nbalance {doc['balance']:,}\nnonce   {doc['nonce']}"
+        ),
+    )
+
+
+@query.command("block")
+@click.argument("height", required=False, type=click.IntRange(0, 2**64 - 1))
+@node_option
+@json_option
+@command_errors
+def query_block(height: int | None, node_url: str | None, as_json: bool) -> None:
+    """A committed block (the latest without HEIGHT) with its commit certificate."""
+    with connect(node_url) as client:
+        try:
+            doc = client.block(height)
+        except ClientError as exc:
+            raise client_error(exc) from None
+    if doc is None:
+        raise CommandError(f"no block at height {height}")
+
+    def render(console: Console) -> None:
+        header = doc["header"]
+        console.print(f"block {doc['height']}  {doc['hash']}")
+        console.print(
+            f"view {header['view']}  proposer {header['proposer']}  time {header['timestamp_ms']}  txs {header['tx_count']}"
+        )
+        console.print(f"prev  {header['prev_hash']}\nstate {header['state_root']}")
+        cert = doc["certificate"]
+        if cert:
+            console.print(
+                f"certified by validators {', '.join(str(v['validator']) for v in cert['votes'])}"
+            )
+
+    Output(as_json).emit(doc, render)

@@ -1,0 +1,224 @@
+"""The HTTP API's view of a running node (implements ``ledger.node.api.NodeBackend``).
+
+Reads that touch SQLite run in worker threads so the event loop never waits on a block
+being written; everything returned is JSON-ready (ledger/node/render.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from contracts.abi import AbiError, parse_cli_args
+from contracts.container import parse_container
+from ledger.chain.accounts import code_key
+from ledger.chain.execute import query_contract
+from ledger.node import render
+from ledger.node.api import ApiError
+from ledger.node.node import Node
+
+
+class NodeService:
+    """Answers API requests from a :class:`Node` and its store."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(node))
+
+    async def submit(self, raws: list[bytes], wait: bool, timeout_ms: int) -> list[dict[str, Any]]:
+        node = self.node
+        results = await node.admit(raws)
+        if not wait:
+            return results
+        waiting = []
+        for result in results:
+            if result["status"] == "pending":
+                tx_hash = bytes.fromhex(result["tx_hash"])
+                waiting.append((result, tx_hash, node.wait_for(tx_hash)))
+        with trio.move_on_after(timeout_ms / 1000):
+            for _, _, waiter in waiting:
+                await waiter.event.wait()
+        for result, tx_hash, waiter in waiting:
+            if waiter.result is not None:
+                result.update(waiter.result)
+            node.forget_waiter(tx_hash, waiter)
+        return results
+
+    async def transaction(self, tx_hash: bytes) -> dict[str, Any] | None:
+        store = self.node.store
+
+        def read() -> dict[str, Any] | None:
+            found = store.get_transaction(tx_hash)
+            receipt = store.get_receipt(tx_hash)
+            if found is None or receipt is None:
+                return None
+            tx, height, position = found
+            return render.committed_transaction_json(tx, receipt[0], height, position)
+
+        committed = await trio.to_thread.run_sync(read)
+        if committed is not None:
+            return committed
+        pending = self.node.mempool.get(tx_hash)
+        if pending is not None:
+            return {**render.transaction_json(pending), "status": "pending"}
+        return None
+
+    async def block(self, height: int | None) -> dict[str, Any] | None:
+        store = self.node.store
+
+        def read() -> dict[str, Any] | None:
+            at = store.head_height if height is None else height
+            block = store.get_block(at)
+            if block is None:
+                return None
+            return render.block_json(block, store.get_certificate(at))
+
+        return await trio.to_thread.run_sync(read)
+
+    async def account(self, address: bytes) -> dict[str, Any]:
+        store = self.node.store
+
+        def read() -> dict[str, Any]:
+            account = store.get_account(address)
+            return render.account_json(
+                address, account, is_contract=store.get_state(code_key(address)) is not None
+            )
+
+        return await trio.to_thread.run_sync(read)
+
+    async def contract(self, address: bytes) -> dict[str, Any] | None:
+        store = self.node.store
+
+        def read() -> dict[str, Any] | None:
+            code = store.get_state(code_key(address))
+            if code is None:
+                return None
+            return {
+                "address": address.hex(),
+                "code": code.hex(),
+                "abi": parse_container(code).abi.describe(),
+                "height": store.head_height,
+            }
+
+        return await trio.to_thread.run_sync(read)
+
+    async def query(self, address: bytes, method: str, args: list[Any]) -> dict[str, Any]:
+        store = self.node.store
+
+        def run() -> dict[str, Any]:
+            code = store.get_state(code_key(address))
+            if code is None:
+                raise ApiError(404, "not_found", f"no contract at {address.hex()}")
+            abi = parse_container(code).abi
+            method_abi = abi.method(method)
+            if method_abi is None:
+                raise ApiError(400, "unknown_method", f"the contract has no method {method!r}")
+            try:
+                values = parse_cli_args(
+                    method_abi, [a if isinstance(a, str) else str(a) for a in args]
+                )
+            except AbiError as exc:
+                raise ApiError(400, "bad_args", str(exc)) from None
+            result = query_contract(store.tip(), address, method, values)
+            return {
+                "status": result.status.label,
+                "return": render.abi_value(result.return_value),
+                "gas_used": result.gas_used,
+                "error": result.error,
+                "height": store.head_height,
+            }
+
+        return await trio.to_thread.run_sync(run)
+
+    async def status(self) -> dict[str, Any]:
+        return status_json(self.node)
+
+    async def validators(self) -> list[dict[str, Any]]:
+        node = self.node
+        connected = set(node.net.connected_peers()) if node.net else set()
+        return [
+            {
+                "index": i,
+                "name": v.name,
+                "public_key": v.public_key.hex(),
+                "self": i == node.index,
+                "connected": i == node.index or i in connected,
+            }
+            for i, v in enumerate(node.genesis.validators)
+        ]
+
+    async def healthy(self) -> bool:
+        return self.node.started
+
+    async def metrics(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def status_json(node: Node) -> dict[str, Any]:
+    """What `quorum testnet status` and operators see."""
+    replica = node.replica.status()
+    connected = sorted(node.net.connected_peers()) if node.net else []
+    store = node.store
+    return {
+        "name": node.names[node.index],
+        "chain_id": node.genesis.chain_id,
+        "genesis_hash": node.genesis.hash().hex(),
+        "height": store.head_height,
+        "head_hash": store.head_hash.hex(),
+        "state_root": store.state_root.hex(),
+        "view": replica.view,
+        "primary": node.names[replica.primary],
+        "view_active": replica.view_active,
+        "stable_checkpoint": replica.stable_checkpoint,
+        "in_flight": list(replica.in_flight),
+        "waiting_for": replica.waiting_for,
+        "syncing": node.syncing(),
+        "peers": [node.names[p] for p in connected],
+        "mempool": {"transactions": len(node.mempool), "bytes": node.mempool.size_bytes},
+        "counters": dict(sorted(node.counters.items())),
+        "consensus": replica.statistics,
+    }
+
+
+class _Collector:
+    """Prometheus metrics computed at scrape time from the node's counters."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def collect(self) -> Any:
+        node = self.node
+        status = node.replica.status()
+        for name, value, help_text in (
+            ("quorum_height", node.store.head_height, "Height of the last committed block."),
+            ("quorum_view", status.view, "Current PBFT view."),
+            (
+                "quorum_mempool_transactions",
+                len(node.mempool),
+                "Transactions waiting in the mempool.",
+            ),
+            (
+                "quorum_connected_peers",
+                len(node.net.connected_peers()) if node.net else 0,
+                "Validators connected.",
+            ),
+        ):
+            gauge = GaugeMetricFamily(name, help_text)
+            gauge.add_metric([], value)
+            yield gauge
+        counter = CounterMetricFamily(
+            "quorum_node_events", "Node event counters.", labels=["event"]
+        )
+        for key, value in sorted(node.counters.items()):
+            counter.add_metric([key], value)
+        yield counter
+        consensus = CounterMetricFamily(
+            "quorum_consensus_events", "Consensus core counters.", labels=["event"]
+        )
+        for key, value in sorted(status.statistics.items()):
+            consensus.add_metric([key], value)
+        yield consensus

@@ -1,0 +1,108 @@
+"""Normal-case operation, Castro & Liskov OSDI'99 §4.2 (TOCS 2002 §4.2), with the
+chaining and pipeline rules of docs/CONSENSUS.md."""
+
+from __future__ import annotations
+
+from pbft_harness import CHAIN_ID, Cluster, parse_payload
+
+from consensus.messages import Kind, PrePrepare, decode_body
+from ledger.chain.types import CommitCertificate
+
+
+def test_4_2_request_is_committed_with_a_certificate_verifiable_by_the_ledger() -> None:
+    """§4.2: pre-prepare, prepare and commit phases; committed-local once q COMMITs are in.
+    The q COMMIT signatures are a commit certificate in the chain's own format."""
+    cluster = Cluster(4)
+    cluster.submit(1)
+    cluster.deliver()
+    assert cluster.heights() == [1, 1, 1, 1]
+    digests = {cluster.chain(i)[0] for i in range(4)}
+    assert len(digests) == 1
+    for node in cluster.nodes:
+        block = node.committed[0]
+        certificate = CommitCertificate.assemble(
+            block.view, block.height, block.digest, dict(block.votes)
+        )
+        certificate.verify(CHAIN_ID, cluster.config.validators)
+        assert len(block.votes) >= cluster.config.quorum
+
+
+def test_4_2_blocks_commit_in_height_order_and_chain_on_their_parents() -> None:
+    cluster = Cluster(4, max_pipeline=3)
+    cluster.submit(7)
+    cluster.deliver()
+    assert cluster.heights() == [7, 7, 7, 7]
+    for node in cluster.nodes:
+        parent = cluster.config.genesis_digest
+        for height, block in enumerate(node.committed, start=1):
+            assert block.height == height and block.parent_digest == parent
+            assert parse_payload(block.payload)[1] == parent
+            parent = block.digest
+    assert cluster.chain(0) == cluster.chain(3)
+
+
+def test_pipeline_primary_keeps_at_most_max_pipeline_heights_in_flight() -> None:
+    cluster = Cluster(4, max_pipeline=2)
+    # Hold every message so nothing commits: the primary may only propose 2 heights.
+    cluster.drop = lambda frm, to, msg: True
+    cluster.submit(5)
+    primary = cluster.nodes[0]
+    proposed = [m for m in primary.sent if m.kind == Kind.PRE_PREPARE]
+    assert [decode_body(m).height for m in proposed] == [1, 2]  # type: ignore[union-attr]
+
+
+def test_4_2_no_empty_blocks_without_pending_requests() -> None:
+    cluster = Cluster(4)
+    cluster.tick(30)
+    assert cluster.heights() == [0, 0, 0, 0]
+    assert not [m for m in cluster.nodes[0].sent if m.kind == Kind.PRE_PREPARE]
+
+
+def test_4_2_backups_prepare_only_after_the_driver_validated_the_block() -> None:
+    cluster = Cluster(4, auto_validate=False)
+    cluster.submit(1)
+    cluster.deliver()
+    backup = cluster.nodes[1]
+    assert not [m for m in backup.sent if m.kind == Kind.PREPARE]
+    request = backup.readies[-1].validate or next(
+        r.validate for r in reversed(backup.readies) if r.validate
+    )
+    assert request[0].height == 1
+    # An invalid verdict: the backup never prepares that block.
+    cluster.handle(1, backup.replica.proposal_validated(0, 1, request[0].digest, False, None))
+    assert not [m for m in backup.sent if m.kind == Kind.PREPARE]
+    assert backup.replica.statistics()["invalid_proposal"] == 1
+
+
+def test_chaining_rule_prepare_waits_for_the_parent_to_be_prepared() -> None:
+    """A replica sends PREPARE for h only once h-1 is prepared (or committed) with the
+    digest h names as its parent."""
+    cluster = Cluster(4, max_pipeline=2)
+    # Replica 3 sees no PREPAREs for height 1 from anyone: it cannot prepare height 1.
+    cluster.drop = lambda frm, to, msg: to == 3 and msg.kind in (Kind.PREPARE, Kind.COMMIT)
+    cluster.submit(2)
+    cluster.deliver()
+    sent = [decode_body(m) for m in cluster.nodes[3].sent if m.kind == Kind.PREPARE]
+    # Height 1's parent is genesis (committed), so it prepared 1; height 2's parent
+    # (height 1) never became prepared at replica 3, so no PREPARE for 2.
+    assert [p.height for p in sent] == [1]  # type: ignore[union-attr]
+    assert cluster.heights()[:3] == [2, 2, 2]
+
+
+def test_status_names_the_missing_quorum() -> None:
+    cluster = Cluster(4)
+    cluster.drop = lambda frm, to, msg: msg.kind == Kind.COMMIT and frm in (2, 3)
+    cluster.submit(1)
+    cluster.deliver()
+    status = cluster.nodes[1].replica.status()
+    assert status.view == 0 and status.primary == 0 and status.committed_height == 0
+    assert status.in_flight == (1,)
+    assert status.waiting_for == "height 1: prepared, have 2/3 commits, missing from node2,node3"
+
+
+def test_pre_prepare_header_is_what_is_signed() -> None:
+    cluster = Cluster(4)
+    cluster.submit(1)
+    pp = next(m for m in cluster.nodes[0].sent if m.kind == Kind.PRE_PREPARE)
+    header = decode_body(pp)
+    assert isinstance(header, PrePrepare) and header.height == 1 and pp.payload
