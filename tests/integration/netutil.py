@@ -1,0 +1,75 @@
+"""Helpers for multi-process tests: free ports, the real `quorum` CLI, waiting on conditions."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: Generous: 4 nodes share 2 cores with the test itself.
+DEADLINE_S = 90.0
+
+
+def free_base_port(count: int) -> int:
+    """A base port P such that P .. P+count-1 are free on 127.0.0.1 right now."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20_000, 60_000 - count)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free port range found")
+
+
+def quorum(
+    *args: str | Path, check: bool = True, timeout: float = 180.0
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ledger.cli", *(str(a) for a in args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"quorum {' '.join(map(str, args))} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+        )
+    return done
+
+
+def quorum_json(*args: str | Path, check: bool = True) -> Any:
+    done = quorum(*args, "--json", check=check)
+    return json.loads(done.stdout)
+
+
+def wait_until(what: str, probe: Callable[[], T | None], deadline_s: float = DEADLINE_S) -> T:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` after the deadline."""
+    end = time.monotonic() + deadline_s
+    last: Exception | None = None
+    while time.monotonic() < end:
+        try:
+            value = probe()
+            if value:
+                return value
+        except Exception as exc:  # the node may be restarting
+            last = exc
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what} (last error: {last})")
