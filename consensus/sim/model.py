@@ -216,7 +216,7 @@ def request_key(request_id: int) -> bytes:
 
 # ----------------------------------------------------------------------------- crypto memo
 
-_verify_memo: dict[tuple[bytes, str, bytes, bytes], bool] = {}
+_verify_memo: dict[tuple[bytes, bytes, str, str, bytes], bool] = {}
 
 
 def memo_verify(
@@ -224,7 +224,7 @@ def memo_verify(
 ) -> bool:
     """crypto.keys.verify, memoised: n replicas in one process check each signature once.
     A pure function of its inputs, so the memo changes no outcome."""
-    memo_key = (public_key + signature, kind, chain_id.encode() + b"\x00" + message, b"")
+    memo_key = (public_key, signature, chain_id, kind, message)
     known = _verify_memo.get(memo_key)
     if known is None:
         if len(_verify_memo) >= MAX_VERIFY_MEMO_ENTRIES:
