@@ -50,14 +50,22 @@ class DecodeError(ValueError):
 
 def _check(value: Value, depth: int) -> Value:
     """Validate and normalise a value tree for packing (tuples become lists, maps sorted)."""
-    if depth > MAX_DEPTH:
-        raise EncodingError(f"value nested deeper than {MAX_DEPTH} levels")
-    if value is None or isinstance(value, bool | str):
+    kind = type(value)
+    # Exact-type fast paths first: this walk runs for every signed or hashed value.
+    if kind is bytes or kind is str or kind is bool or value is None:
         return value
-    if isinstance(value, int):
+    if kind is int:
         if not _I64_MIN <= value <= _U64_MAX:
             raise EncodingError(f"integer {value} is outside [-2**63, 2**64)")
         return value
+    if depth >= MAX_DEPTH and value:
+        raise EncodingError(f"value nested deeper than {MAX_DEPTH} levels")
+    if kind is list or kind is tuple:
+        return [_check(v, depth + 1) for v in value]
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return _check(int(value), depth)
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
     if isinstance(value, list | tuple):
@@ -68,13 +76,45 @@ def _check(value: Value, depth: int) -> Value:
             if not isinstance(key, str):
                 raise EncodingError(f"map key {key!r} is not a str")
             try:
-                raw_key = key.encode("utf-8")
+                key_bytes = key.encode("utf-8")
             except UnicodeEncodeError:
                 raise EncodingError(f"map key {key!r} is not valid UTF-8 text") from None
-            items.append((raw_key, key, _check(item, depth + 1)))
+            items.append((key_bytes, key, _check(item, depth + 1)))
         items.sort(key=lambda kv: kv[0])
         return {key: item for _, key, item in items}
     raise EncodingError(f"type {type(value).__name__} has no canonical encoding")
+
+
+_SCALARS: Final = (bytes, str, int, bool, type(None))
+
+
+def _check_decoded(value: Value, depth: int) -> None:
+    """What re-packing cannot see in a freshly decoded value: floats, timestamps and other
+    foreign types, map key order, nesting depth."""
+    kind = type(value)
+    if kind is list:
+        if depth >= MAX_DEPTH and value:
+            raise DecodeError(f"value nested deeper than {MAX_DEPTH} levels")
+        for item in value:
+            if type(item) not in _SCALARS:
+                _check_decoded(item, depth + 1)
+    elif kind is dict:
+        if depth >= MAX_DEPTH and value:
+            raise DecodeError(f"value nested deeper than {MAX_DEPTH} levels")
+        keys = []
+        for key in value:
+            if type(key) is not str:
+                raise DecodeError(f"map key {key!r} is not a str")
+            keys.append(key.encode("utf-8"))
+        if keys != sorted(keys):
+            raise DecodeError("non-canonical encoding (map keys are not sorted)")
+        for item in value.values():
+            if type(item) not in _SCALARS:
+                _check_decoded(item, depth + 1)
+    elif kind is float:
+        raise DecodeError("floats are not allowed")
+    elif kind not in _SCALARS:
+        raise DecodeError(f"{kind.__name__} values are not allowed")
 
 
 _packer_opts: Final = {"use_bin_type": True, "strict_types": False, "datetime": False}
@@ -93,19 +133,6 @@ def encode(value: Value) -> bytes:
 
 def _refuse_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"extension type {code} is not allowed")
-
-
-def _refuse_float(value: Value, depth: int) -> None:
-    if depth > MAX_DEPTH:
-        raise DecodeError(f"value nested deeper than {MAX_DEPTH} levels")
-    if isinstance(value, float):
-        raise DecodeError("floats are not allowed")
-    if isinstance(value, list):
-        for item in value:
-            _refuse_float(item, depth + 1)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _refuse_float(item, depth + 1)
 
 
 def decode(data: bytes, *, max_bytes: int = MAX_ENCODED_BYTES) -> Value:
@@ -132,11 +159,13 @@ def decode(data: bytes, *, max_bytes: int = MAX_ENCODED_BYTES) -> Value:
         raise DecodeError(f"{len(exc.extra)} trailing bytes after the value") from None
     except (ValueError, msgpack.UnpackException, RecursionError) as exc:
         raise DecodeError(f"malformed encoding: {str(exc) or type(exc).__name__}") from None
-    _refuse_float(value, 0)
+    _check_decoded(value, 0)
+    # Unpacked values hold exact types only, so packing them directly gives the canonical
+    # bytes exactly when the input was canonical (shortest ints and lengths, bin vs str).
     try:
-        again = encode(value)
-    except EncodingError as exc:
-        raise DecodeError(str(exc)) from None
+        again = msgpack.packb(value, **_packer_opts)
+    except (ValueError, OverflowError, UnicodeEncodeError) as exc:
+        raise DecodeError(f"malformed encoding: {exc}") from None
     if again != data:
         raise DecodeError("non-canonical encoding (the value has a shorter or sorted form)")
     return value

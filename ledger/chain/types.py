@@ -236,10 +236,12 @@ class Transaction:
 
     @classmethod
     def decode(cls, raw: bytes, *, max_bytes: int = MAX_TX_BYTES_HARD) -> Transaction:
-        return cls.from_value(decode(raw, max_bytes=max_bytes))
+        return cls.from_value(decode(raw, max_bytes=max_bytes), raw=bytes(raw))
 
     @classmethod
-    def from_value(cls, value: Value) -> Transaction:
+    def from_value(cls, value: Value, *, raw: bytes | None = None) -> Transaction:
+        """Build from a decoded record; ``raw`` (its canonical bytes, already checked by
+        :func:`decode`) saves encoding the transaction again."""
         f = record_fields(value, cls.TAG, cls.VERSION, 8)
         chain_id = as_str(f[0], "chain_id", max_size=50)
         kind_name = as_str(f[3], "kind", max_size=16)
@@ -247,7 +249,7 @@ class Transaction:
         if payload_type is None:
             raise DecodeError(f"kind: unknown transaction kind {kind_name!r}")
         expiry = None if f[6] is None else as_int(f[6], "expiry_height")
-        return cls(
+        fields = (
             chain_id,
             as_bytes(f[1], "sender", size=keys.PUBLIC_KEY_SIZE),
             as_int(f[2], "nonce"),
@@ -256,11 +258,32 @@ class Transaction:
             expiry,
             as_bytes(f[7], "signature", size=keys.SIGNATURE_SIZE),
         )
+        if raw is None:
+            return cls(*fields)
+        # The hot path (every transaction a node receives): skip re-encoding the bytes we
+        # were given and verified canonical; fields are set exactly as __init__ would.
+        tx = object.__new__(cls)
+        for name, field_value in zip(_TX_FIELDS, fields, strict=True):
+            object.__setattr__(tx, name, field_value)
+        object.__setattr__(tx, "raw", raw)
+        object.__setattr__(tx, "hash", sha256(raw))
+        return tx
 
     def signature_valid(self) -> bool:
         return keys.verify(
             self.sender, self.chain_id, TX_SIGNATURE_KIND, self.signing_body(), self.signature
         )
+
+
+_TX_FIELDS: Final = (
+    "chain_id",
+    "sender",
+    "nonce",
+    "payload",
+    "gas_limit",
+    "expiry_height",
+    "signature",
+)
 
 
 @dataclass(frozen=True, slots=True)
