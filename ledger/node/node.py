@@ -114,7 +114,7 @@ class VerifiedCache:
         if len(self._seen) >= self._capacity:
             # Drop the oldest quarter in one go (dicts keep insertion order).
             for key in list(self._seen)[: self._capacity // 4]:
-                del self._seen[key]
+                self._seen.pop(key, None)  # another worker thread may race us here
         self._seen[tx_hash] = None
 
     def __contains__(self, tx_hash: object) -> bool:
