@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,11 @@ import httpx
 import pytest
 
 from crypto.handshake import Handshake, HandshakeError, Role
+from crypto.keyfile import load_key
 from crypto.keys import PrivateKey
 from genesis.document import load_genesis
-from ledger.client import QuorumClient
+from ledger.chain.types import Transaction, Transfer
+from ledger.client import ClientError, QuorumClient
 from tests.integration.netutil import free_base_port, quorum, quorum_json, wait_until
 
 pytestmark = pytest.mark.slow
@@ -214,8 +217,49 @@ def test_a_peer_with_an_unknown_key_is_refused(net: Net) -> None:
     assert refused
 
 
+class Loader(threading.Thread):
+    """Keeps submitting transfers from one account while faults happen; records commits."""
+
+    def __init__(self, net: Net, account: int, to: int) -> None:
+        super().__init__(daemon=True)
+        self.net = net
+        self.key = load_key(net.accounts[account], None)
+        self.to = bytes.fromhex(net.addresses[to])
+        self.stop_event = threading.Event()
+        self.committed: list[tuple[str, int]] = []
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        names = list(self.net.nodes)
+        with self.net.client(names[0]) as c:
+            status = c.status()
+            nonce = c.account(self.key.address)["nonce"]
+        turn = 0
+        while not self.stop_event.is_set():
+            tx = Transaction.create(
+                self.key, status["chain_id"], nonce, Transfer(self.to, 1), gas_limit=10_000
+            )
+            for _ in range(len(names)):
+                turn += 1
+                try:
+                    with QuorumClient(self.net.rpc(names[turn % len(names)]), timeout_s=5) as c:
+                        (result,) = c.submit([tx], wait=True, timeout_ms=20_000)
+                except ClientError:
+                    continue  # that node is down: try the next one with the same transaction
+                if result["status"] == "committed":
+                    self.committed.append((result["tx_hash"], result["height"]))
+                    nonce += 1
+                    break
+                if result.get("code") == "nonce_too_low":  # an earlier attempt committed after all
+                    nonce += 1
+                    break
+            self.stop_event.wait(0.05)
+
+
 def test_killed_backup_then_primary_network_continues_and_they_catch_up(net: Net) -> None:
     everyone = ["node0", "node1", "node2", "node3"]
+    loader = Loader(net, 3, 0)
+    loader.start()
     status = net.status()
     primary = status["node0"]["primary"]
     backup = next(n for n in everyone if n != primary)
@@ -236,6 +280,15 @@ def test_killed_backup_then_primary_network_continues_and_they_catch_up(net: Net
     assert new_status[remaining[0]]["primary"] != primary
     quorum("testnet", "start", "--dir", net.dir, "--only", primary)
     wait_until("the old primary catches up", lambda: net.converged(everyone, third["height"]))
-    with net.client(primary) as c:
-        found = c.transaction(third["tx_hash"])
-        assert found is not None and found["status"] == "committed"
+    loader.stop_event.set()
+    loader.join(timeout=60)
+    assert len(loader.committed) >= 3, "transactions kept committing through the faults"
+    final = max(h for _, h in loader.committed)
+    wait_until("every node has the loader's last block", lambda: net.converged(everyone, final))
+    for name in everyone:
+        with net.client(name) as c:
+            found = c.transaction(third["tx_hash"])
+            assert found is not None and found["status"] == "committed"
+            for tx_hash, height in loader.committed:  # nothing acknowledged was lost
+                seen = c.transaction(tx_hash)
+                assert seen is not None and seen["height"] == height, (name, tx_hash)
