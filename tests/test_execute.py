@@ -190,7 +190,7 @@ def _mutated(executed: ExecutedBlock, **fields: object) -> Block:
     ("change", "needle"),
     [
         ({"height": 5}, "height"),
-        ({"view": 1}, "view"),
+        ({"view": 1}, "ahead"),
         ({"proposer": 2}, "primary"),
         ({"prev_hash": b"\x01" * 32}, "prev_hash"),
         ({"validators_hash": b"\x01" * 32}, "validators_hash"),
@@ -213,6 +213,18 @@ def test_replicas_reject_a_proposal_that_does_not_reproduce(
             rules=ChainRules.from_genesis(g),
             signature_ok=verify,
         )
+
+
+def test_a_block_reissued_in_a_later_view_keeps_its_header_and_validates() -> None:
+    """OSDI'99 §4.4: NEW-VIEW re-issues prepared blocks with the same digest in view v+1."""
+    g = genesis()
+    tip = MemoryTip.from_genesis(g)
+    executed = propose(tip, [transfer(0, 0, USERS[1].address, 1)], g, view=1)
+    rules = ChainRules.from_genesis(g)
+    again = validate_block(tip, executed.block, view=3, rules=rules, signature_ok=verify)
+    assert again.state_root == executed.state_root
+    with pytest.raises(InvalidBlock, match="ahead"):
+        validate_block(tip, executed.block, view=0, rules=rules, signature_ok=verify)
 
 
 def test_a_block_carrying_an_unincludable_transaction_is_invalid() -> None:

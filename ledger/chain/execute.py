@@ -343,10 +343,13 @@ def validate_block(
         problems.append(f"chain {header.chain_id!r}")
     if header.height != height:
         problems.append(f"height {header.height}, expected {height}")
-    if header.view != view:
-        problems.append(f"view {header.view}, expected {view}")
-    if header.proposer != view % len(rules.validators):
-        problems.append(f"proposer {header.proposer} is not the primary of view {view}")
+    # A block proposed in view v and carried into view v' > v by NEW-VIEW keeps its header
+    # (its digest must not change), so the header may name an earlier view than the one we
+    # vote in; it must name that view's primary.
+    if header.view > view:
+        problems.append(f"view {header.view} is ahead of the current view {view}")
+    if header.proposer != header.view % len(rules.validators):
+        problems.append(f"proposer {header.proposer} is not the primary of view {header.view}")
     if header.prev_hash != tip.block_hash:
         problems.append("prev_hash does not name the parent")
     if header.validators_hash != rules.validators_hash:

@@ -531,14 +531,14 @@ class Node:
             request.view, request.height, request.digest, True, outcome.state_root
         )
 
-    def _ancestors_tx_count(self, parent: ChainTip) -> int:
-        """Transactions in the pending (uncommitted) blocks a proposal builds on."""
-        count = 0
+    def _ancestor_hashes(self, parent: ChainTip) -> set[bytes]:
+        """Hashes of the transactions in the pending (uncommitted) blocks a proposal builds on."""
+        hashes: set[bytes] = set()
         block: ExecutedBlock | None = parent if isinstance(parent, ExecutedBlock) else None
         while block is not None:
-            count += len(block.block.transactions)
+            hashes.update(tx.hash for tx in block.block.transactions)
             block = self.executed.get((block.height - 1, block.block.header.prev_hash))
-        return count
+        return hashes
 
     async def _propose(self, request: ProposalRequest) -> Ready:
         parent = self._parent(request.height, request.parent_digest)
@@ -546,10 +546,15 @@ class Node:
             return self.replica.skip_proposal(request.view, request.height)
         self.mempool.release_proposed()
         rules = self.rules
-        candidates = self.mempool.select(
-            max_txs=rules.max_block_txs + self._ancestors_tx_count(parent),
-            max_bytes=2**62,
-        )
+        in_ancestors = self._ancestor_hashes(parent)
+        # Membership tests only (never iterated), so a set of hashes is deterministic here.
+        candidates = [
+            tx
+            for tx in self.mempool.select(
+                max_txs=rules.max_block_txs + len(in_ancestors), max_bytes=2**62
+            )
+            if tx.hash not in in_ancestors
+        ]
         timestamp = max(self._clock_ms(), parent.timestamp_ms)
 
         def build() -> tuple[ExecutedBlock, list[tuple[Transaction, Any]]]:

@@ -1,0 +1,283 @@
+"""`quorum bench`: the command line of the load generator (the program is ledger/cli/bench.py).
+
+Picks the nodes and the funded accounts (a testnet directory, or ``--node`` URLs with
+``--key`` files), runs the bench, prints a table (or ``--json``), optionally a PNG plot,
+and exits 0 when everything accepted was committed on every node, 1 when transactions
+were lost or failed or the nodes disagree, 5 when a node cannot be reached.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from crypto.keyfile import load_key
+from crypto.keys import PrivateKey
+from ledger.cli import bench as program
+from ledger.cli.output import (
+    EXIT_ERROR,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    CommandError,
+    Output,
+    command_errors,
+    json_option,
+)
+from ledger.cli.testnet import DEFAULT_TESTNET_DIR, MANIFEST_FILE_NAME
+
+
+def _testnet(directory: Path) -> tuple[list[str], list[PrivateKey]]:
+    """The nodes' RPC URLs and the funded account keys of the testnet in ``directory``."""
+    path = directory / MANIFEST_FILE_NAME
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        nodes = [str(n["rpc"]) for n in doc["nodes"]]
+        files = [directory / str(a["file"]) for a in doc.get("accounts", [])]
+    except FileNotFoundError:
+        raise CommandError(
+            f"no testnet in {directory} (run `quorum testnet init --dir {directory}`, "
+            "or give --node URL and --key FILE)"
+        ) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CommandError(f"{path} is damaged: {exc}") from None
+    return nodes, [load_key(f, None) for f in files]
+
+
+def _check_plot_support() -> None:
+    try:
+        importlib.import_module("matplotlib")
+    except ImportError:
+        raise CommandError(
+            "--plot needs matplotlib, which is not installed (pip install matplotlib)"
+        ) from None
+
+
+def write_plot(document: dict[str, Any], path: Path) -> None:
+    """A PNG with committed tx/s and latency (p50, p99) per second of the run."""
+    matplotlib = importlib.import_module("matplotlib")
+    matplotlib.use("Agg")
+    plt = importlib.import_module("matplotlib.pyplot")
+    timeline = document["timeline"]
+    xs = [p["t_s"] for p in timeline]
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(9, 6))
+    top.plot(xs, [p["committed"] for p in timeline], drawstyle="steps-post")
+    top.set_ylabel("committed tx/s")
+    top.set_title(
+        f"quorum bench: {document['kind']}, {document['mode']} loop, "
+        f"{document['validators']} validators, {document['tx_per_s']:,.0f} tx/s"
+    )
+    bottom.plot(xs, [p["p50_ms"] for p in timeline], label="p50")
+    bottom.plot(xs, [p["p99_ms"] for p in timeline], label="p99")
+    bottom.set_ylabel("submit-to-commit ms")
+    bottom.set_xlabel("seconds since the load started (latency by submit second)")
+    bottom.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def render(d: dict[str, Any], console: Console) -> None:
+    """The short table a person sees at the end."""
+    table = Table(title=f"quorum bench: {d['kind']}, {d['mode']} loop", show_header=False)
+    table.add_column("figure", style="bold")
+    table.add_column("value", justify="right")
+    rows = [
+        ("committed tx/s (all nodes)", f"{d['tx_per_s']:,.1f}"),
+        (
+            "latency p50 / p90 / p99 / max",
+            f"{d['p50_ms']} / {d['p90_ms']} / {d['p99_ms']} / {d['max_ms']} ms",
+        ),
+        (
+            "submitted / accepted / rejected",
+            f"{d['submitted']:,} / {d['accepted']:,} / {d['rejected']:,}",
+        ),
+        ("committed / failed / lost", f"{d['committed']:,} / {d['failed']:,} / {d['lost']:,}"),
+        ("nodes agree", "yes" if d["agree"] else "NO"),
+        ("blocks (average txs)", f"{d['blocks']:,} ({d['avg_block_txs']})"),
+        ("Ed25519 verify/s, one core", f"{d['verify_per_s']:,.0f}"),
+        (
+            "ceiling (verify/s x cores / n)",
+            f"{d['ceiling_tx_per_s']:,.0f} tx/s ({d['cores']} cores, {d['validators']} validators)",
+        ),
+        ("fraction of the ceiling", f"{d['ceiling_fraction'] * 100:.1f} %"),
+        (
+            "load",
+            f"{d['load_s']} s + {d['drain_s']} s drain, {d['clients']} clients, "
+            f"batch {d['batch']}" + (f", rate {d['rate']:g}/s" if d["rate"] else ""),
+        ),
+        ("accounts", f"{d['accounts']} ({d['accounts_created']} created)"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    if d["rejected_codes"]:
+        console.print(f"rejected: {d['rejected_codes']}")
+    if d["unreachable"]:
+        console.print(f"unreachable at the end: {', '.join(d['unreachable'])}")
+    if d["exhausted"]:
+        console.print(
+            f"note: all {d['presigned']:,} pre-signed transactions were used before the time "
+            "was up (raise --max-txs)"
+        )
+
+
+@click.command("bench")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    help=f"Testnet directory: its nodes and funded accounts (default ./{DEFAULT_TESTNET_DIR}).",
+)
+@click.option(
+    "--node",
+    "node_urls",
+    multiple=True,
+    metavar="URL",
+    help="A node's RPC URL (repeat; replaces the testnet's nodes).",
+)
+@click.option(
+    "--key",
+    "key_files",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A funded account's unencrypted key file (repeat; replaces the testnet's accounts).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(0.1, 3600),
+    default=program.DEFAULT_DURATION_S,
+    show_default=True,
+    help="Seconds of measured load.",
+)
+@click.option(
+    "--warmup",
+    type=click.FloatRange(0, 600),
+    default=0.0,
+    show_default=True,
+    help="Seconds of load before the measurement starts.",
+)
+@click.option("--kind", type=click.Choice(program.KINDS), default="transfer", show_default=True)
+@click.option(
+    "--rate",
+    type=click.FloatRange(1, 1_000_000),
+    help="Open loop at this many tx/s (default: closed loop).",
+)
+@click.option(
+    "--clients",
+    type=click.IntRange(1, 256),
+    default=program.DEFAULT_CLIENTS,
+    show_default=True,
+    help="Concurrent client tasks.",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 5000),
+    help="Transactions per request (default 250 closed loop; rate/50 open loop).",
+)
+@click.option(
+    "--accounts",
+    type=click.IntRange(2, program.MAX_ACCOUNTS),
+    help="Sender accounts; more than the funded ones are created and funded "
+    "(default: the funded ones, more if clients x batch needs them).",
+)
+@click.option(
+    "--max-txs",
+    type=click.IntRange(1, program.MAX_PRESIGNED),
+    help="Transactions to pre-sign (default: rate x time open loop; 0.6 x the "
+    "verification ceiling x time closed loop). About 250 bytes each in memory.",
+)
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(1, 3600),
+    default=program.DEFAULT_DRAIN_TIMEOUT_S,
+    show_default=True,
+    help="Seconds after the load for accepted transactions to commit on every node.",
+)
+@click.option(
+    "--verify-samples",
+    type=click.IntRange(100, 10_000_000),
+    default=program.DEFAULT_VERIFY_SAMPLES,
+    show_default=True,
+    help="Ed25519 verifications timed to measure verify_per_s.",
+)
+@click.option(
+    "--plot",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write a PNG of throughput and latency over time (needs matplotlib).",
+)
+@json_option
+@command_errors
+def bench(
+    directory: Path | None,
+    node_urls: tuple[str, ...],
+    key_files: tuple[Path, ...],
+    duration: float,
+    warmup: float,
+    kind: str,
+    rate: float | None,
+    clients: int,
+    batch: int | None,
+    accounts: int | None,
+    max_txs: int | None,
+    drain_timeout: float,
+    verify_samples: int,
+    plot: Path | None,
+    as_json: bool,
+) -> None:
+    """Load a running network through its HTTP API and measure committed tx/s and latency.
+
+    Pre-signs transfers (or token contract calls with --kind contract) from many accounts,
+    submits them in batches from concurrent clients to all nodes (closed loop, or open
+    loop at --rate), and checks every accepted transaction committed on every node.
+    """
+    out = Output(as_json)
+    if plot is not None:
+        _check_plot_support()
+    nodes: list[str] = []
+    funded: list[PrivateKey] = []
+    if directory is not None or not (node_urls and key_files):
+        nodes, funded = _testnet(directory or Path(DEFAULT_TESTNET_DIR))
+    if node_urls:
+        nodes = list(node_urls)
+    if key_files:
+        funded = [load_key(f, None) for f in key_files]
+    if not nodes:
+        raise CommandError("no nodes to load (give --dir or --node)", EXIT_USAGE)
+    if not funded:
+        raise CommandError("no funded accounts (the testnet has none; give --key FILE)", EXIT_USAGE)
+    options = program.BenchOptions(
+        nodes=tuple(url.rstrip("/") for url in nodes),
+        funded=tuple(funded),
+        duration_s=duration,
+        warmup_s=warmup,
+        kind=kind,
+        rate=rate,
+        clients=clients,
+        batch=batch,
+        accounts=accounts,
+        max_txs=max_txs,
+        drain_timeout_s=drain_timeout,
+        verify_samples=verify_samples,
+    )
+    console = None if as_json else out.err_console
+    document = program.run_bench(options, console, out.note)
+    if plot is not None:
+        write_plot(document, plot)
+        document["plot"] = str(plot)
+    out.emit(document, lambda c: render(document, c))
+    if document["unreachable"]:
+        raise SystemExit(EXIT_UNREACHABLE)
+    if document["lost"] or document["failed"] or not document["agree"]:
+        if not as_json:
+            click.echo(
+                f"error: {document['lost']} transactions lost, {document['failed']} failed"
+                + ("" if document["agree"] else ", the nodes disagree"),
+                err=True,
+            )
+        raise SystemExit(EXIT_ERROR)
