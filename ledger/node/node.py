@@ -71,8 +71,7 @@ MAX_PENDING_EVENTS: Final = 20_000
 MAX_INBOUND_MESSAGES: Final = 20_000
 #: Verified transaction hashes remembered, so each signature is checked once per node.
 MAX_VERIFIED_CACHE: Final = 400_000
-#: Gossip is flushed when this many transactions wait, or every GOSSIP_INTERVAL_MS.
-GOSSIP_BATCH: Final = 1_000
+#: The gossip flusher also runs at least this often (it is normally woken by admissions).
 GOSSIP_INTERVAL_MS: Final = 20
 #: How long a catch-up request waits for its reply before asking another peer.
 FETCH_TIMEOUT_S: Final = 5.0
@@ -352,7 +351,9 @@ class Node:
             results.append({"tx_hash": tx.hash.hex(), "status": "pending"})
         if added:
             self._signal_pending()
-            if len(self._gossip) >= GOSSIP_BATCH:
+            if gossip:
+                # Wake the flusher now: it sends whatever accumulated by the time it runs, so
+                # batching comes from load, not from a timer that adds latency.
                 self._gossip_wakeup.set()
         return results
 
