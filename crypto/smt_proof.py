@@ -11,13 +11,9 @@ Theory of operation.
 * Every node is a short byte string whose first byte is its kind, and its hash is
   ``node_hash(node) = sha256(b"quorum:smt\\x00" + node)`` (= ``tagged_hash("smt", node)``):
 
-  ===========  ===================================================  =============
-  kind         encoding                                             size (bytes)
-  ===========  ===================================================  =============
-  leaf         ``0x00 || path(32) || sha256(value)(32)``            65
-  internal     ``0x01 || bitmap(2, big-endian) || child hashes``    3 + 32·k
-  empty tree   ``0x02`` (never stored; its hash is :data:`EMPTY_ROOT`)  1
-  ===========  ===================================================  =============
+  - leaf: ``0x00 || path (32) || sha256(value) (32)``, 65 bytes;
+  - internal: ``0x01 || bitmap (2, big-endian) || child hashes (32 each)``, 3 + 32·k bytes;
+  - empty tree: ``0x02``, never stored; its hash is :data:`EMPTY_ROOT`.
 
   Bit ``n`` of an internal node's bitmap is set when the child for nibble ``n`` exists;
   child hashes follow in ascending nibble order. The kind byte separates the domains, so a
@@ -32,7 +28,9 @@ Theory of operation.
   way, its bitmap and the hashes of its other children, then what ends the walk — a leaf
   (the key's own leaf for membership; another key's leaf sharing the walked prefix for
   non-membership) or an empty slot (non-membership). :func:`verify_proof` rebuilds the root
-  from the bottom and compares.
+  from the bottom and compares. Encoded canonically (``crypto.encoding``) as
+  ``["smt-proof", 1, [[bitmap, sibling hashes concatenated], ...], leaf path | nil,
+  leaf value hash | nil]``; hex of those bytes is the JSON form.
 
 Never: import from ``ledger``, touch I/O, raise from :func:`verify_proof` on malformed
 input (it answers False), or accept a proof encoding other than the canonical one.
