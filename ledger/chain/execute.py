@@ -216,7 +216,7 @@ def apply_transaction(overlay: StateOverlay, tx: Transaction, context: BlockCont
         overlay.apply_vm_writes(result.writes)
     return Receipt(
         tx_hash=tx.hash,
-        status=ReceiptStatus(int(result.status)),
+        status=result.status,
         gas_used=result.gas_used,
         return_value=result.return_value,
         events=tuple(Event(e.address, e.name, e.args) for e in result.events),

@@ -18,6 +18,7 @@ from typing import ClassVar, Final
 
 from consensus.quorum import quorum_size
 from consensus.votes import COMMIT_KIND, commit_vote_body
+from contracts.interpreter import ExecutionStatus
 from crypto import keys
 from crypto.encoding import (
     DecodeError,
@@ -348,15 +349,9 @@ def validate_transaction(
 # ----------------------------------------------------------------------------- receipts
 
 
-class ReceiptStatus(enum.IntEnum):
-    SUCCESS = 0
-    REVERTED = 1
-    OUT_OF_GAS = 2
-    INVALID = 3
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
+#: How a transaction ended: success, reverted, out_of_gas, invalid. One enum for the VM's
+#: result and the receipt, so the two can never disagree on a number.
+ReceiptStatus = ExecutionStatus
 
 
 @dataclass(frozen=True, slots=True)

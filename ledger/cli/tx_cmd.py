@@ -7,8 +7,9 @@ node unreachable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import click
 from rich.console import Console
@@ -48,6 +49,17 @@ password_option = click.option(
 wait_option = click.option(
     "--wait/--no-wait", default=True, show_default=True, help="Wait until the transaction commits."
 )
+
+
+_R = TypeVar("_R")
+
+
+def _ask(request: Callable[[], _R]) -> _R:
+    """Run one client request; client failures become DESIGN section 6 exit codes."""
+    try:
+        return request()
+    except ClientError as exc:
+        raise client_error(exc) from None
 
 
 def _address(text: str, what: str) -> bytes:
@@ -170,10 +182,7 @@ def tx_status(tx_hash: str, node_url: str | None, as_json: bool) -> None:
     except ValueError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
     with connect(node_url) as client:
-        try:
-            found = client.transaction(digest)
-        except ClientError as exc:
-            raise client_error(exc) from None
+        found = _ask(lambda: client.transaction(digest))
     if found is None:
         raise CommandError(
             f"transaction {tx_hash} is not known to this node (not committed, not pending)"
@@ -273,10 +282,7 @@ def contract_deploy(
 
 
 def _remote_method(client: QuorumClient, address: bytes, method: str) -> MethodAbi | None:
-    try:
-        found = client.contract(address)
-    except ClientError as exc:
-        raise client_error(exc) from None
+    found = _ask(lambda: client.contract(address))
     if found is None:
         raise CommandError(f"no contract at {address.hex()}")
     return _method_abi(bytes.fromhex(found["code"]), method)
@@ -335,10 +341,7 @@ def contract_query(
     """Run a read-only METHOD against committed state (no transaction)."""
     target = _address(address, "ADDRESS")
     with connect(node_url) as client:
-        try:
-            result = client.query(target, method, list(args))
-        except ClientError as exc:
-            raise client_error(exc) from None
+        result = _ask(lambda: client.query(target, method, list(args)))
     doc = {"address": target.hex(), "method": method, **result}
     Output(as_json).emit(
         doc,
@@ -367,10 +370,7 @@ def query_account(address: str, node_url: str | None, as_json: bool) -> None:
     """Balance and nonce of ADDRESS."""
     target = _address(address, "ADDRESS")
     with connect(node_url) as client:
-        try:
-            doc = client.account(target)
-        except ClientError as exc:
-            raise client_error(exc) from None
+        doc = _ask(lambda: client.account(target))
     Output(as_json).emit(
         doc,
         lambda c: c.print(
@@ -387,10 +387,7 @@ def query_account(address: str, node_url: str | None, as_json: bool) -> None:
 def query_block(height: int | None, node_url: str | None, as_json: bool) -> None:
     """A committed block (the latest without HEIGHT) with its commit certificate."""
     with connect(node_url) as client:
-        try:
-            doc = client.block(height)
-        except ClientError as exc:
-            raise client_error(exc) from None
+        doc = _ask(lambda: client.block(height))
     if doc is None:
         raise CommandError(f"no block at height {height}")
 
