@@ -155,6 +155,10 @@ def commit_next(r: Replica) -> bool:
                 request_validation(r, slot, header)
             elif not verdict.ok:
                 r.count("certified_block_invalid")
+                r.out_halt = (
+                    f"block {height} ({header.digest.hex()[:16]}) is certified by a quorum "
+                    "but does not validate here"
+                )
             elif header.parent_digest != r.committed_digest:
                 r.count("certified_block_forks")
             elif (height, header.digest) in r.payloads:
@@ -190,6 +194,10 @@ def commit_next(r: Replica) -> bool:
     del r.catchup[height]
     if not verdict.ok:
         r.count("catchup.certified_block_invalid")
+        r.out_halt = (
+            f"block {height} ({block.digest.hex()[:16]}) is certified by a quorum "
+            "but does not validate here"
+        )
         return False
     header = PrePrepare(block.certificate.view, height, block.digest, block.parent_digest)
     commit(

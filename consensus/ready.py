@@ -84,6 +84,10 @@ class Ready:
     validate: tuple[ValidateRequest, ...] = ()
     propose: ProposalRequest | None = None
     fetch: FetchRequest | None = None
+    #: Set when a block certified by a quorum fails validation here. With at most f
+    #: Byzantine validators a certified block is valid, so this replica's own state (its
+    #: store or its code) is wrong: the driver must stop, not go on with diverged state.
+    halt: str | None = None
 
     def is_empty(self) -> bool:
         return (
@@ -93,6 +97,7 @@ class Ready:
             and not self.validate
             and self.propose is None
             and self.fetch is None
+            and self.halt is None
         )
 
 

@@ -172,6 +172,7 @@ class Replica:
         self.out_validate: list[ValidateRequest] = []
         self.out_propose: ProposalRequest | None = None
         self.out_fetch: FetchRequest | None = None
+        self.out_halt: str | None = None
         self.stats: dict[str, int] = {}
 
     # ================================================================== construction
@@ -470,9 +471,10 @@ class Replica:
             tuple(self.out_validate),
             self.out_propose,
             self.out_fetch,
+            self.out_halt,
         )
         self.hard_dirty = False
         self.out_signed, self.out_prepared, self.out_messages = [], [], []
         self.out_committed, self.out_validate = [], []
-        self.out_propose, self.out_fetch = None, None
+        self.out_propose, self.out_fetch, self.out_halt = None, None, None
         return ready

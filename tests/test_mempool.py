@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contracts import examples
+from contracts.container import MAX_CONTAINER_BYTES
 from crypto.keys import PrivateKey
-from ledger.chain.types import Transaction, Transfer, TxLimits, TxRejected
+from ledger.chain.types import Deploy, Transaction, Transfer, TxLimits, TxRejected
 from ledger.node.mempool import SELECT_RUN, Mempool, check_transaction
 
 CHAIN = "mempool-test"
@@ -44,6 +46,32 @@ def test_check_transaction_verifies_once_and_rejects_forgeries() -> None:
     with pytest.raises(TxRejected) as info:
         check_transaction(good.raw, "other-chain", TxLimits())
     assert info.value.code == "wrong_chain"
+
+
+@pytest.mark.parametrize(
+    ("code", "expected", "says"),
+    [
+        (examples.load("token") + b"\x00" * (26 * 1024), "bad_code", "code section is"),
+        (examples.load("token")[:-1], "bad_code", "falls through past the end"),
+        (b"QVM\x02\x00\x00\x00", "bad_code", "unsupported code version 2"),
+        (b"not a contract", "bad_code", "no QVM header"),
+        (b"QVM\x01" + bytes(MAX_CONTAINER_BYTES), "too_large", "over the limit"),
+    ],
+)
+def test_contract_code_the_vm_would_refuse_is_rejected_at_admission(
+    code: bytes, expected: str, says: str
+) -> None:
+    """DESIGN §4: oversized or malformed input is refused at admission, before it can
+    spend the sender's nonce in a block as a failed deploy."""
+    deploy = Transaction.create(KEYS[0], CHAIN, 0, Deploy(code), gas_limit=5_000_000)
+    with pytest.raises(TxRejected) as info:
+        check_transaction(deploy.raw, CHAIN, TxLimits())
+    assert info.value.code == expected
+    assert says in info.value.message
+    good = Transaction.create(
+        KEYS[0], CHAIN, 0, Deploy(examples.load("token")), gas_limit=5_000_000
+    )
+    assert check_transaction(good.raw, CHAIN, TxLimits()) == good
 
 
 def test_duplicates_replays_and_nonce_window() -> None:

@@ -42,6 +42,7 @@ from ledger.chain.execute import build_block as execute_block
 from ledger.chain.state_tree import EMPTY_ROOT, StateTree, StateTreeError, TreeUpdate
 from ledger.chain.state_tree_nodes import MemoryNodeStore
 from ledger.chain.store import SCHEMA_VERSION, Store, StoreError
+from ledger.chain.store_schema import state_checksum
 from ledger.chain.types import (
     Block,
     BlockHeader,
@@ -578,13 +579,19 @@ def test_check_integrity_finds_flat_state_the_tree_does_not_hold(
     append_transfers(store, genesis, 3)
     store.close()
     key = account_key(USER_KEYS[2].address)
+    # Forgeries with valid row checksums: only the tree can tell.
+    forged = Account(FUNDS * 2, 0).encode()
     tampers: list[tuple[str, list[object], str]] = [
         (
-            "UPDATE state SET value = ? WHERE key = ?",
-            [Account(FUNDS * 2, 0).encode(), key],
+            "UPDATE state SET value = ?, checksum = ? WHERE key = ?",
+            [forged, state_checksum(key, forged), key],
             f"state key {key.hex()} has a value the state tree does not commit to",
         ),
-        ("INSERT INTO state VALUES (?, ?)", [b"x:forged", b"1"], "state key 783a666f72676564"),
+        (
+            "INSERT INTO state VALUES (?, ?, ?)",
+            [b"x:forged", b"1", state_checksum(b"x:forged", b"1")],
+            "state key 783a666f72676564",
+        ),
         ("DELETE FROM state WHERE key = ?", [key], r"the state tree holds (\d+) keys, the state"),
     ]
     original = raw_sql(store_path, "SELECT value FROM state WHERE key = ?", [key])[0][0]
@@ -593,9 +600,64 @@ def test_check_integrity_finds_flat_state_the_tree_does_not_hold(
         with Store.open(store_path, genesis) as reopened, pytest.raises(StoreError, match=match):
             reopened.check_integrity()
         raw_sql(store_path, "DELETE FROM state WHERE key IN (?, ?)", [key, b"x:forged"])
-        raw_sql(store_path, "INSERT INTO state VALUES (?, ?)", [key, original])
+        raw_sql(
+            store_path,
+            "INSERT INTO state VALUES (?, ?, ?)",
+            [key, original, state_checksum(key, original)],
+        )
     with Store.open(store_path, genesis) as restored:
         restored.check_integrity()
+
+
+def test_a_damaged_state_value_is_never_served(
+    store: Store, store_path: Path, genesis: Genesis
+) -> None:
+    append_transfers(store, genesis, 3)
+    store.close()
+    key = account_key(USER_KEYS[2].address)
+    (value,) = raw_sql(store_path, "SELECT value FROM state WHERE key = ?", [key])[0]
+    damaged = bytes(value[:-1]) + bytes([value[-1] ^ 0x04])  # one bit, checksum untouched
+    raw_sql(store_path, "UPDATE state SET value = ? WHERE key = ?", [damaged, key])
+    damage = f"state key {key.hex()} is damaged"
+    with Store.open(store_path, genesis, state_cache_entries=0) as reopened:
+        with pytest.raises(StoreError, match=damage):
+            reopened.get_account(USER_KEYS[2].address)
+        with pytest.raises(StoreError, match=damage):
+            reopened.get_states([key, account_key(USER_KEYS[1].address)])
+        assert reopened.get_account(USER_KEYS[1].address).nonce > 0  # the rest still reads
+        with pytest.raises(StoreError, match=damage):
+            reopened.check_integrity()
+
+
+def test_a_damaged_header_below_the_head_is_refused_at_open(
+    store: Store, store_path: Path, genesis: Genesis
+) -> None:
+    for _ in range(4):
+        append_transfers(store, genesis, 2)
+    store.close()
+    (header,) = raw_sql(store_path, "SELECT header FROM blocks WHERE height = 2")[0]
+    damaged = bytes(header[:30]) + bytes([header[30] ^ 0x01]) + bytes(header[31:])
+    raw_sql(store_path, "UPDATE blocks SET header = ? WHERE height = 2", [damaged])
+    with pytest.raises(StoreError, match="block 2's header is damaged"):
+        Store.open(store_path, genesis)
+
+
+def test_a_block_whose_transactions_were_swapped_is_not_served(
+    store: Store, store_path: Path, genesis: Genesis
+) -> None:
+    append_transfers(store, genesis, 3)
+    append_transfers(store, genesis, 3)  # block 1 is below the head (open checks the head)
+    store.close()
+    rows = raw_sql(store_path, "SELECT hash, position FROM transactions WHERE height = 1")
+    (a, pa), (b, pb) = rows[0], rows[1]
+    raw_sql(store_path, "UPDATE transactions SET position = -1 WHERE hash = ?", [a])
+    raw_sql(store_path, "UPDATE transactions SET position = ? WHERE hash = ?", [pa, b])
+    raw_sql(store_path, "UPDATE transactions SET position = ? WHERE hash = ?", [pb, a])
+    with (
+        Store.open(store_path, genesis) as reopened,
+        pytest.raises(StoreError, match="block 1's transactions do not match its header"),
+    ):
+        reopened.get_block(1)
 
 
 def test_check_integrity_finds_a_forged_genesis_state_root(

@@ -81,6 +81,11 @@ class Checker:
         if len(self.violations) < MAX_VIOLATIONS_KEPT:
             self.violations.append(Violation(kind, self.time_ms, detail))
 
+    def on_halt(self, index: int, reason: str) -> None:
+        """An honest replica found a quorum-certified block invalid (only possible with
+        more than f Byzantine validators, or a bug in validation)."""
+        self._violate("halt", f"replica {index}: {reason}")
+
     def on_commit(
         self,
         index: int,

@@ -152,6 +152,8 @@ class SimDriver:
             self.world.after_exec(self, "propose", ready.propose)
         if ready.fetch is not None:  # 6. fetch from a peer
             self.world.fetch(self, ready.fetch.from_height, ready.fetch.to_height)
+        if ready.halt is not None and self.honest:  # a certified block invalid here
+            self.world.checker.on_halt(self.index, ready.halt)
         self.update_pending()
 
     def _prune_disk(self) -> None:

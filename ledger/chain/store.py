@@ -54,6 +54,7 @@ from ledger.chain.store_check import (
     check_append,
     check_chain,
     check_head,
+    check_header_hashes,
     check_journal_mode,
     check_meta,
     check_root_node,
@@ -87,12 +88,21 @@ from ledger.chain.store_schema import (
     metadata,
     receipts_table,
     select_nodes_batches,
+    state_checksum,
+    state_rows,
     state_table,
     transactions_table,
     variable_limit,
 )
 from ledger.chain.tip import CommittedTip
-from ledger.chain.types import Block, BlockHeader, CommitCertificate, Receipt, Transaction
+from ledger.chain.types import (
+    Block,
+    BlockHeader,
+    CommitCertificate,
+    Receipt,
+    Transaction,
+    tx_root,
+)
 
 if TYPE_CHECKING:
     from genesis.document import Genesis
@@ -201,6 +211,7 @@ class Store:
                     store._genesis_state_root = check_meta(connection, info)
                     store._set_head(load_head(connection, info))
                     check_head(connection, info, store._head_height)
+                    check_header_hashes(connection, info)
                     root = store._state_root
                     check_root_node(info, root, store.get_node(root))
         except BaseException:
@@ -227,7 +238,7 @@ class Store:
                 {"key": "genesis_state_root", "value": tree.new_root},
             ],
         )
-        self._executemany(STATE_UPSERT, sorted(initial.items()))
+        self._executemany(STATE_UPSERT, state_rows(sorted(initial.items())))
         self._executemany(NODE_PUT, sorted(tree.node_writes.items()))
         self._genesis_state_root = tree.new_root
         self._set_head(Head(info.initial_height - 1, info.genesis_hash, None))
@@ -266,8 +277,8 @@ class Store:
                 check_state(info, root, self, self._scan_state)  # reads join this transaction
 
     def _scan_state(self) -> Iterator[tuple[bytes, bytes]]:
-        for key, value in self._conn.exec_driver_sql(STATE_SCAN_SQL):  # noqa: UP028 (rows)
-            yield key, value
+        for key, value, checksum in self._conn.exec_driver_sql(STATE_SCAN_SQL):
+            yield key, self._checked_state(key, value, checksum)
 
     def close(self) -> None:
         """Close the connection and dispose of the engine. Idempotent."""
@@ -373,7 +384,7 @@ class Store:
                 self._info, head, self._state_root, block, certificate, receipts, tree_update
             )
             block_hash = header.hash()
-            upserts = [(k, v) for k, v in state_changes.items() if v is not None]
+            upserts = state_rows((k, v) for k, v in state_changes.items() if v is not None)
             deletes = [(k,) for k, v in state_changes.items() if v is None]
             conn = self._conn
             try:
@@ -479,10 +490,15 @@ class Store:
         return self._scalar(select(blocks_table.c.hash).where(blocks_table.c.height == height))
 
     def get_header(self, height: int) -> BlockHeader | None:
-        raw = self._scalar(select(blocks_table.c.header).where(blocks_table.c.height == height))
-        if raw is None:
+        with self._reading():
+            row = self._conn.execute(
+                select(blocks_table.c.header, blocks_table.c.hash).where(
+                    blocks_table.c.height == height
+                )
+            ).first()
+        if row is None:
             return None
-        return self._decode(BlockHeader.decode, raw, f"block {height}'s header")
+        return self._checked_header(height, row[0], row[1])
 
     def get_certificate(self, height: int) -> CommitCertificate | None:
         raw = self._scalar(
@@ -494,20 +510,24 @@ class Store:
 
     def get_block(self, height: int) -> Block | None:
         with self._reading():
-            header_raw = self._conn.execute(
-                select(blocks_table.c.header).where(blocks_table.c.height == height)
-            ).scalar()
-            if header_raw is None:
+            header_row = self._conn.execute(
+                select(blocks_table.c.header, blocks_table.c.hash).where(
+                    blocks_table.c.height == height
+                )
+            ).first()
+            if header_row is None:
                 return None
             rows = self._conn.execute(
                 select(transactions_table.c.hash, transactions_table.c.raw)
                 .where(transactions_table.c.height == height)
                 .order_by(transactions_table.c.position)
             ).all()
-        header = self._decode(BlockHeader.decode, header_raw, f"block {height}'s header")
+        header = self._checked_header(height, header_row[0], header_row[1])
         txs = tuple(self._decode_tx(tx_hash, raw) for tx_hash, raw in rows)
         if len(txs) != header.tx_count:
             self._corrupt(f"block {height} has {len(txs)} of its {header.tx_count} transactions")
+        if tx_root(txs) != header.tx_root:
+            self._corrupt(f"block {height}'s transactions do not match its header's tx_root")
         return Block(header, txs)
 
     def get_block_receipts(self, height: int) -> list[Receipt]:
@@ -564,7 +584,8 @@ class Store:
             except KeyError:
                 pass
             with self._db_errors("read"), self._conn.begin():
-                value: bytes | None = self._conn.exec_driver_sql(STATE_GET_SQL, (key,)).scalar()
+                row = self._conn.exec_driver_sql(STATE_GET_SQL, (key,)).first()
+            value = None if row is None else self._checked_state(key, row[0], row[1])
             self._state_cache.put(key, value)
             return value
 
@@ -578,11 +599,12 @@ class Store:
             for start in range(0, len(wanted), chunk):
                 part = wanted[start : start + chunk]
                 rows = self._conn.execute(
-                    select(state_table.c.key, state_table.c.value).where(
+                    select(state_table.c.key, state_table.c.value, state_table.c.checksum).where(
                         state_table.c.key.in_(part)
                     )
                 )
-                found.update((bytes(k), bytes(v)) for k, v in rows)
+                for k, v, checksum in rows:
+                    found[bytes(k)] = self._checked_state(k, v, checksum)
         return found
 
     def get_account(self, address: bytes) -> Account:
@@ -622,6 +644,20 @@ class Store:
         with self._reading():
             value = self._conn.execute(statement).scalar()
         return None if value is None else bytes(value)
+
+    def _checked_header(self, height: int, raw: bytes, block_hash: bytes) -> BlockHeader:
+        header = self._decode(BlockHeader.decode, bytes(raw), f"block {height}'s header")
+        if header.hash() != block_hash:
+            self._corrupt(
+                f"block {height}'s header is damaged (it does not hash to its block hash)"
+            )
+        return header
+
+    def _checked_state(self, key: bytes, value: bytes, checksum: bytes) -> bytes:
+        value = bytes(value)
+        if state_checksum(bytes(key), value) != checksum:
+            self._corrupt(f"state key {bytes(key).hex()} is damaged (its checksum does not match)")
+        return value
 
     def _decode_tx(self, tx_hash: bytes, raw: bytes) -> Transaction:
         tx = self._decode(Transaction.decode, raw, f"transaction {short(tx_hash)}")

@@ -18,7 +18,9 @@ from typing import ClassVar, Final
 
 from consensus.quorum import quorum_size
 from consensus.votes import COMMIT_KIND, commit_vote_body
+from contracts.container import MAX_CONTAINER_BYTES
 from contracts.interpreter import ExecutionStatus
+from contracts.validate import CodeError, validate_code
 from crypto import keys
 from crypto.encoding import (
     DecodeError,
@@ -342,8 +344,27 @@ def validate_transaction(
     payload = tx.payload
     if isinstance(payload, Transfer) and payload.to == tx.sender_address:
         raise TxRejected("self_transfer", "a transfer to the sender's own address does nothing")
+    if isinstance(payload, Deploy):
+        _check_deploy_code(payload.code)
     if check_signature and not tx.signature_valid():
         raise TxRejected("bad_signature", "signature does not verify for this sender and chain")
+
+
+def _check_deploy_code(code: bytes) -> None:
+    """Refuse contract code the VM would refuse anyway, before it costs the sender a nonce.
+
+    Admission only: a deploy with bad code that a (Byzantine) primary includes still
+    executes deterministically as ``invalid`` on every validator.
+    """
+    if len(code) > MAX_CONTAINER_BYTES:
+        raise TxRejected(
+            "too_large",
+            f"contract code is {len(code)} bytes, over the limit of {MAX_CONTAINER_BYTES}",
+        )
+    try:
+        validate_code(code)
+    except CodeError as exc:
+        raise TxRejected("bad_code", f"contract code is not runnable: {exc}") from None
 
 
 # ----------------------------------------------------------------------------- receipts

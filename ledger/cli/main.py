@@ -9,7 +9,16 @@ from __future__ import annotations
 import click
 
 from ledger import __version__
-from ledger.cli import bench_cmd, genesis_cmd, keys_cmd, node_cmd, sim_cmd, testnet_cmd, tx_cmd
+from ledger.cli import (
+    bench_cmd,
+    chaos_cmd,
+    genesis_cmd,
+    keys_cmd,
+    node_cmd,
+    sim_cmd,
+    testnet_cmd,
+    tx_cmd,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,6 +39,7 @@ cli.add_command(tx_cmd.contract)
 cli.add_command(tx_cmd.query)
 cli.add_command(sim_cmd.sim)
 cli.add_command(bench_cmd.bench)
+cli.add_command(chaos_cmd.chaos)
 
 
 def main() -> None:

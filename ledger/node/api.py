@@ -33,6 +33,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ledger.chain.store_check import StoreError
+
 #: Largest request body accepted (a batch of transactions).
 MAX_REQUEST_BYTES: Final = 8 * 1024 * 1024
 #: Most transactions in one submit request.
@@ -78,6 +80,9 @@ class NodeBackend(Protocol):
     async def healthy(self) -> bool: ...
 
     async def metrics(self) -> bytes: ...
+
+    def fail(self, error: BaseException) -> None:
+        """The store answered a read with corruption: stop the node (it must not serve)."""
 
 
 def parse_hex(text: str, what: str, size: int | None = None) -> bytes:
@@ -226,6 +231,17 @@ def build_app(backend: NodeBackend) -> Starlette:
         assert isinstance(exc, ApiError)
         return _json({"error": exc.message, "code": exc.code}, exc.status)
 
+    async def store_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StoreError)
+        backend.fail(exc)
+        return _json(
+            {
+                "error": f"this node is stopping, its store is damaged: {exc}",
+                "code": "store_damaged",
+            },
+            503,
+        )
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
@@ -245,5 +261,9 @@ def build_app(backend: NodeBackend) -> Starlette:
     ]
     return Starlette(
         routes=routes,
-        exception_handlers={ApiError: api_error, HTTPException: http_error},
+        exception_handlers={
+            ApiError: api_error,
+            HTTPException: http_error,
+            StoreError: store_error,
+        },
     )

@@ -137,6 +137,9 @@ class NodeService:
     async def status(self) -> dict[str, Any]:
         return status_json(self.node)
 
+    def fail(self, error: BaseException) -> None:
+        self.node.fail(error)
+
     async def validators(self) -> list[dict[str, Any]]:
         node = self.node
         connected = set(node.net.connected_peers()) if node.net else set()

@@ -77,6 +77,22 @@ GOSSIP_INTERVAL_MS: Final = 20
 FETCH_TIMEOUT_S: Final = 5.0
 #: Consensus records are pruned every this many commits.
 PRUNE_EVERY_BLOCKS: Final = 32
+#: Gossip messages waiting for admission (older ones are dropped first when it is full:
+#: gossip is best effort, clients and other peers still hold the transactions).
+MAX_GOSSIP_BACKLOG: Final = 256
+#: A peer that gossips a transaction an honest node would never relay (bad signature,
+#: wrong chain, malformed...) has its gossip ignored for this long (doubling per repeat).
+GOSSIP_PENALTY_S: Final = 10.0
+MAX_GOSSIP_PENALTY_S: Final = 600.0
+#: Stateless rejections an honest peer never gossips (it checked them before relaying).
+BYZANTINE_GOSSIP_CODES: Final = frozenset(
+    {"malformed", "bad_signature", "wrong_chain", "too_large", "gas_limit", "self_transfer",
+     "bad_code"}
+)  # fmt: skip
+#: Catch-up serving per peer: one request at a time, at most this many a second, and at
+#: most this many reply bytes a second (a request is 33 bytes; a reply up to 8 MiB).
+SERVE_MIN_INTERVAL_S: Final = 0.05
+SERVE_BYTES_PER_S: Final = 32 * 1024 * 1024
 #: Mempool rejections that mean "this transaction will never be includable": drop it.
 PERMANENT_SKIPS: Final = frozenset(
     {"expired", "not_permitted", "bad_signature", "wrong_chain", "too_large", "gas_limit"}
@@ -94,6 +110,10 @@ def block_digest(payload: bytes) -> bytes | None:
         return BlockHeader.from_value(fields[0]).block_hash
     except DecodeError:
         return None
+
+
+class NodeHalted(Exception):
+    """The node stopped itself: its own data (or code) cannot be trusted any more."""
 
 
 @dataclass(slots=True)
@@ -200,6 +220,11 @@ class Node:
             MAX_INBOUND_MESSAGES
         )
         self._gossip: list[bytes] = []
+        self._gossip_in: collections.deque[tuple[int, list[bytes]]] = collections.deque()
+        self._gossip_in_wakeup = trio.Event()
+        self._gossip_banned_until: dict[int, float] = {}
+        self._gossip_penalty_s: dict[int, float] = {}
+        self._serving: dict[int, float] = {}  # peer -> earliest time its next request is served
         self._gossip_wakeup = trio.Event()
         self._pending_signalled = False
         self._fetching = False
@@ -221,10 +246,22 @@ class Node:
             self._nursery = nursery
             nursery.start_soon(self._ticker)
             nursery.start_soon(self._peer_intake)
+            nursery.start_soon(self._gossip_intake)
             nursery.start_soon(self._gossip_flusher)
             nursery.start_soon(self._consensus_loop)
             self.started = True
             task_status.started()
+
+    def fail(self, error: BaseException) -> None:
+        """Stop the node because ``error`` says its store cannot be trusted (found while
+        serving a request): :meth:`run` raises :class:`NodeHalted` at once."""
+        if self._nursery is None:
+            raise NodeHalted(str(error)) from error
+
+        async def stop() -> None:
+            raise NodeHalted(str(error)) from error
+
+        self._nursery.start_soon(stop)
 
     def on_peer_message(self, sender: int, message: bytes) -> None:
         """Transport callback (on the event loop, must not block)."""
@@ -252,15 +289,20 @@ class Node:
     # ------------------------------------------------------------------ peer intake
 
     async def _peer_intake(self) -> None:
+        """Route peer messages; never waits on anything but the consensus loop's queue.
+
+        Gossip admission (signature checks) and catch-up serving (block reads) run in their
+        own tasks, so a peer sending either cannot delay the consensus messages behind them.
+        """
         async for sender, message in self._inbound_recv:
             try:
                 family, body = wire.split(message)
                 if family is wire.Family.CONSENSUS:
                     await self._events_send.send(("consensus", body))
                 elif family is wire.Family.TX_GOSSIP:
-                    await self._admit_gossip(wire.decode_tx_gossip(body))
+                    self._queue_gossip(sender, wire.decode_tx_gossip(body))
                 elif family is wire.Family.BLOCKS_WANTED:
-                    await self._serve_blocks(sender, wire.BlocksWanted.decode(body))
+                    self._queue_serve(sender, wire.BlocksWanted.decode(body))
                 else:
                     blocks = wire.decode_blocks(body)
                     if self._fetching:
@@ -272,7 +314,24 @@ class Node:
                 self.counters["peer.malformed"] += 1
                 log.warning("malformed message from %s: %s", self.names[sender], exc)
 
+    def _queue_serve(self, sender: int, wanted: wire.BlocksWanted) -> None:
+        now = trio.current_time()
+        if self._serving.get(sender, 0.0) > now:  # one at a time, rate and bytes limited
+            self.counters["catchup.requests_refused"] += 1
+            return
+        self._serving[sender] = float("inf")  # busy until the reply is sent
+        assert self._nursery is not None
+        self._nursery.start_soon(self._serve_blocks, sender, wanted)
+
     async def _serve_blocks(self, sender: int, wanted: wire.BlocksWanted) -> None:
+        sent = 0
+        try:
+            sent = await self._send_blocks(sender, wanted)
+        finally:
+            pause = max(SERVE_MIN_INTERVAL_S, sent / SERVE_BYTES_PER_S)
+            self._serving[sender] = trio.current_time() + pause
+
+    async def _send_blocks(self, sender: int, wanted: wire.BlocksWanted) -> int:
         store = self.store
 
         def read() -> list[tuple[bytes, bytes]]:
@@ -296,14 +355,23 @@ class Node:
             return out
 
         blocks = await trio.to_thread.run_sync(read)
-        if blocks and self.net is not None:
-            self.net.send(sender, wire.encode_blocks(blocks))
-            self.counters["catchup.blocks_served"] += len(blocks)
+        if not blocks or self.net is None:
+            return 0
+        reply = wire.encode_blocks(blocks)
+        self.net.send(sender, reply)
+        self.counters["catchup.blocks_served"] += len(blocks)
+        return len(reply)
 
     # ------------------------------------------------------------------ admission and gossip
 
-    def _check_batch(self, raws: list[bytes]) -> list[tuple[Transaction | None, str, str, int]]:
-        """Worker thread: decode + verify each raw tx once, and read its sender's nonce."""
+    def _check_batch(
+        self, raws: list[bytes], *, stop_codes: frozenset[str] = frozenset()
+    ) -> list[tuple[Transaction | None, str, str, int]]:
+        """Worker thread: decode + verify each raw tx once, and read its sender's nonce.
+
+        The batch ends early at the first rejection whose code is in ``stop_codes`` (gossip
+        from a peer that relays what it should not: the rest is not worth verifying).
+        """
         out: list[tuple[Transaction | None, str, str, int]] = []
         for raw in raws:
             try:
@@ -313,9 +381,13 @@ class Node:
                     tx = check_transaction(raw, self.rules.chain_id, self.rules.limits)
             except TxRejected as exc:
                 out.append((None, exc.code, exc.message, 0))
+                if exc.code in stop_codes:
+                    break
                 continue
             except DecodeError as exc:
                 out.append((None, "malformed", str(exc), 0))
+                if "malformed" in stop_codes:
+                    break
                 continue
             self.verified.add(tx.hash)
             out.append((tx, "", "", self.store.get_account(tx.sender_address).nonce))
@@ -373,13 +445,49 @@ class Node:
                     result.update(self.commit_result(receipt, height))
         return results
 
-    async def _admit_gossip(self, raws: list[bytes]) -> None:
+    def _queue_gossip(self, sender: int, raws: list[bytes]) -> None:
+        if self._gossip_banned_until.get(sender, 0.0) > trio.current_time():
+            self.counters["gossip.ignored_penalised"] += len(raws)
+            return
+        if len(self._gossip_in) >= MAX_GOSSIP_BACKLOG:
+            _, dropped = self._gossip_in.popleft()
+            self.counters["gossip.dropped_backlog"] += len(dropped)
+        self._gossip_in.append((sender, raws))
+        self._gossip_in_wakeup.set()
+
+    async def _gossip_intake(self) -> None:
+        while True:
+            await self._gossip_in_wakeup.wait()
+            self._gossip_in_wakeup = trio.Event()
+            while self._gossip_in:
+                sender, raws = self._gossip_in.popleft()
+                if self._gossip_banned_until.get(sender, 0.0) > trio.current_time():
+                    self.counters["gossip.ignored_penalised"] += len(raws)
+                    continue
+                await self._admit_gossip(sender, raws)
+
+    async def _admit_gossip(self, sender: int, raws: list[bytes]) -> None:
         fresh = [r for r in raws if sha256(r) not in self.mempool]
-        if fresh:
-            checked = await trio.to_thread.run_sync(self._check_batch, fresh)
-            results = self._add_checked(checked, gossip=False)
-            self.counters["gossip.received"] += len(fresh)
-            self.counters["gossip.rejected"] += sum(1 for r in results if r["status"] == "rejected")
+        if not fresh:
+            return
+        checked = await trio.to_thread.run_sync(
+            lambda: self._check_batch(fresh, stop_codes=BYZANTINE_GOSSIP_CODES)
+        )
+        results = self._add_checked(checked, gossip=False)
+        self.counters["gossip.received"] += len(fresh)
+        self.counters["gossip.rejected"] += sum(1 for r in results if r["status"] == "rejected")
+        bad = next((code for _, code, _, _ in checked if code in BYZANTINE_GOSSIP_CODES), None)
+        if bad is not None:
+            # An honest validator checks a transaction before relaying it: this one is not.
+            penalty = min(self._gossip_penalty_s.get(sender, GOSSIP_PENALTY_S / 2) * 2,
+                          MAX_GOSSIP_PENALTY_S)  # fmt: skip
+            self._gossip_penalty_s[sender] = penalty
+            self._gossip_banned_until[sender] = trio.current_time() + penalty
+            self.counters["gossip.peers_penalised"] += 1
+            log.warning(
+                "%s gossiped a transaction no honest validator relays (%s): ignoring its "
+                "gossip for %.0f s", self.names[sender], bad, penalty,
+            )  # fmt: skip
 
     async def _gossip_flusher(self) -> None:
         while True:
@@ -462,6 +570,11 @@ class Node:
         queue = collections.deque([first])
         while queue:
             ready = queue.popleft()
+            if ready.halt is not None:
+                raise NodeHalted(
+                    f"{ready.halt}: this node's state at {self.store.path} differs from what "
+                    "the validators certified (a damaged store, or a bug); stopping"
+                )
             records = persist.batch_records(ready.persist) if ready.persist is not None else {}
             if records and not ready.committed:
                 await trio.to_thread.run_sync(self.store.write_consensus_meta, records)

@@ -17,12 +17,14 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from crypto.keyfile import load_key, read_public_info
-from genesis.document import load_genesis
+from crypto.keys import PrivateKey
+from genesis.document import Genesis, load_genesis
 from ledger.chain.store import Store
-from ledger.config import load_config
+from ledger.chain.store_check import StoreError
+from ledger.config import NodeConfig, load_config
 from ledger.node.api import build_app
 from ledger.node.backend import NodeService
-from ledger.node.node import Node
+from ledger.node.node import Node, NodeHalted
 from ledger.node.transport import open_peer_network
 
 log = logging.getLogger("quorum.node")
@@ -31,7 +33,26 @@ STORE_FILE_NAME: Final = "chain.db"
 
 
 class StartupError(Exception):
-    """The node cannot start; the message says what to fix."""
+    """The node cannot start, or had to stop; the message says what to fix."""
+
+
+#: What an operator does about a damaged store (docs/OPERATIONS.md, "Recovery").
+REPAIR_HINT: Final = (
+    "to repair, stop the node, move its data directory aside and start it again: "
+    "it rebuilds its chain from the other validators' certified blocks"
+)
+
+
+def _fatal(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The first StoreError or NodeHalted inside a task group's exceptions."""
+    for exc in group.exceptions:
+        if isinstance(exc, StoreError | NodeHalted):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _fatal(exc)
+            if found is not None:
+                return found
+    return None
 
 
 def _configure_logging(level: str) -> None:
@@ -57,27 +78,41 @@ async def run_node(home: Path, *, password: str | None = None) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     store = await trio.to_thread.run_sync(Store.open, data_dir / STORE_FILE_NAME, genesis)
     try:
-        node = Node(config=config, genesis=genesis, key=key, store=store)
-        service = NodeService(node)
-        http = HypercornConfig()
-        http.bind = [str(config.rpc_listen)]
-        http.accesslog = None
-        http.errorlog = logging.getLogger("hypercorn.error")
-        http.keep_alive_timeout = 75
-        async with (
-            open_peer_network(config, genesis, key, node.on_peer_message) as net,
-            trio.open_nursery() as nursery,
-        ):
-            await nursery.start(node.run, net)
-            await nursery.start(serve, build_app(service), http)
-            log.info(
-                "%s serving: rpc http://%s p2p %s height %d",
-                config.name, config.rpc_listen, config.p2p_listen, store.head_height,
-            )  # fmt: skip
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for signum in signals:
-                    log.info("received %s, stopping", signal.Signals(signum).name)
-                    break
-            nursery.cancel_scope.cancel()
+        await _serve(config, genesis, key, store)
+    except BaseExceptionGroup as group:
+        fatal = _fatal(group)
+        if fatal is None:
+            raise
+        log.error("stopping: %s", fatal)
+        raise StartupError(f"{fatal}; {REPAIR_HINT}") from None
+    except (StoreError, NodeHalted) as exc:
+        log.error("stopping: %s", exc)
+        raise StartupError(f"{exc}; {REPAIR_HINT}") from None
     finally:
         store.close()
+
+
+async def _serve(config: NodeConfig, genesis: Genesis, key: PrivateKey, store: Store) -> None:
+    """The node, its peer network and its HTTP API, until SIGTERM/SIGINT."""
+    node = Node(config=config, genesis=genesis, key=key, store=store)
+    service = NodeService(node)
+    http = HypercornConfig()
+    http.bind = [str(config.rpc_listen)]
+    http.accesslog = None
+    http.errorlog = logging.getLogger("hypercorn.error")
+    http.keep_alive_timeout = 75
+    async with (
+        open_peer_network(config, genesis, key, node.on_peer_message) as net,
+        trio.open_nursery() as nursery,
+    ):
+        await nursery.start(node.run, net)
+        await nursery.start(serve, build_app(service), http)
+        log.info(
+            "%s serving: rpc http://%s p2p %s height %d",
+            config.name, config.rpc_listen, config.p2p_listen, store.head_height,
+        )  # fmt: skip
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("received %s, stopping", signal.Signals(signum).name)
+                break
+        nursery.cancel_scope.cancel()

@@ -105,6 +105,8 @@ class Cluster:
         self.budget = budget
         self.auto_validate = auto_validate
         self.invalid: set[bytes] = set()
+        #: Replicas whose own state is wrong: they find every block invalid.
+        self.diverged: set[int] = set()
         self.drop: Drop = lambda frm, to, msg: False
         self.labels = 0
         self.serve_fetches = True
@@ -147,6 +149,7 @@ class Cluster:
                     height == request.height
                     and parent == request.parent_digest
                     and request.digest not in self.invalid
+                    and i not in self.diverged
                 )
                 self.handle(
                     i,

@@ -74,6 +74,34 @@ def test_4_2_backups_prepare_only_after_the_driver_validated_the_block() -> None
     assert backup.replica.statistics()["invalid_proposal"] == 1
 
 
+def test_a_replica_that_finds_a_certified_block_invalid_halts() -> None:
+    """With at most f Byzantine replicas a block certified by q COMMITs is valid (§4.2: at
+    least f+1 honest replicas validated it), so an honest replica that cannot validate it
+    has a damaged state of its own: the core tells its driver to stop (Ready.halt)."""
+    cluster = Cluster(4)
+    cluster.diverged.add(3)
+    cluster.submit(1)
+    cluster.deliver()
+    assert cluster.heights() == [1, 1, 1, 0]
+    halts = [r.halt for r in cluster.nodes[3].readies if r.halt is not None]
+    assert len(halts) == 1 and "certified by a quorum" in halts[0]
+    assert all(r.halt is None for n in cluster.nodes[:3] for r in n.readies)
+
+
+def test_a_replica_that_cannot_execute_a_fetched_certified_block_halts() -> None:
+    """The same through catch-up: a certified block fetched from a peer (§4.4's state
+    transfer, done by blocks here) that does not validate locally halts the replica."""
+    cluster = Cluster(4)
+    cluster.drop = lambda frm, to, msg: to == 3 or frm == 3
+    cluster.submit(2)
+    cluster.deliver()
+    assert cluster.heights() == [2, 2, 2, 0]
+    cluster.diverged.add(3)
+    cluster.serve_fetch(3, 1, 2)
+    assert [r.halt for r in cluster.nodes[3].readies if r.halt is not None]
+    assert cluster.heights()[3] == 0
+
+
 def test_chaining_rule_prepare_waits_for_the_parent_to_be_prepared() -> None:
     """A replica sends PREPARE for h only once h-1 is prepared (or committed) with the
     digest h names as its parent."""
