@@ -4,7 +4,8 @@ chaining and pipeline rules of docs/CONSENSUS.md.
 For each height of the current view, in order: ask the driver to validate the proposal
 once its parent's state exists; send PREPARE once it is valid and its parent is prepared
 (or committed) with the digest it names; become prepared with the pre-prepare and q-1
-matching PREPAREs from backups; send COMMIT once prepared and the parent is committed;
+matching PREPAREs from backups; send COMMIT once prepared and the parent is prepared (or
+committed) here with the digest it names;
 commit with q matching COMMITs, strictly in height order. The primary asks the driver
 for a proposal while requests are pending and fewer than ``max_pipeline`` heights are in
 flight. Functions over the replica's state, called only by the replica and its helpers.
@@ -40,13 +41,14 @@ if TYPE_CHECKING:
 def advance(r: Replica) -> None:
     """Move every slot as far as its votes allow, commit in order, ask for a proposal."""
     if r.active:
-        for height in sorted(r.slots):
+        # Committed heights have nothing left to do (their votes are out or not needed).
+        for height in sorted(h for h in r.slots if h > r.committed_height):
             if height in r.slots:  # a commit below may garbage-collect slots
                 advance_slot(r, height)
     while commit_next(r):
         if r.active:
-            for height in sorted(r.slots):
-                if height > r.committed_height and height in r.slots:
+            for height in sorted(h for h in r.slots if h > r.committed_height):
+                if height in r.slots:
                     advance_slot(r, height)
     housekeeping.maybe_fetch(r)
     maybe_request_proposal(r)
@@ -102,7 +104,7 @@ def advance_slot(r: Replica, height: int) -> None:
                 r.out_prepared.append(PreparedRecord(proof, payload))
     if (
         slot.prepared
-        and committed_digest_at(r, height - 1) == header.parent_digest
+        and parent_prepared(r, height, header.parent_digest)
         and r.index not in slot.commits
     ):
         commit = Commit(r.view, height, header.digest)

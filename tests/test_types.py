@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consensus.votes import COMMIT_KIND, commit_vote_body
+from contracts.validate import CodeError, validate_code
 from crypto.encoding import DecodeError, encode
 from crypto.hashing import sha256
 from crypto.keys import PrivateKey
@@ -103,7 +104,20 @@ def test_transaction_round_trip_and_signature(tx: Transaction) -> None:
     again = Transaction.decode(tx.encode())
     assert again == tx and again.raw == tx.raw and again.hash == tx.hash
     assert again.signature_valid()
-    validate_transaction(again, CHAIN, TxLimits(max_tx_bytes=10**6))
+    if isinstance(tx.payload, Deploy) and not _runnable(tx.payload.code):
+        with pytest.raises(TxRejected) as info:  # random bytes are not a contract
+            validate_transaction(again, CHAIN, TxLimits(max_tx_bytes=10**6))
+        assert info.value.code in ("bad_code", "too_large")
+    else:
+        validate_transaction(again, CHAIN, TxLimits(max_tx_bytes=10**6))
+
+
+def _runnable(code: bytes) -> bool:
+    try:
+        validate_code(code)
+    except CodeError:
+        return False
+    return True
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])

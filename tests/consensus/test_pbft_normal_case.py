@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pbft_harness import CHAIN_ID, Cluster, parse_payload
 
-from consensus.messages import Kind, PrePrepare, decode_body
+from consensus.messages import Kind, PrePrepare, SignedMessage, decode_body
 from ledger.chain.types import CommitCertificate
 
 
@@ -100,6 +100,38 @@ def test_a_replica_that_cannot_execute_a_fetched_certified_block_halts() -> None
     cluster.serve_fetch(3, 1, 2)
     assert [r.halt for r in cluster.nodes[3].readies if r.halt is not None]
     assert cluster.heights()[3] == 0
+
+
+def test_commit_rule_a_child_is_committed_to_while_its_parent_collects_commits() -> None:
+    """Rule 5 (docs/CONSENSUS.md §3, PBFT §4.2's commit phase with chaining): a replica
+    sends COMMIT for h once h is prepared and h-1 is prepared (or committed) here with the
+    digest h names, so h's commit round overlaps h-1's. Commits still come out in order:
+    nothing commits while height 1's COMMITs are held, then both commit."""
+    cluster = Cluster(4, max_pipeline=2)
+    held: list[tuple[int, int]] = []
+
+    def hold_height_one_commits(frm: int, to: int, msg: SignedMessage) -> bool:
+        if msg.kind == Kind.COMMIT and decode_body(msg).height == 1:  # type: ignore[union-attr]
+            held.append((frm, to))
+            return True
+        return False
+
+    cluster.drop = hold_height_one_commits
+    cluster.submit(2)
+    cluster.deliver()
+    assert held and cluster.heights() == [0, 0, 0, 0]
+    for node in cluster.nodes:
+        commits = [decode_body(m) for m in node.sent if m.kind == Kind.COMMIT]
+        assert sorted(c.height for c in commits) == [1, 2]  # type: ignore[union-attr]
+    cluster.drop = lambda frm, to, msg: False
+    for node in cluster.nodes:  # resend height 1's COMMITs (a retransmission)
+        for message in node.sent:
+            if message.kind == Kind.COMMIT and decode_body(message).height == 1:  # type: ignore[union-attr]
+                for j in range(4):
+                    if j != node.index:
+                        cluster.queue.append((node.index, j, message))
+    cluster.deliver()
+    assert cluster.heights() == [2, 2, 2, 2]
 
 
 def test_chaining_rule_prepare_waits_for_the_parent_to_be_prepared() -> None:
