@@ -108,6 +108,12 @@ def view_change_timer(r: Replica) -> None:
         if not (r.pending or r.oldest_waiting is not None or in_flight):
             r.vc_timer = 0
             return
+        if _behind(r):
+            # The view is making progress and this replica is just slow to apply it (a
+            # certificate above its head): not the primary's fault. Without this, a loaded
+            # replica a second behind times out alone and leaves the view the others are in.
+            r.vc_timer = 0
+            return
     else:
         # OSDI'99 §4.5.2: the timer for moving past view v starts only once 2f+1
         # VIEW-CHANGEs for v are in, so one replica cannot run ahead of the others.
@@ -119,6 +125,23 @@ def view_change_timer(r: Replica) -> None:
     if r.vc_timer >= r.config.view_change_timeout(r.consecutive_view_changes):
         r.count("view_change.timeout")
         replica_views.start_view_change(r, r.view + 1)
+
+
+def _behind(r: Replica) -> bool:
+    """This replica trails a live view: a block above its head is certified in this view,
+    or f+1 peers claim higher heights and it is still committing (catching up). A claim
+    alone is not enough: if nothing commits here, the timer must run."""
+    if (
+        r.catchup_target > r.committed_height
+        and r.ticks_since_commit < r.config.view_change_timeout_ticks // 2
+    ):
+        return True
+    return any(
+        height > r.committed_height
+        and slot.header is not None
+        and len(slot.commit_votes(slot.header.digest)) >= r.config.quorum
+        for height, slot in r.slots.items()
+    )
 
 
 def retransmit(r: Replica) -> None:

@@ -259,6 +259,16 @@ class Mempool:
     def pending_hashes(self) -> Sequence[bytes]:
         return list(self._by_hash)
 
+    def oldest_includable(self) -> bytes | None:
+        """Hash of the longest-waiting transaction a correct primary could include now (its
+        nonce is its sender's next), or None. The view-change timer watches this one: a
+        transaction behind a nonce gap waits for its sender, not for the primary."""
+        for tx_hash, entry in self._by_hash.items():
+            sender = self._senders.get(entry.tx.sender_address)
+            if sender is not None and entry.tx.nonce == sender.next_nonce:
+                return tx_hash
+        return None
+
     def statistics(self) -> MempoolStats:
         return MempoolStats(
             transactions=len(self._by_hash),

@@ -77,6 +77,10 @@ MAX_VERIFIED_CACHE: Final = 400_000
 GOSSIP_INTERVAL_MS: Final = 20
 #: How long a catch-up request waits for its reply before asking another peer.
 FETCH_TIMEOUT_S: Final = 5.0
+#: While blocks are in flight, the primary proposes another only when this many new
+#: transactions wait, or this long after its previous proposal (see Node._propose).
+BATCH_TARGET_TXS: Final = 64
+PROPOSAL_INTERVAL_S: Final = 0.025
 #: Jobs of at most this many transactions run on the event loop, not in a worker thread.
 INLINE_MAX_TXS: Final = 24
 #: Bytes of a typical transfer in a block, to size a payload in transactions.
@@ -275,6 +279,8 @@ class Node:
         self._gossip_in_wakeup = trio.Event()
         self._gossip_banned_until: dict[int, float] = {}
         self._gossip_penalty_s: dict[int, float] = {}
+        self._last_proposal_at = float("-inf")
+        self._repropose_armed = False
         self._serving: dict[int, float] = {}  # peer -> earliest time its next request is served
         self._gossip_wakeup = trio.Event()
         self._pending_signalled = False
@@ -615,7 +621,7 @@ class Node:
             return self.replica.receive(event[1])
         if kind == "pending":
             self._pending_signalled = False
-            oldest = next(iter(self.mempool.pending_hashes()), None)
+            oldest = self.mempool.oldest_includable()
             return self.replica.requests_pending(len(self.mempool) > 0, oldest)
         raise AssertionError(f"unknown event {kind!r}")
 
@@ -733,13 +739,38 @@ class Node:
             block = self.executed.get((block.height - 1, block.block.header.prev_hash))
         return hashes
 
+    def _repropose_after(self, seconds: float) -> None:
+        """Ask the core for a proposal again in ``seconds`` (once, however often called)."""
+        if self._repropose_armed or self._nursery is None:
+            return
+        self._repropose_armed = True
+
+        async def later() -> None:
+            await trio.sleep(seconds)
+            self._repropose_armed = False
+            self._signal_pending()
+
+        self._nursery.start_soon(later)
+
     async def _propose(self, request: ProposalRequest) -> Ready:
         parent = self._parent(request.height, request.parent_digest)
         if parent is None or len(self.mempool) == 0:
             return self.replica.skip_proposal(request.view, request.height)
+        in_ancestors = self._ancestor_hashes(parent)
+        now = trio.current_time()
+        if in_ancestors and len(self.mempool) - len(in_ancestors) < BATCH_TARGET_TXS:
+            # Blocks are in flight and this one would be small: wait a little for more.
+            # Each block costs every node a validation, three signed votes and a commit
+            # whatever its size, so at moderate load a block per request would spend the
+            # CPU on blocks, not transactions. An empty pipeline proposes at once.
+            wait = self._last_proposal_at + PROPOSAL_INTERVAL_S - now
+            if wait > 0:
+                self.counters["proposals.deferred"] += 1
+                self._repropose_after(wait)
+                return self.replica.skip_proposal(request.view, request.height)
+        self._last_proposal_at = now
         self.mempool.release_proposed()
         rules = self.rules
-        in_ancestors = self._ancestor_hashes(parent)
         # Membership tests only (never iterated), so a set of hashes is deterministic here.
         candidates = [
             tx
