@@ -116,6 +116,23 @@ def test_selection_takes_consecutive_nonces_and_waits_for_gaps() -> None:
     assert [t.nonce for t in p.select(max_txs=10, max_bytes=10**6)] == [0, 1, 2, 3]
 
 
+def test_the_view_change_timer_watches_only_includable_transactions() -> None:
+    """A transaction behind a nonce gap waits for its sender, not for the primary: it must
+    not be the "oldest waiting" request whose delay makes validators change view
+    (otherwise any client could force view changes, Aardvark's point)."""
+    p = pool()
+    assert p.oldest_includable() is None
+    gap = tx(0, 5)
+    p.add(gap, 0, 0)  # account 0's next nonce is 0: nonce 5 cannot be included
+    assert p.oldest_includable() is None
+    ready = tx(1, 0)
+    p.add(ready, 0, 0)
+    assert p.oldest_includable() == ready.hash
+    for n in range(5):
+        p.add(tx(0, n), 0, 0)
+    assert p.oldest_includable() == ready.hash  # arrived before account 0's nonce 0
+
+
 def test_selection_is_round_robin_between_senders() -> None:
     p = pool()
     for n in range(3 * SELECT_RUN):
