@@ -107,6 +107,8 @@ class Cluster:
         self.invalid: set[bytes] = set()
         #: Replicas whose own state is wrong: they find every block invalid.
         self.diverged: set[int] = set()
+        #: Replicas whose driver never answers a validation (a node too loaded to keep up).
+        self.stalled: set[int] = set()
         self.drop: Drop = lambda frm, to, msg: False
         self.labels = 0
         self.serve_fetches = True
@@ -142,7 +144,7 @@ class Cluster:
             )
             for j in targets:
                 self.queue.append((i, j, out.message))
-        if self.auto_validate:
+        if self.auto_validate and i not in self.stalled:
             for request in ready.validate:
                 height, parent, _ = parse_payload(request.payload)
                 ok = (

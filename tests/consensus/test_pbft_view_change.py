@@ -204,3 +204,37 @@ def test_censoring_primary_is_replaced_although_blocks_commit() -> None:
     assert cluster.nodes[1].replica.view >= 1
     assert ticks <= _timeout_ticks(cluster) + 1
     assert cluster.heights()[0] > 0
+
+
+def test_4_4_a_replica_trailing_a_live_view_does_not_time_out_alone() -> None:
+    """§4.4's timer is for a primary that makes no progress. A replica that is merely slow
+    (its driver has not validated the block yet) but sees the block certified by q
+    COMMITs in its view must not start a view change on its own: it would leave the view
+    the others are in and could follow only by catch-up."""
+    cluster = Cluster(4)
+    cluster.stalled.add(3)
+    cluster.submit(1)
+    cluster.deliver()
+    assert cluster.heights() == [1, 1, 1, 0]
+    _nothing_pending_at(cluster, [0, 1, 2])  # their request committed; 3 still waits
+    cluster.tick(30)  # three view-change timeouts of ticking
+    assert not [m for m in cluster.nodes[3].sent if m.kind == Kind.VIEW_CHANGE]
+    assert cluster.nodes[3].replica.status().view == 0
+
+
+def test_4_4_a_replica_with_nothing_certified_above_it_still_times_out() -> None:
+    """The control: the same slow replica, but the COMMITs never reach it, so nothing tells
+    it the view is live; its timer runs and it asks for a view change (§4.4)."""
+    cluster = Cluster(4)
+    cluster.stalled.add(3)
+    cluster.drop = lambda frm, to, msg: to == 3 and msg.kind == Kind.COMMIT
+    cluster.submit(1)
+    cluster.deliver()
+    _nothing_pending_at(cluster, [0, 1, 2])
+    cluster.tick(30)
+    assert [m for m in cluster.nodes[3].sent if m.kind == Kind.VIEW_CHANGE]
+
+
+def _nothing_pending_at(cluster: Cluster, indexes: list[int]) -> None:
+    for i in indexes:
+        cluster.handle(i, cluster.nodes[i].replica.requests_pending(False, None))
