@@ -45,34 +45,13 @@ from crypto.handshake import (
     x25519_shared_secret,
 )
 from crypto.keys import PrivateKey
+from ledger.cli.chaos_peer import LOW_ORDER_POINTS  # the same vectors the chaos harness sends
 
 CHAIN = "quorum-test"
 GENESIS = bytes(range(32))
 ALICE = PrivateKey(b"\x01" * 32)  # initiator
 BOB = PrivateKey(b"\x02" * 32)  # responder
 MALLORY = PrivateKey(b"\x03" * 32)  # not a validator
-
-#: X25519 u-coordinates that multiply to zero for every clamped scalar: the points of
-#: order 1, 2, 4 and 8, their non-canonical spellings (u >= p) and high-bit variants.
-LOW_ORDER_POINTS = [
-    bytes.fromhex(h)
-    for h in (
-        "0000000000000000000000000000000000000000000000000000000000000000",
-        "0100000000000000000000000000000000000000000000000000000000000000",
-        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
-        "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
-        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-        "0000000000000000000000000000000000000000000000000000000000000080",
-        "0100000000000000000000000000000000000000000000000000000000000080",
-        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b880",
-        "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f11d7",
-        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-    )
-]
 
 
 def initiator(**kw: object) -> Handshake:

@@ -1,4 +1,5 @@
-"""The SQLite store: round trips, refusals, tamper detection and kill -9 consistency.
+"""The SQLite store: round trips, the state tree, caches, reads under appends (refusals and
+damage: test_store_refusals.py; kill -9: test_store_crash.py).
 
 Blocks here are real: signed transfers, headers with the right tx_root, receipts_root and
 state_root (the state tree update of the block's changes, computed from the store as a
@@ -8,18 +9,11 @@ imports the helpers below to append blocks from a child process.
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import queue
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
@@ -42,7 +36,6 @@ from ledger.chain.execute import build_block as execute_block
 from ledger.chain.state_tree import EMPTY_ROOT, StateTree, StateTreeError, TreeUpdate
 from ledger.chain.state_tree_nodes import MemoryNodeStore
 from ledger.chain.store import SCHEMA_VERSION, Store, StoreError
-from ledger.chain.store_schema import state_checksum
 from ledger.chain.types import (
     Block,
     BlockHeader,
@@ -200,23 +193,31 @@ def row_counts(path: Path) -> dict[str, int]:
     return {t: int(raw_sql(path, f"SELECT count(*) FROM {t}")[0][0]) for t in tables}
 
 
-# ----------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def genesis() -> Genesis:
-    return make_genesis()
-
-
-@pytest.fixture
-def store_path(tmp_path: Path) -> Path:
-    return tmp_path / "chain.sqlite"
-
-
-@pytest.fixture
-def store(store_path: Path, genesis: Genesis) -> Iterator[Store]:
-    with Store.open(store_path, genesis) as opened:
-        yield opened
+def refused(
+    store: Store,
+    path: Path,
+    block: Block,
+    cert: CommitCertificate,
+    receipts: Sequence[Receipt],
+    match: str,
+    update: TreeUpdate | None = None,
+) -> None:
+    """``append_block`` is refused with ``match`` and nothing changes, on disk or cached."""
+    before = row_counts(path)
+    head = (store.head_height, store.head_hash, store.state_root, store.head_timestamp_ms)
+    nodes = set(raw_sql(path, "SELECT key FROM state_nodes"))
+    with pytest.raises(StoreError, match=match):
+        store.append_block(
+            block,
+            cert,
+            receipts,
+            TOUCHED,
+            tree_update=tree_update(store, TOUCHED) if update is None else update,
+        )
+    assert row_counts(path) == before
+    assert set(raw_sql(path, "SELECT key FROM state_nodes")) == nodes
+    assert (store.head_height, store.head_hash, store.state_root, store.head_timestamp_ms) == head
+    assert store.get_state(b"x:touched") is None
 
 
 # ----------------------------------------------------------------------------- create and read
@@ -450,7 +451,7 @@ def test_append_refuses_a_tree_update_from_another_root(
     block, cert, receipts = build_block(
         genesis, 2, store.head_hash, [transfer(USER_KEYS[0], 9)], state_root=wrong.new_root
     )
-    _refused(
+    refused(
         store,
         store_path,
         block,
@@ -470,7 +471,7 @@ def test_append_refuses_a_tree_update_that_misses_the_header_root(
     block, cert, receipts = build_block(
         genesis, 2, store.head_hash, [transfer(USER_KEYS[0], 9)], state_root=store.state_root
     )
-    _refused(
+    refused(
         store,
         store_path,
         block,
@@ -523,154 +524,6 @@ def _node_keys_by_depth(store: Store) -> tuple[bytes, bytes]:
     nodes = store.get_nodes(keys)
     leaf = next(k for k in keys if k != store.state_root and nodes[k][0] == LEAF_KIND)
     return store.state_root, leaf
-
-
-def test_open_refuses_a_tree_without_its_root_node(
-    store: Store, store_path: Path, genesis: Genesis
-) -> None:
-    append_transfers(store, genesis, 3)
-    root, _leaf = _node_keys_by_depth(store)
-    store.close()
-    raw_sql(store_path, "DELETE FROM state_nodes WHERE key = ?", [root])
-    with pytest.raises(
-        StoreError,
-        match=r"chain\.sqlite is inconsistent: the state tree is missing its root node "
-        r"[0-9a-f]+\.\.: the store is damaged",
-    ):
-        Store.open(store_path, genesis)
-
-
-def test_open_refuses_a_genesis_tree_without_its_root_node(
-    store: Store, store_path: Path, genesis: Genesis
-) -> None:
-    store.close()
-    raw_sql(store_path, "DELETE FROM state_nodes WHERE key = ?", [store.genesis_state_root])
-    with pytest.raises(StoreError, match="missing its root node"):
-        Store.open(store_path, genesis)
-
-
-def test_check_integrity_finds_a_missing_or_damaged_node(
-    store: Store, store_path: Path, genesis: Genesis
-) -> None:
-    append_transfers(store, genesis, 3)
-    _root, leaf = _node_keys_by_depth(store)
-    store.close()
-    (node,) = raw_sql(store_path, "SELECT node FROM state_nodes WHERE key = ?", [leaf])[0]
-    raw_sql(store_path, "DELETE FROM state_nodes WHERE key = ?", [leaf])
-    with (
-        Store.open(store_path, genesis) as reopened,  # the root is there: open is cheap
-        pytest.raises(
-            StoreError, match=f"state tree under root .* is damaged: state node {leaf.hex()}"
-        ),
-    ):
-        reopened.check_integrity()
-    damaged = node[:-1] + bytes([node[-1] ^ 1])
-    raw_sql(store_path, "INSERT INTO state_nodes VALUES (?, ?)", [leaf, damaged])
-    with (
-        Store.open(store_path, genesis) as reopened,
-        pytest.raises(StoreError, match="does not match its key"),
-    ):
-        reopened.check_integrity()
-
-
-def test_check_integrity_finds_flat_state_the_tree_does_not_hold(
-    store: Store, store_path: Path, genesis: Genesis
-) -> None:
-    append_transfers(store, genesis, 3)
-    store.close()
-    key = account_key(USER_KEYS[2].address)
-    # Forgeries with valid row checksums: only the tree can tell.
-    forged = Account(FUNDS * 2, 0).encode()
-    tampers: list[tuple[str, list[object], str]] = [
-        (
-            "UPDATE state SET value = ?, checksum = ? WHERE key = ?",
-            [forged, state_checksum(key, forged), key],
-            f"state key {key.hex()} has a value the state tree does not commit to",
-        ),
-        (
-            "INSERT INTO state VALUES (?, ?, ?)",
-            [b"x:forged", b"1", state_checksum(b"x:forged", b"1")],
-            "state key 783a666f72676564",
-        ),
-        ("DELETE FROM state WHERE key = ?", [key], r"the state tree holds (\d+) keys, the state"),
-    ]
-    original = raw_sql(store_path, "SELECT value FROM state WHERE key = ?", [key])[0][0]
-    for sql, params, match in tampers:
-        raw_sql(store_path, sql, params)
-        with Store.open(store_path, genesis) as reopened, pytest.raises(StoreError, match=match):
-            reopened.check_integrity()
-        raw_sql(store_path, "DELETE FROM state WHERE key IN (?, ?)", [key, b"x:forged"])
-        raw_sql(
-            store_path,
-            "INSERT INTO state VALUES (?, ?, ?)",
-            [key, original, state_checksum(key, original)],
-        )
-    with Store.open(store_path, genesis) as restored:
-        restored.check_integrity()
-
-
-def test_a_damaged_state_value_is_never_served(
-    store: Store, store_path: Path, genesis: Genesis
-) -> None:
-    append_transfers(store, genesis, 3)
-    store.close()
-    key = account_key(USER_KEYS[2].address)
-    (value,) = raw_sql(store_path, "SELECT value FROM state WHERE key = ?", [key])[0]
-    damaged = bytes(value[:-1]) + bytes([value[-1] ^ 0x04])  # one bit, checksum untouched
-    raw_sql(store_path, "UPDATE state SET value = ? WHERE key = ?", [damaged, key])
-    damage = f"state key {key.hex()} is damaged"
-    with Store.open(store_path, genesis, state_cache_entries=0) as reopened:
-        with pytest.raises(StoreError, match=damage):
-            reopened.get_account(USER_KEYS[2].address)
-        with pytest.raises(StoreError, match=damage):
-            reopened.get_states([key, account_key(USER_KEYS[1].address)])
-        assert reopened.get_account(USER_KEYS[1].address).nonce > 0  # the rest still reads
-        with pytest.raises(StoreError, match=damage):
-            reopened.check_integrity()
-
-
-def test_a_damaged_header_below_the_head_is_refused_at_open(
-    store: Store, store_path: Path, genesis: Genesis
-) -> None:
-    for _ in range(4):
-        append_transfers(store, genesis, 2)
-    store.close()
-    (header,) = raw_sql(store_path, "SELECT header FROM blocks WHERE height = 2")[0]
-    damaged = bytes(header[:30]) + bytes([header[30] ^ 0x01]) + bytes(header[31:])
-    raw_sql(store_path, "UPDATE blocks SET header = ? WHERE height = 2", [damaged])
-    with pytest.raises(StoreError, match="block 2's header is damaged"):
-        Store.open(store_path, genesis)
-
-
-def test_a_block_whose_transactions_were_swapped_is_not_served(
-    store: Store, store_path: Path, genesis: Genesis
-) -> None:
-    append_transfers(store, genesis, 3)
-    append_transfers(store, genesis, 3)  # block 1 is below the head (open checks the head)
-    store.close()
-    rows = raw_sql(store_path, "SELECT hash, position FROM transactions WHERE height = 1")
-    (a, pa), (b, pb) = rows[0], rows[1]
-    raw_sql(store_path, "UPDATE transactions SET position = -1 WHERE hash = ?", [a])
-    raw_sql(store_path, "UPDATE transactions SET position = ? WHERE hash = ?", [pa, b])
-    raw_sql(store_path, "UPDATE transactions SET position = ? WHERE hash = ?", [pb, a])
-    with (
-        Store.open(store_path, genesis) as reopened,
-        pytest.raises(StoreError, match="block 1's transactions do not match its header"),
-    ):
-        reopened.get_block(1)
-
-
-def test_check_integrity_finds_a_forged_genesis_state_root(
-    store: Store, store_path: Path, genesis: Genesis
-) -> None:
-    append_transfers(store, genesis, 1)  # the head's root no longer depends on the meta row
-    store.close()
-    raw_sql(store_path, "UPDATE meta SET value = ? WHERE key = 'genesis_state_root'", [EMPTY_ROOT])
-    with (
-        Store.open(store_path, genesis) as reopened,
-        pytest.raises(StoreError, match="genesis_state_root is not the root of the genesis"),
-    ):
-        reopened.check_integrity()
 
 
 def test_get_state_cache_follows_appends_deletes_and_reopen(
@@ -757,350 +610,3 @@ def test_reads_from_another_thread_during_appends(store: Store, genesis: Genesis
         reader.join(timeout=10)
     assert not errors, errors
     store.check_integrity()
-
-
-# ----------------------------------------------------------------------------- refusals on open
-
-
-def test_refuses_another_chains_genesis(store: Store, store_path: Path) -> None:
-    store.close()
-    other = make_genesis("other-chain")
-    with pytest.raises(
-        StoreError,
-        match=r"belongs to chain 'store-test' \(genesis [0-9a-f]+\.\.\), not 'other-chain'",
-    ):
-        Store.open(store_path, other)
-
-
-def test_refuses_same_chain_id_other_genesis(store: Store, store_path: Path) -> None:
-    store.close()
-    other = build_genesis(
-        CHAIN_ID,
-        [(f"v{i}", k.public_key) for i, k in enumerate(VALIDATOR_KEYS)],
-        genesis_time="2027-01-01T00:00:00Z",
-    )
-    with pytest.raises(StoreError, match="belongs to chain"):
-        Store.open(store_path, other)
-
-
-def test_refuses_unknown_schema_version(store: Store, store_path: Path, genesis: Genesis) -> None:
-    store.close()
-    raw_sql(store_path, "UPDATE meta SET value = ? WHERE key = 'schema_version'", [b"99"])
-    with pytest.raises(
-        StoreError, match=f"store schema version 99, this build reads {SCHEMA_VERSION}"
-    ):
-        Store.open(store_path, genesis)
-
-
-def test_refuses_a_file_that_is_not_sqlite(tmp_path: Path, genesis: Genesis) -> None:
-    path = tmp_path / "garbage.sqlite"
-    data = b"this is not a database at all, just some text\n" * 100
-    path.write_bytes(data)
-    with pytest.raises(StoreError, match=r"garbage\.sqlite.*not an SQLite database"):
-        Store.open(path, genesis)
-    assert path.read_bytes() == data  # left untouched
-
-
-def test_refuses_a_foreign_sqlite_database(tmp_path: Path, genesis: Genesis) -> None:
-    path = tmp_path / "foreign.sqlite"
-    raw_sql(path, "CREATE TABLE t (x)")
-    with pytest.raises(StoreError, match="not a ledger store"):
-        Store.open(path, genesis)
-
-
-def test_refuses_a_missing_directory(tmp_path: Path, genesis: Genesis) -> None:
-    with pytest.raises(StoreError, match=r"cannot open store at .*nowhere"):
-        Store.open(tmp_path / "nowhere" / "chain.sqlite", genesis)
-
-
-def test_refuses_a_truncated_file(store: Store, store_path: Path, genesis: Genesis) -> None:
-    for _ in range(30):
-        append_transfers(store, genesis, 20)
-    store.close()
-    size = store_path.stat().st_size
-    assert not Path(f"{store_path}-wal").exists()  # checkpointed on close
-    with open(store_path, "r+b") as fh:
-        fh.truncate(size // 2)
-    with pytest.raises(StoreError, match=r"chain\.sqlite.*damaged"):
-        Store.open(store_path, genesis)
-
-
-def test_refuses_a_tampered_head_header(store: Store, store_path: Path, genesis: Genesis) -> None:
-    for _ in range(3):
-        append_transfers(store, genesis, 2)
-    store.close()
-    header = BlockHeader.decode(
-        raw_sql(store_path, "SELECT header FROM blocks WHERE height = 3")[0][0]
-    )
-    forged = dataclasses.replace(header, state_root=sha256(b"forged"))
-    raw_sql(store_path, "UPDATE blocks SET header = ? WHERE height = 3", [forged.encode()])
-    with pytest.raises(StoreError, match="block 3's header hashes to"):
-        Store.open(store_path, genesis)
-
-
-def test_refuses_a_head_whose_certificate_does_not_verify(
-    store: Store, store_path: Path, genesis: Genesis
-) -> None:
-    block = append_transfers(store, genesis, 1)
-    store.close()
-    weak = certify(block, signers=2)  # under the quorum of 3
-    raw_sql(store_path, "UPDATE blocks SET certificate = ? WHERE height = 1", [weak.encode()])
-    with pytest.raises(StoreError, match="certificate does not verify"):
-        Store.open(store_path, genesis)
-
-
-def test_refuses_a_head_missing_a_receipt(store: Store, store_path: Path, genesis: Genesis) -> None:
-    block = append_transfers(store, genesis, 3)
-    store.close()
-    raw_sql(store_path, "DELETE FROM receipts WHERE tx_hash = ?", [block.transactions[1].hash])
-    with pytest.raises(
-        StoreError, match="3 transactions but 3 transaction rows and 2 receipt rows"
-    ):
-        Store.open(store_path, genesis)
-
-
-def test_refuses_a_gap_in_the_chain(store: Store, store_path: Path, genesis: Genesis) -> None:
-    for _ in range(3):
-        append_transfers(store, genesis, 0)
-    store.close()
-    raw_sql(store_path, "DELETE FROM blocks WHERE height = 2")
-    with pytest.raises(StoreError, match="holds 2 blocks"):
-        Store.open(store_path, genesis)
-
-
-# ----------------------------------------------------------------------------- refusals on append
-
-
-def _refused(
-    store: Store,
-    path: Path,
-    block: Block,
-    cert: CommitCertificate,
-    receipts: Sequence[Receipt],
-    match: str,
-    update: TreeUpdate | None = None,
-) -> None:
-    """``append_block`` is refused with ``match`` and nothing changes, on disk or cached."""
-    before = row_counts(path)
-    head = (store.head_height, store.head_hash, store.state_root, store.head_timestamp_ms)
-    nodes = set(raw_sql(path, "SELECT key FROM state_nodes"))
-    with pytest.raises(StoreError, match=match):
-        store.append_block(
-            block,
-            cert,
-            receipts,
-            TOUCHED,
-            tree_update=tree_update(store, TOUCHED) if update is None else update,
-        )
-    assert row_counts(path) == before
-    assert set(raw_sql(path, "SELECT key FROM state_nodes")) == nodes
-    assert (store.head_height, store.head_hash, store.state_root, store.head_timestamp_ms) == head
-    assert store.get_state(b"x:touched") is None
-
-
-def test_append_refuses_wrong_height(store: Store, genesis: Genesis, store_path: Path) -> None:
-    append_transfers(store, genesis, 1)
-    block, cert, receipts = build_block(genesis, 3, store.head_hash, [transfer(USER_KEYS[0], 9)])
-    _refused(
-        store, store_path, block, cert, receipts, "cannot append block 3: the next height is 2"
-    )
-    block, cert, receipts = build_block(genesis, 1, store.head_hash, [transfer(USER_KEYS[0], 9)])
-    _refused(store, store_path, block, cert, receipts, "cannot append block 1")
-
-
-def test_append_refuses_wrong_prev_hash(store: Store, genesis: Genesis, store_path: Path) -> None:
-    append_transfers(store, genesis, 1)
-    block, cert, receipts = build_block(
-        genesis, 2, sha256(b"elsewhere"), [transfer(USER_KEYS[0], 9)]
-    )
-    _refused(store, store_path, block, cert, receipts, "prev_hash .* is not the head hash")
-
-
-def test_append_refuses_another_chain(store: Store, genesis: Genesis, store_path: Path) -> None:
-    tx = transfer(USER_KEYS[0], 9, chain_id="other-chain")
-    block, cert, receipts = build_block(genesis, 1, store.head_hash, [tx], chain_id="other-chain")
-    _refused(store, store_path, block, cert, receipts, "it is for chain 'other-chain'")
-
-
-def test_append_refuses_a_certificate_for_another_block(
-    store: Store, genesis: Genesis, store_path: Path
-) -> None:
-    block, _, receipts, _ = next_block(store, [transfer(USER_KEYS[0], 1)], genesis, TOUCHED)
-    _other, other_cert, _, _ = next_block(store, [transfer(USER_KEYS[0], 2)], genesis, TOUCHED)
-    _refused(store, store_path, block, other_cert, receipts, "commit certificate is for block 1")
-    wrong_height = CommitCertificate(0, 2, block.hash(), other_cert.votes)
-    _refused(store, store_path, block, wrong_height, receipts, "commit certificate is for block 2")
-
-
-def test_append_refuses_mismatched_receipts(
-    store: Store, genesis: Genesis, store_path: Path
-) -> None:
-    txs = [transfer(USER_KEYS[0], n) for n in range(3)]
-    block, cert, receipts, _ = next_block(store, txs, genesis, TOUCHED)
-    _refused(store, store_path, block, cert, receipts[:2], "2 receipts for 3 transactions")
-    swapped = [receipts[0], receipts[2], receipts[1]]
-    _refused(store, store_path, block, cert, swapped, "receipt 1 is for transaction")
-
-
-def test_append_refuses_a_transaction_already_stored(
-    store: Store, genesis: Genesis, store_path: Path
-) -> None:
-    tx = transfer(USER_KEYS[0], 1)
-    block, cert, receipts, update = next_block(store, [tx], genesis)
-    store.append_block(block, cert, receipts, {}, tree_update=update)
-    assert store.get_state(b"x:touched") is None  # cached as absent
-    again, cert2, receipts2, _ = next_block(store, [tx], genesis, TOUCHED)
-    _refused(store, store_path, again, cert2, receipts2, "cannot append block 2: UNIQUE constraint")
-    # The cached head and state survived the failed write; the store takes the next block.
-    append_transfers(store, genesis, 2)
-    assert store.head_height == 2
-    store.check_integrity()
-
-
-# ----------------------------------------------------------------------------- full check
-
-
-def test_check_integrity_finds_a_tampered_middle_block(
-    store: Store, store_path: Path, genesis: Genesis
-) -> None:
-    for _ in range(6):
-        append_transfers(store, genesis, 3)
-    store.check_integrity()
-    store.close()
-    header = BlockHeader.decode(
-        raw_sql(store_path, "SELECT header FROM blocks WHERE height = 3")[0][0]
-    )
-    forged = dataclasses.replace(header, timestamp_ms=header.timestamp_ms + 1)
-    # A consistent forgery of the row (header and its hash) still breaks the link to block 4
-    # and the certificate.
-    raw_sql(
-        store_path,
-        "UPDATE blocks SET header = ?, hash = ? WHERE height = 3",
-        [forged.encode(), forged.hash()],
-    )
-    # The head is fine, so open succeeds; the full check finds block 3.
-    with (
-        Store.open(store_path, genesis) as reopened,
-        pytest.raises(StoreError, match="block 3's commit certificate is for another block"),
-    ):
-        reopened.check_integrity()
-
-
-def test_check_integrity_finds_a_tampered_middle_transaction(
-    store: Store, store_path: Path, genesis: Genesis
-) -> None:
-    for _ in range(4):
-        append_transfers(store, genesis, 3)
-    store.close()
-    stranger = transfer(USER_KEYS[5], 777)
-    tx_hash = raw_sql(
-        store_path, "SELECT hash FROM transactions WHERE height = 2 AND position = 1"
-    )[0][0]
-    raw_sql(store_path, "UPDATE transactions SET raw = ? WHERE hash = ?", [stranger.raw, tx_hash])
-    with Store.open(store_path, genesis) as reopened:
-        with pytest.raises(StoreError, match="block 2: transaction row 1 is damaged"):
-            reopened.check_integrity()
-        with pytest.raises(StoreError, match="stored with other bytes"):
-            reopened.get_block(2)
-
-
-# ----------------------------------------------------------------------------- kill -9
-
-
-def _read_lines(stream: IO[str], lines: queue.Queue[str | None]) -> None:
-    for line in stream:
-        lines.put(line)
-    lines.put(None)
-
-
-def _run_child_and_kill(
-    path: Path, log: Path, min_commits: int, deadline: float, kill_delay_s: float = 0.0
-) -> int:
-    """Start a child appending blocks; SIGKILL it after ``min_commits`` acknowledged ones.
-
-    ``kill_delay_s`` shifts the kill into a different phase of the child's next append.
-
-    Returns the last height the child reported as committed.
-    """
-    lines: queue.Queue[str | None] = queue.Queue()
-    with (
-        open(log, "ab") as err,
-        subprocess.Popen(
-            [sys.executable, str(WORKER), str(path)],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            cwd=Path(__file__).resolve().parent.parent,
-        ) as child,
-    ):
-        reader = threading.Thread(target=_read_lines, args=(child.stdout, lines), daemon=True)
-        reader.start()
-        last = -1
-        seen = 0
-        try:
-            while seen < min_commits:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-                if line is None:
-                    pytest.fail(f"store worker exited early:\n{log.read_text()}")
-                last = int(line)
-                seen += 1
-            time.sleep(kill_delay_s)
-        except queue.Empty:
-            pytest.fail(
-                f"store worker too slow: {seen} commits before the deadline\n{log.read_text()}"
-            )
-        finally:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
-        reader.join(timeout=10)
-        # Lines printed before the kill landed are acknowledged commits too.
-        while (line := lines.get_nowait() if not lines.empty() else None) is not None:
-            last = int(line)
-    assert child.returncode == -signal.SIGKILL
-    return last
-
-
-def _check_consistent(path: Path, genesis: Genesis, acknowledged: int) -> int:
-    with Store.open(path, genesis) as store:
-        head = store.head_height
-        assert head >= acknowledged, f"acknowledged block {acknowledged} lost (head {head})"
-        store.check_integrity()  # every block whole, chained and certified
-        prev = genesis.hash()
-        for height in range(1, head + 1):
-            block = store.get_block(height)
-            assert block is not None and block.header.prev_hash == prev
-            assert store.get_certificate(height) is not None
-            receipts = store.get_block_receipts(height)
-            assert [r.tx_hash for r in receipts] == [tx.hash for tx in block.transactions]
-            prev = block.hash()
-        assert store.get_state(COUNTER_KEY) == str(head).encode()
-        # The tree came through whole: its root is the head's, and check_integrity above
-        # re-hashed it and found the flat state equal to it.
-        header = store.get_header(head)
-        assert header is not None and store.state_root == header.state_root
-        assert_tree_matches_flat_state(store, path)
-    for table in ("transactions", "receipts"):
-        orphans = raw_sql(path, f"SELECT count(*) FROM {table} WHERE height > ?", [head])
-        assert orphans == [(0,)], f"{table} above the head {head}"
-    return head
-
-
-@pytest.mark.slow
-def test_kill_9_mid_append_leaves_whole_blocks(tmp_path: Path) -> None:
-    """A store appended to by a process killed with SIGKILL reopens consistent, 3 times over."""
-    path = tmp_path / "crash.sqlite"
-    log = tmp_path / "worker.log"
-    genesis = make_genesis()
-    deadline = time.monotonic() + 60
-    heads = []
-    # The child builds its next block before acknowledging the last one, so a kill sent at
-    # once lands early in append_block; the delays push later kills towards and past the
-    # WAL write and fsync (measured here: ~1 ms per append of 8 transactions and their
-    # state tree nodes).
-    for kill_delay_s in (0.0, 0.0008, 0.0016):
-        acknowledged = _run_child_and_kill(
-            path, log, min_commits=20, deadline=deadline, kill_delay_s=kill_delay_s
-        )
-        heads.append(_check_consistent(path, genesis, acknowledged))
-    assert heads[0] >= 20 and heads[1] >= heads[0] + 20 and heads[2] >= heads[1] + 20
-    assert os.path.getsize(path) > 0

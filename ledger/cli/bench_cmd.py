@@ -20,6 +20,7 @@ from rich.table import Table
 from crypto.keyfile import load_key
 from crypto.keys import PrivateKey
 from ledger.cli import bench as program
+from ledger.cli import bench_plan as plan
 from ledger.cli.output import (
     EXIT_ERROR,
     EXIT_UNREACHABLE,
@@ -151,7 +152,7 @@ def render(d: dict[str, Any], console: Console) -> None:
 @click.option(
     "--duration",
     type=click.FloatRange(0.1, 3600),
-    default=program.DEFAULT_DURATION_S,
+    default=plan.DEFAULT_DURATION_S,
     show_default=True,
     help="Seconds of measured load.",
 )
@@ -162,7 +163,7 @@ def render(d: dict[str, Any], console: Console) -> None:
     show_default=True,
     help="Seconds of load before the measurement starts.",
 )
-@click.option("--kind", type=click.Choice(program.KINDS), default="transfer", show_default=True)
+@click.option("--kind", type=click.Choice(plan.KINDS), default="transfer", show_default=True)
 @click.option(
     "--rate",
     type=click.FloatRange(1, 1_000_000),
@@ -171,7 +172,7 @@ def render(d: dict[str, Any], console: Console) -> None:
 @click.option(
     "--clients",
     type=click.IntRange(1, 256),
-    default=program.DEFAULT_CLIENTS,
+    default=plan.DEFAULT_CLIENTS,
     show_default=True,
     help="Concurrent client tasks.",
 )
@@ -182,27 +183,27 @@ def render(d: dict[str, Any], console: Console) -> None:
 )
 @click.option(
     "--accounts",
-    type=click.IntRange(2, program.MAX_ACCOUNTS),
+    type=click.IntRange(2, plan.MAX_ACCOUNTS),
     help="Sender accounts; more than the funded ones are created and funded "
     "(default: the funded ones, more if clients x batch needs them).",
 )
 @click.option(
     "--max-txs",
-    type=click.IntRange(1, program.MAX_PRESIGNED),
+    type=click.IntRange(1, plan.MAX_PRESIGNED),
     help="Transactions to pre-sign (default: rate x time open loop; 0.6 x the "
     "verification ceiling x time closed loop). About 250 bytes each in memory.",
 )
 @click.option(
     "--drain-timeout",
     type=click.FloatRange(1, 3600),
-    default=program.DEFAULT_DRAIN_TIMEOUT_S,
+    default=plan.DEFAULT_DRAIN_TIMEOUT_S,
     show_default=True,
     help="Seconds after the load for accepted transactions to commit on every node.",
 )
 @click.option(
     "--verify-samples",
     type=click.IntRange(100, 10_000_000),
-    default=program.DEFAULT_VERIFY_SAMPLES,
+    default=plan.DEFAULT_VERIFY_SAMPLES,
     show_default=True,
     help="Ed25519 verifications timed to measure verify_per_s.",
 )
@@ -251,7 +252,7 @@ def bench(
         raise CommandError("no nodes to load (give --dir or --node)", EXIT_USAGE)
     if not funded:
         raise CommandError("no funded accounts (the testnet has none; give --key FILE)", EXIT_USAGE)
-    options = program.BenchOptions(
+    options = plan.BenchOptions(
         nodes=tuple(url.rstrip("/") for url in nodes),
         funded=tuple(funded),
         duration_s=duration,

@@ -16,7 +16,8 @@ The modules, by job::
     chaos_relay.py      the trio relays: partitions, delays, stalls, cuts, replays
     chaos_load.py       the load generator and the ledger of reported commits
     chaos_check.py      the invariants: agreement, state roots, nothing lost
-    chaos_scenarios.py  the scenarios
+    chaos_scenarios.py  the fault scenarios (processes, links, stores, Byzantine peers)
+    chaos_input.py      the bad-input scenarios (API, peer port, client transactions)
     chaos_peer.py       the flooding impersonator and raw peer-port attacks
     chaos_attacks.py    client attacks and malformed HTTP requests
 
@@ -40,21 +41,19 @@ from pathlib import Path
 from typing import Any, Final
 
 from ledger.cli.chaos_check import Auditor, AuditResult
+from ledger.cli.chaos_input import api_fuzz, client_attack_scenario, peer_fuzz
 from ledger.cli.chaos_load import CommitLedger, LoadGenerator
 from ledger.cli.chaos_net import ChaosError, ChaosNet, open_chaos_net
 from ledger.cli.chaos_scenarios import (
     KNOWN_BUGS,
     ChaosContext,
     ScenarioResult,
-    api_fuzz,
-    client_attack_scenario,
     corrupt_store,
     duplicate_key,
     junk_flood,
     kill9_loop,
     link_chaos,
     partition,
-    peer_fuzz,
     primary_pause,
     sigterm_restart,
     truncate_wal,

@@ -108,7 +108,7 @@ def free_port_range(count: int) -> int:
     raise ChaosError("no free port range found")
 
 
-def _address(text: str) -> tuple[str, int]:
+def peer_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host, int(port)
 
@@ -148,7 +148,9 @@ class ChaosNet:
         self.validator_keys = tuple(v.public_key for v in self.genesis.validators)
         self.account_files = [directory / a["file"] for a in manifest["accounts"]]
         self.account_keys: list[PrivateKey] = [load_key(p, None) for p in self.account_files]
-        self.relay = RelayNetwork({n: _address(h.p2p) for n, h in self.nodes.items()}, seed=seed)
+        self.relay = RelayNetwork(
+            {n: peer_address(h.p2p) for n, h in self.nodes.items()}, seed=seed
+        )
         self.extras: dict[str, NodeHandle] = {}
         self._http = httpx.Client(timeout=HTTP_TIMEOUT_S)
         self._original_configs: dict[Path, str] = {}

@@ -87,6 +87,9 @@ HANDSHAKE_TIMEOUT_S: Final = 10.0
 REDIAL_S: Final = 0.5
 #: Far beyond anything a test network reaches, but valid u64s.
 FAR: Final = 10**12
+#: X25519 u-coordinates that multiply to zero for every clamped scalar: the points of
+#: order 1, 2, 4 and 8, their non-canonical spellings (u >= p) and high-bit variants
+#: (also the vectors of tests/test_handshake.py).
 LOW_ORDER_POINTS: Final = tuple(
     bytes.fromhex(h)
     for h in (

@@ -4,14 +4,15 @@ Theory of operation. One task, the *consensus loop*, owns the replica and the ch
 executed-but-uncommitted blocks. Everything that changes consensus state arrives there as
 an event on one bounded channel (peer messages, ticks, fetched blocks, "the mempool
 changed") and is handled to completion, in order, following the driver contract of
-consensus/replica.py: persist, then commit, then send, then validate and propose. Work that
+consensus/replica.py: persist, then commit, then send, then validate and propose; queued
+events are fed to the core together and their outputs acted on as one batch. Work that
 blocks — SQLite writes with fsync, executing a block, verifying signatures — runs in worker
-threads while the loop awaits it, so the loop never interleaves two state changes and the
-event loop stays free for the network and the HTTP API.
+threads while the loop awaits it (small jobs inline, ledger/node/support.py), so the loop
+never interleaves two state changes and the event loop stays free for the network and API.
 
-Around it: the peer network (ledger/node/transport.py), the mempool with admission in worker
-threads and batched gossip, catch-up (asking peers for committed blocks with their commit
-certificates), and the HTTP API (ledger/node/backend.py).
+Around it: the peer network (ledger/node/transport.py), the mempool with admission
+(ledger/node/admission.py) and batched gossip, catch-up and per-peer limits
+(ledger/node/peer_limits.py), and the HTTP API (ledger/node/backend.py).
 
 House rules: nothing acknowledged is lost (a client hears "committed" only after the block's
 SQLite transaction returned); a peer's bad input is counted and dropped, never trusted; every
@@ -24,17 +25,16 @@ import collections
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import trio
 
 from consensus.config import ReplicaConfig
 from consensus.messages import CommitProof
 from consensus.ready import CommittedBlock, FetchRequest, ProposalRequest, Ready, ValidateRequest
-from consensus.records import CommittedHead, PersistBatch, PreparedRecord, SignedSlot
+from consensus.records import CommittedHead
 from consensus.replica import Replica
-from crypto.encoding import DecodeError, decode, record_fields
+from crypto.encoding import DecodeError
 from crypto.hashing import sha256
 from crypto.keys import PrivateKey
 from genesis.document import Genesis
@@ -49,21 +49,41 @@ from ledger.chain.execute import (
 from ledger.chain.store import Store
 from ledger.chain.types import (
     Block,
-    BlockHeader,
     CommitCertificate,
-    Receipt,
-    ReceiptStatus,
     Transaction,
     TxRejected,
 )
 from ledger.config import NodeConfig
 from ledger.node import persist, wire
-from ledger.node.mempool import Mempool, check_transaction
+from ledger.node.admission import (
+    PERMANENT_SKIPS,
+    Checked,
+    check_batch,
+    commit_result,
+    decode_fetched,
+)
+from ledger.node.mempool import Mempool
+from ledger.node.peer_limits import (
+    BYZANTINE_GOSSIP_CODES,
+    Fetcher,
+    GossipInbox,
+    PeerLimits,
+    read_blocks,
+)
+from ledger.node.support import (
+    APPROX_TX_BYTES,
+    NodeHalted,
+    OneShotTimer,
+    VerifiedCache,
+    Waiter,
+    ancestor_hashes,
+    block_digest,
+    merge_readies,
+    offload,
+)
 from ledger.node.transport import PeerNetwork
 
 log = logging.getLogger("quorum.node")
-
-_T = TypeVar("_T")
 
 #: The consensus core's clock: tick() every this many milliseconds.
 TICK_MS: Final = 100
@@ -71,136 +91,16 @@ TICK_MS: Final = 100
 MAX_PENDING_EVENTS: Final = 20_000
 #: Peer messages waiting for the intake task.
 MAX_INBOUND_MESSAGES: Final = 20_000
-#: Verified transaction hashes remembered, so each signature is checked once per node.
-MAX_VERIFIED_CACHE: Final = 400_000
 #: The gossip flusher also runs at least this often (it is normally woken by admissions).
 GOSSIP_INTERVAL_MS: Final = 20
-#: How long a catch-up request waits for its reply before asking another peer.
-FETCH_TIMEOUT_S: Final = 5.0
 #: While blocks are in flight, the primary proposes another only when this many new
 #: transactions wait, or this long after its previous proposal (see Node._propose).
 BATCH_TARGET_TXS: Final = 64
 PROPOSAL_INTERVAL_S: Final = 0.025
-#: Jobs of at most this many transactions run on the event loop, not in a worker thread.
-INLINE_MAX_TXS: Final = 24
-#: Bytes of a typical transfer in a block, to size a payload in transactions.
-APPROX_TX_BYTES: Final = 180
 #: The consensus loop feeds at most this many queued events to the core before acting.
 MAX_EVENTS_PER_BATCH: Final = 256
 #: Consensus records are pruned every this many commits.
 PRUNE_EVERY_BLOCKS: Final = 32
-#: Gossip messages waiting for admission (older ones are dropped first when it is full:
-#: gossip is best effort, clients and other peers still hold the transactions).
-MAX_GOSSIP_BACKLOG: Final = 256
-#: A peer that gossips a transaction an honest node would never relay (bad signature,
-#: wrong chain, malformed...) has its gossip ignored for this long (doubling per repeat).
-GOSSIP_PENALTY_S: Final = 10.0
-MAX_GOSSIP_PENALTY_S: Final = 600.0
-#: Stateless rejections an honest peer never gossips (it checked them before relaying).
-BYZANTINE_GOSSIP_CODES: Final = frozenset(
-    {"malformed", "bad_signature", "wrong_chain", "too_large", "gas_limit", "self_transfer",
-     "bad_code"}
-)  # fmt: skip
-#: Catch-up serving per peer: one request at a time, at most this many a second, and at
-#: most this many reply bytes a second (a request is 33 bytes; a reply up to 8 MiB).
-SERVE_MIN_INTERVAL_S: Final = 0.05
-SERVE_BYTES_PER_S: Final = 32 * 1024 * 1024
-#: Mempool rejections that mean "this transaction will never be includable": drop it.
-PERMANENT_SKIPS: Final = frozenset(
-    {"expired", "not_permitted", "bad_signature", "wrong_chain", "too_large", "gas_limit"}
-)
-
-
-async def _offload(work: Callable[[], _T], size: int) -> _T:
-    """Run ``work`` (``size`` transactions' worth) in a worker thread, or inline when small.
-
-    A worker-thread round trip costs two thread switches and a wake-up of the event loop;
-    on a loaded machine each switch waits for a core, and a block passes through several
-    of them on every node. Small jobs (up to INLINE_MAX_TXS transactions, about 2 ms) run
-    on the event loop instead: the loop stalls that long, the block moves on sooner.
-    """
-    if size <= INLINE_MAX_TXS:
-        result = work()
-        await trio.lowlevel.checkpoint()
-        return result
-    return await trio.to_thread.run_sync(work)
-
-
-def _merge(readies: list[Ready]) -> Ready:
-    """Several Readies, in order, as one: records merged (later wins per key, as the
-    writes would), commits, messages and validations concatenated, the latest proposal
-    and fetch requests (an older one was superseded by the core's later steps)."""
-    hard_state = None
-    signed: list[SignedSlot] = []
-    prepared: list[PreparedRecord] = []
-    for ready in readies:
-        if ready.persist is not None:
-            hard_state = ready.persist.hard_state or hard_state
-            signed.extend(ready.persist.signed)
-            prepared.extend(ready.persist.prepared)
-    persist = (
-        PersistBatch(hard_state, tuple(signed), tuple(prepared))
-        if hard_state is not None or signed or prepared
-        else None
-    )
-    return Ready(
-        persist,
-        tuple(m for r in readies for m in r.messages),
-        tuple(c for r in readies for c in r.committed),
-        tuple(v for r in readies for v in r.validate),
-        next((r.propose for r in reversed(readies) if r.propose is not None), None),
-        next((r.fetch for r in reversed(readies) if r.fetch is not None), None),
-        next((r.halt for r in readies if r.halt is not None), None),
-    )
-
-
-def block_digest(payload: bytes) -> bytes | None:
-    """The consensus core's digest of an opaque payload: the block hash, from the header.
-
-    Only the header is decoded (the payload's canonical form is still checked); the body is
-    checked against the header's tx_root when the block is executed, before any vote.
-    """
-    try:
-        fields = record_fields(decode(payload), Block.TAG, Block.VERSION, 2)
-        return BlockHeader.from_value(fields[0]).block_hash
-    except DecodeError:
-        return None
-
-
-class NodeHalted(Exception):
-    """The node stopped itself: its own data (or code) cannot be trusted any more."""
-
-
-@dataclass(slots=True)
-class _Waiter:
-    event: trio.Event
-    result: dict[str, Any] | None = None
-
-
-class VerifiedCache:
-    """Transaction hashes whose signatures this node has verified (bounded, FIFO)."""
-
-    def __init__(self, capacity: int = MAX_VERIFIED_CACHE) -> None:
-        self._seen: dict[bytes, None] = {}
-        self._capacity = capacity
-
-    def add(self, tx_hash: bytes) -> None:
-        if len(self._seen) >= self._capacity:
-            # Drop the oldest quarter in one go (dicts keep insertion order).
-            for key in list(self._seen)[: self._capacity // 4]:
-                self._seen.pop(key, None)  # another worker thread may race us here
-        self._seen[tx_hash] = None
-
-    def __contains__(self, tx_hash: object) -> bool:
-        return tx_hash in self._seen
-
-    def signature_ok(self, tx: Transaction) -> bool:
-        if tx.hash in self._seen:
-            return True
-        if tx.signature_valid():
-            self.add(tx.hash)
-            return True
-        return False
 
 
 class Node:
@@ -265,7 +165,7 @@ class Node:
         self.mempool = Mempool(max_txs=config.mempool_max_txs, max_bytes=config.mempool_max_bytes)
         self.verified = VerifiedCache()
         self.executed: dict[tuple[int, bytes], ExecutedBlock] = {}
-        self.waiters: dict[bytes, list[_Waiter]] = {}
+        self.waiters: dict[bytes, list[Waiter]] = {}
         self.net: PeerNetwork | None = None
         self._nursery: trio.Nursery | None = None
         self._events_send, self._events_recv = trio.open_memory_channel[tuple[Any, ...]](
@@ -275,20 +175,15 @@ class Node:
             MAX_INBOUND_MESSAGES
         )
         self._gossip: list[bytes] = []
-        self._gossip_in: collections.deque[tuple[int, list[bytes]]] = collections.deque()
-        self._gossip_in_wakeup = trio.Event()
-        self._gossip_banned_until: dict[int, float] = {}
-        self._gossip_penalty_s: dict[int, float] = {}
+        self.limits = PeerLimits()
         self._last_proposal_at = float("-inf")
-        self._repropose_armed = False
-        self._serving: dict[int, float] = {}  # peer -> earliest time its next request is served
+        self._repropose = OneShotTimer(self._signal_pending)
         self._gossip_wakeup = trio.Event()
         self._pending_signalled = False
-        self._fetching = False
-        self._fetch_reply = trio.Event()
-        self._fetch_peer = 0
+        self.fetcher = Fetcher(self.index)
         self._commits_since_prune = 0
         self.counters: collections.Counter[str] = collections.Counter()
+        self.gossip_in = GossipInbox(self.limits, self.counters)
         self.started = False
         self.last_commit_ms = 0
 
@@ -357,13 +252,12 @@ class Node:
                 if family is wire.Family.CONSENSUS:
                     await self._events_send.send(("consensus", body))
                 elif family is wire.Family.TX_GOSSIP:
-                    self._queue_gossip(sender, wire.decode_tx_gossip(body))
+                    self.gossip_in.put(sender, wire.decode_tx_gossip(body))
                 elif family is wire.Family.BLOCKS_WANTED:
                     self._queue_serve(sender, wire.BlocksWanted.decode(body))
                 else:
                     blocks = wire.decode_blocks(body)
-                    if self._fetching:
-                        self._fetch_reply.set()
+                    if self.fetcher.replied():
                         await self._events_send.send(("fetched", sender, blocks))
                     else:
                         self.counters["peer.unsolicited_blocks"] += 1
@@ -372,87 +266,27 @@ class Node:
                 log.warning("malformed message from %s: %s", self.names[sender], exc)
 
     def _queue_serve(self, sender: int, wanted: wire.BlocksWanted) -> None:
-        now = trio.current_time()
-        if self._serving.get(sender, 0.0) > now:  # one at a time, rate and bytes limited
+        if not self.limits.start_serving(sender, trio.current_time()):
             self.counters["catchup.requests_refused"] += 1
             return
-        self._serving[sender] = float("inf")  # busy until the reply is sent
         assert self._nursery is not None
         self._nursery.start_soon(self._serve_blocks, sender, wanted)
 
     async def _serve_blocks(self, sender: int, wanted: wire.BlocksWanted) -> None:
         sent = 0
         try:
-            sent = await self._send_blocks(sender, wanted)
+            blocks = await trio.to_thread.run_sync(read_blocks, self.store, wanted)
+            if blocks and self.net is not None:
+                reply = wire.encode_blocks(blocks)
+                self.net.send(sender, reply)
+                self.counters["catchup.blocks_served"] += len(blocks)
+                sent = len(reply)
         finally:
-            pause = max(SERVE_MIN_INTERVAL_S, sent / SERVE_BYTES_PER_S)
-            self._serving[sender] = trio.current_time() + pause
-
-    async def _send_blocks(self, sender: int, wanted: wire.BlocksWanted) -> int:
-        store = self.store
-
-        def read() -> list[tuple[bytes, bytes]]:
-            out: list[tuple[bytes, bytes]] = []
-            size = 0
-            last = min(
-                wanted.to_height,
-                store.head_height,
-                wanted.from_height + wire.MAX_BLOCKS_PER_REPLY - 1,
-            )
-            for height in range(wanted.from_height, last + 1):
-                block = store.get_block(height)
-                certificate = store.get_certificate(height)
-                if block is None or certificate is None:
-                    break
-                raw = block.encode()
-                if out and size + len(raw) > wire.MAX_BLOCKS_REPLY_BYTES:
-                    break
-                out.append((raw, certificate.encode()))
-                size += len(raw)
-            return out
-
-        blocks = await trio.to_thread.run_sync(read)
-        if not blocks or self.net is None:
-            return 0
-        reply = wire.encode_blocks(blocks)
-        self.net.send(sender, reply)
-        self.counters["catchup.blocks_served"] += len(blocks)
-        return len(reply)
+            self.limits.done_serving(sender, trio.current_time(), sent)
 
     # ------------------------------------------------------------------ admission and gossip
 
-    def _check_batch(
-        self, raws: list[bytes], *, stop_codes: frozenset[str] = frozenset()
-    ) -> list[tuple[Transaction | None, str, str, int]]:
-        """Worker thread: decode + verify each raw tx once, and read its sender's nonce.
-
-        The batch ends early at the first rejection whose code is in ``stop_codes`` (gossip
-        from a peer that relays what it should not: the rest is not worth verifying).
-        """
-        out: list[tuple[Transaction | None, str, str, int]] = []
-        for raw in raws:
-            try:
-                if sha256(raw) in self.verified:
-                    tx = Transaction.decode(raw)
-                else:
-                    tx = check_transaction(raw, self.rules.chain_id, self.rules.limits)
-            except TxRejected as exc:
-                out.append((None, exc.code, exc.message, 0))
-                if exc.code in stop_codes:
-                    break
-                continue
-            except DecodeError as exc:
-                out.append((None, "malformed", str(exc), 0))
-                if "malformed" in stop_codes:
-                    break
-                continue
-            self.verified.add(tx.hash)
-            out.append((tx, "", "", self.store.get_account(tx.sender_address).nonce))
-        return out
-
-    def _add_checked(
-        self, checked: list[tuple[Transaction | None, str, str, int]], *, gossip: bool
-    ) -> list[dict[str, Any]]:
+    def _add_checked(self, checked: list[Checked], *, gossip: bool) -> list[dict[str, Any]]:
         results = []
         height = self.store.head_height
         added = False
@@ -488,7 +322,10 @@ class Node:
 
     async def admit(self, raws: list[bytes]) -> list[dict[str, Any]]:
         """Client submissions: verify in a worker thread, then add to the mempool and gossip."""
-        checked = await _offload(lambda: self._check_batch(raws), len(raws))
+        checked = await offload(
+            lambda: check_batch(raws, verified=self.verified, rules=self.rules, store=self.store),
+            len(raws),
+        )
         results = self._add_checked(checked, gossip=True)
         for (tx, _, _, _), result in zip(checked, results, strict=True):
             if (
@@ -499,36 +336,26 @@ class Node:
                 committed = await trio.to_thread.run_sync(self.store.get_receipt, tx.hash)
                 if committed is not None:  # a resubmission of something already committed
                     receipt, height, _ = committed
-                    result.update(self.commit_result(receipt, height))
+                    result.update(commit_result(receipt, height))
         return results
 
-    def _queue_gossip(self, sender: int, raws: list[bytes]) -> None:
-        if self._gossip_banned_until.get(sender, 0.0) > trio.current_time():
-            self.counters["gossip.ignored_penalised"] += len(raws)
-            return
-        if len(self._gossip_in) >= MAX_GOSSIP_BACKLOG:
-            _, dropped = self._gossip_in.popleft()
-            self.counters["gossip.dropped_backlog"] += len(dropped)
-        self._gossip_in.append((sender, raws))
-        self._gossip_in_wakeup.set()
-
     async def _gossip_intake(self) -> None:
-        while True:
-            await self._gossip_in_wakeup.wait()
-            self._gossip_in_wakeup = trio.Event()
-            while self._gossip_in:
-                sender, raws = self._gossip_in.popleft()
-                if self._gossip_banned_until.get(sender, 0.0) > trio.current_time():
-                    self.counters["gossip.ignored_penalised"] += len(raws)
-                    continue
-                await self._admit_gossip(sender, raws)
+        async for sender, raws in self.gossip_in:
+            await self._admit_gossip(sender, raws)
 
     async def _admit_gossip(self, sender: int, raws: list[bytes]) -> None:
         fresh = [r for r in raws if sha256(r) not in self.mempool]
         if not fresh:
             return
-        checked = await _offload(
-            lambda: self._check_batch(fresh, stop_codes=BYZANTINE_GOSSIP_CODES), len(fresh)
+        checked = await offload(
+            lambda: check_batch(
+                fresh,
+                verified=self.verified,
+                rules=self.rules,
+                store=self.store,
+                stop_codes=BYZANTINE_GOSSIP_CODES,
+            ),
+            len(fresh),
         )
         results = self._add_checked(checked, gossip=False)
         self.counters["gossip.received"] += len(fresh)
@@ -536,10 +363,7 @@ class Node:
         bad = next((code for _, code, _, _ in checked if code in BYZANTINE_GOSSIP_CODES), None)
         if bad is not None:
             # An honest validator checks a transaction before relaying it: this one is not.
-            penalty = min(self._gossip_penalty_s.get(sender, GOSSIP_PENALTY_S / 2) * 2,
-                          MAX_GOSSIP_PENALTY_S)  # fmt: skip
-            self._gossip_penalty_s[sender] = penalty
-            self._gossip_banned_until[sender] = trio.current_time() + penalty
+            penalty = self.limits.ban_gossip(sender, trio.current_time())
             self.counters["gossip.peers_penalised"] += 1
             log.warning(
                 "%s gossiped a transaction no honest validator relays (%s): ignoring its "
@@ -559,27 +383,17 @@ class Node:
                 self.net.broadcast(wire.encode_tx_gossip(batch))
                 self.counters["gossip.sent"] += len(batch)
 
-    def wait_for(self, tx_hash: bytes) -> _Waiter:
-        waiter = _Waiter(trio.Event())
+    def wait_for(self, tx_hash: bytes) -> Waiter:
+        waiter = Waiter(trio.Event())
         self.waiters.setdefault(tx_hash, []).append(waiter)
         return waiter
 
-    def forget_waiter(self, tx_hash: bytes, waiter: _Waiter) -> None:
+    def forget_waiter(self, tx_hash: bytes, waiter: Waiter) -> None:
         waiting = self.waiters.get(tx_hash)
         if waiting and waiter in waiting:
             waiting.remove(waiter)
             if not waiting:
                 del self.waiters[tx_hash]
-
-    @staticmethod
-    def commit_result(receipt: Receipt, height: int) -> dict[str, Any]:
-        from ledger.node.render import receipt_json
-
-        return {
-            "status": "committed" if receipt.status == ReceiptStatus.SUCCESS else "failed",
-            "height": height,
-            "receipt": receipt_json(receipt),
-        }
 
     # ------------------------------------------------------------------ the consensus loop
 
@@ -628,21 +442,12 @@ class Node:
     async def _feed_fetched(self, sender: int, blocks: list[tuple[bytes, bytes]]) -> None:
         for raw_block, raw_certificate in blocks:
             try:
-                certificate = CommitCertificate.decode(raw_certificate)
-                header_digest = block_digest(raw_block)
-                fields = record_fields(decode(raw_block), Block.TAG, Block.VERSION, 2)
-                header = BlockHeader.from_value(fields[0])
+                header, proof = decode_fetched(raw_block, raw_certificate)
             except DecodeError:
                 self.counters["catchup.malformed"] += 1
                 return
-            if header_digest is None:
-                self.counters["catchup.malformed"] += 1
-                return
-            proof = CommitProof(
-                certificate.view, certificate.height, certificate.block_hash, certificate.votes
-            )
             ready = self.replica.committed_block_from_peer(
-                header.height, header_digest, header.prev_hash, raw_block, proof
+                header.height, header.block_hash, header.prev_hash, raw_block, proof
             )
             await self._handle([ready])
 
@@ -651,7 +456,7 @@ class Node:
         fetch. A batch of Readies is acted on as one (their records in one transaction);
         what validation and proposals return is the next batch."""
         while batch:
-            ready = _merge(batch) if len(batch) > 1 else batch[0]
+            ready = merge_readies(batch) if len(batch) > 1 else batch[0]
             batch = []
             if ready.halt is not None:
                 raise NodeHalted(
@@ -716,7 +521,7 @@ class Node:
             except InvalidBlock as exc:
                 return str(exc)
 
-        outcome = await _offload(check, len(request.payload) // APPROX_TX_BYTES)
+        outcome = await offload(check, len(request.payload) // APPROX_TX_BYTES)
         if isinstance(outcome, str):
             self.counters["validate.rejected"] += 1
             log.warning(
@@ -730,33 +535,11 @@ class Node:
             request.view, request.height, request.digest, True, outcome.state_root
         )
 
-    def _ancestor_hashes(self, parent: ChainTip) -> set[bytes]:
-        """Hashes of the transactions in the pending (uncommitted) blocks a proposal builds on."""
-        hashes: set[bytes] = set()
-        block: ExecutedBlock | None = parent if isinstance(parent, ExecutedBlock) else None
-        while block is not None:
-            hashes.update(tx.hash for tx in block.block.transactions)
-            block = self.executed.get((block.height - 1, block.block.header.prev_hash))
-        return hashes
-
-    def _repropose_after(self, seconds: float) -> None:
-        """Ask the core for a proposal again in ``seconds`` (once, however often called)."""
-        if self._repropose_armed or self._nursery is None:
-            return
-        self._repropose_armed = True
-
-        async def later() -> None:
-            await trio.sleep(seconds)
-            self._repropose_armed = False
-            self._signal_pending()
-
-        self._nursery.start_soon(later)
-
     async def _propose(self, request: ProposalRequest) -> Ready:
         parent = self._parent(request.height, request.parent_digest)
         if parent is None or len(self.mempool) == 0:
             return self.replica.skip_proposal(request.view, request.height)
-        in_ancestors = self._ancestor_hashes(parent)
+        in_ancestors = ancestor_hashes(parent, self.executed)
         now = trio.current_time()
         if in_ancestors and len(self.mempool) - len(in_ancestors) < BATCH_TARGET_TXS:
             # Blocks are in flight and this one would be small: wait a little for more.
@@ -766,7 +549,8 @@ class Node:
             wait = self._last_proposal_at + PROPOSAL_INTERVAL_S - now
             if wait > 0:
                 self.counters["proposals.deferred"] += 1
-                self._repropose_after(wait)
+                if self._nursery is not None:  # ask the core again once the wait is over
+                    self._repropose.arm(self._nursery, wait)
                 return self.replica.skip_proposal(request.view, request.height)
         self._last_proposal_at = now
         self.mempool.release_proposed()
@@ -792,7 +576,7 @@ class Node:
                 signature_ok=self.verified.signature_ok,
             )
 
-        executed, skipped = await _offload(build, len(candidates))
+        executed, skipped = await offload(build, len(candidates))
         for tx, reason in skipped:
             if reason.code in PERMANENT_SKIPS:
                 self.mempool.remove(tx)
@@ -831,7 +615,7 @@ class Node:
                 )
 
             try:
-                executed = await _offload(run, len(committed.payload) // APPROX_TX_BYTES)
+                executed = await offload(run, len(committed.payload) // APPROX_TX_BYTES)
             except (DecodeError, InvalidBlock) as exc:
                 # q validators certified a block we cannot reproduce: our state or code is wrong.
                 raise AssertionError(
@@ -852,7 +636,7 @@ class Node:
                 consensus_meta=records or None,
             )
 
-        await _offload(write, len(block.transactions))
+        await offload(write, len(block.transactions))
         self._record_keys.update(records)
         self.last_commit_ms = self._clock_ms()
         self.counters["blocks.committed"] += 1
@@ -874,7 +658,7 @@ class Node:
         for tx, receipt in zip(block.transactions, executed.receipts, strict=True):
             waiting = self.waiters.pop(tx.hash, None)
             if waiting:
-                result = self.commit_result(receipt, committed.height)
+                result = commit_result(receipt, committed.height)
                 for waiter in waiting:
                     waiter.result = result
                     waiter.event.set()
@@ -885,13 +669,7 @@ class Node:
             await self._prune_records()
 
     async def _prune_records(self) -> None:
-        status = self.replica.status()
-        doomed = persist.prunable(
-            self._record_keys,
-            view=status.view,
-            stable_height=status.stable_checkpoint,
-            committed_height=status.committed_height,
-        )
+        doomed = persist.prunable_now(self._record_keys, self.replica.status())
         if doomed:
             await trio.to_thread.run_sync(self.store.write_consensus_meta, dict.fromkeys(doomed))
             self._record_keys.difference_update(doomed)
@@ -903,22 +681,11 @@ class Node:
         return bool(self.replica.catchup_target > self.replica.committed_height)
 
     def _start_fetch(self, request: FetchRequest) -> None:
-        if self._fetching or self.net is None:
-            return
-        peers = [p for p in self.net.connected_peers() if p != self.index]
-        if not peers:
-            return
-        self._fetching = True
-        self._fetch_peer = (self._fetch_peer + 1) % len(peers)
-        peer = peers[self._fetch_peer]
-        self._fetch_reply = trio.Event()
-        upto = min(request.to_height, request.from_height + wire.MAX_BLOCKS_PER_REPLY - 1)
-        self.net.send(peer, wire.BlocksWanted(request.from_height, upto).encode())
-        self.counters["catchup.requests"] += 1
-        assert self._nursery is not None
-        self._nursery.start_soon(self._fetch_deadline, self._fetch_reply)
-
-    async def _fetch_deadline(self, reply: trio.Event) -> None:
-        with trio.move_on_after(FETCH_TIMEOUT_S):
-            await reply.wait()
-        self._fetching = False
+        if (
+            self.net is not None
+            and self._nursery is not None
+            and self.fetcher.request(
+                self.net, self._nursery, request.from_height, request.to_height
+            )
+        ):
+            self.counters["catchup.requests"] += 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
+from consensus.ready import ReplicaStatus
 from consensus.records import (
     HardState,
     PersistBatch,
@@ -79,3 +80,13 @@ def prunable(
         elif key.startswith(_PREPARED) and int(key[len(_PREPARED) :]) <= committed_height:
             doomed.append(key)
     return doomed
+
+
+def prunable_now(keys: Iterable[str], status: ReplicaStatus) -> list[str]:
+    """:func:`prunable` at the replica's current view, stable checkpoint and head."""
+    return prunable(
+        keys,
+        view=status.view,
+        stable_height=status.stable_checkpoint,
+        committed_height=status.committed_height,
+    )

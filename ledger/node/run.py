@@ -24,7 +24,8 @@ from ledger.chain.store_check import StoreError
 from ledger.config import NodeConfig, load_config
 from ledger.node.api import build_app
 from ledger.node.backend import NodeService
-from ledger.node.node import Node, NodeHalted
+from ledger.node.node import Node
+from ledger.node.support import NodeHalted
 from ledger.node.transport import open_peer_network
 
 log = logging.getLogger("quorum.node")

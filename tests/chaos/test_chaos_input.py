@@ -26,13 +26,9 @@ from ledger.cli.chaos_attacks import (
     api_answer_problem,
     send_api_request,
 )
+from ledger.cli.chaos_input import client_attack_scenario, peer_fuzz
 from ledger.cli.chaos_peer import LOW_ORDER_POINTS, NON_CANONICAL_POINT, Attack, try_connection
-from ledger.cli.chaos_scenarios import (
-    ChaosContext,
-    ScenarioResult,
-    client_attack_scenario,
-    peer_fuzz,
-)
+from ledger.cli.chaos_scenarios import ChaosContext, ScenarioResult
 from ledger.config import CONFIG_FILE_NAME, GENESIS_FILE_NAME, VALIDATOR_KEY_FILE_NAME, HostPort
 from tests.chaos.conftest import run
 

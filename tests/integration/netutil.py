@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import random
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+
+from ledger.cli.chaos_net import free_port_range
 
 T = TypeVar("T")
 
@@ -19,23 +19,9 @@ DEADLINE_S = 90.0
 
 
 def free_base_port(count: int) -> int:
-    """A base port P such that P .. P+count-1 are free on 127.0.0.1 right now."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20_000, 60_000 - count)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free port range found")
+    """A base port P such that P .. P+count-1 are free on 127.0.0.1 (below the kernel's
+    ephemeral range); the chaos harness's search, shared."""
+    return free_port_range(count)
 
 
 def quorum(

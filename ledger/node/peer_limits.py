@@ -1,0 +1,161 @@
+"""Per-peer limits against a validator that abuses gossip or catch-up (Aardvark's point:
+one faulty replica must not collapse the others' throughput); catch-up in both directions:
+reading the blocks a peer asks for, and asking peers for ours one request at a time.
+
+Never: let one peer hold more than one catch-up reply in progress, or verify more of a
+gossip batch after its first transaction no honest validator would have relayed.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import AsyncIterator
+from typing import Final
+
+import trio
+
+from ledger.chain.store import Store
+from ledger.node import wire
+from ledger.node.transport import PeerNetwork
+
+#: How long a catch-up request waits for its reply before asking another peer.
+FETCH_TIMEOUT_S: Final = 5.0
+#: Gossip messages waiting for admission (older ones are dropped first when it is full:
+#: gossip is best effort, clients and other peers still hold the transactions).
+MAX_GOSSIP_BACKLOG: Final = 256
+#: A peer that gossips a transaction an honest node would never relay (bad signature,
+#: wrong chain, malformed...) has its gossip ignored for this long (doubling per repeat).
+GOSSIP_PENALTY_S: Final = 10.0
+MAX_GOSSIP_PENALTY_S: Final = 600.0
+#: Stateless rejections an honest peer never gossips (it checked them before relaying).
+BYZANTINE_GOSSIP_CODES: Final = frozenset(
+    {"malformed", "bad_signature", "wrong_chain", "too_large", "gas_limit", "self_transfer",
+     "bad_code"}
+)  # fmt: skip
+#: Catch-up serving per peer: one request at a time, at most this many a second, and at
+#: most this many reply bytes a second (a request is 33 bytes; a reply up to 8 MiB).
+SERVE_MIN_INTERVAL_S: Final = 0.05
+SERVE_BYTES_PER_S: Final = 32 * 1024 * 1024
+
+
+class PeerLimits:
+    """Who may gossip and be served now; times are the caller's monotonic clock (s)."""
+
+    def __init__(self) -> None:
+        self._gossip_banned_until: dict[int, float] = {}
+        self._gossip_penalty_s: dict[int, float] = {}
+        self._serve_after: dict[int, float] = {}
+
+    def gossip_banned(self, peer: int, now: float) -> bool:
+        return self._gossip_banned_until.get(peer, 0.0) > now
+
+    def ban_gossip(self, peer: int, now: float) -> float:
+        """Ignore ``peer``'s gossip for 10 s, doubling per repeat up to 10 min; returns it."""
+        previous = self._gossip_penalty_s.get(peer, GOSSIP_PENALTY_S / 2)
+        penalty = min(previous * 2, MAX_GOSSIP_PENALTY_S)
+        self._gossip_penalty_s[peer] = penalty
+        self._gossip_banned_until[peer] = now + penalty
+        return penalty
+
+    def start_serving(self, peer: int, now: float) -> bool:
+        """True (and ``peer`` is marked busy) if a catch-up request of it may be served."""
+        if self._serve_after.get(peer, 0.0) > now:
+            return False
+        self._serve_after[peer] = float("inf")  # busy until the reply is sent
+        return True
+
+    def done_serving(self, peer: int, now: float, sent_bytes: int) -> None:
+        pause = max(SERVE_MIN_INTERVAL_S, sent_bytes / SERVE_BYTES_PER_S)
+        self._serve_after[peer] = now + pause
+
+
+def read_blocks(store: Store, wanted: wire.BlocksWanted) -> list[tuple[bytes, bytes]]:
+    """``(block, certificate)`` encodings for a catch-up request, within the reply limits
+    (worker thread: store reads)."""
+    out: list[tuple[bytes, bytes]] = []
+    size = 0
+    last = min(
+        wanted.to_height, store.head_height, wanted.from_height + wire.MAX_BLOCKS_PER_REPLY - 1
+    )
+    for height in range(wanted.from_height, last + 1):
+        block = store.get_block(height)
+        certificate = store.get_certificate(height)
+        if block is None or certificate is None:
+            break
+        raw = block.encode()
+        if out and size + len(raw) > wire.MAX_BLOCKS_REPLY_BYTES:
+            break
+        out.append((raw, certificate.encode()))
+        size += len(raw)
+    return out
+
+
+class Fetcher:
+    """Our catch-up requests: at most one outstanding, each to the next connected peer,
+    given up after :data:`FETCH_TIMEOUT_S` (then the next request goes elsewhere)."""
+
+    def __init__(self, own_index: int) -> None:
+        self._own = own_index
+        self._reply = trio.Event()
+        self._peer = 0
+        self.active = False
+
+    def request(
+        self, net: PeerNetwork, nursery: trio.Nursery, from_height: int, to_height: int
+    ) -> bool:
+        """Ask a peer for blocks ``from_height..`` (one reply's worth); False if not sent."""
+        if self.active:
+            return False
+        peers = [p for p in net.connected_peers() if p != self._own]
+        if not peers:
+            return False
+        self.active = True
+        self._peer = (self._peer + 1) % len(peers)
+        self._reply = trio.Event()
+        upto = min(to_height, from_height + wire.MAX_BLOCKS_PER_REPLY - 1)
+        net.send(peers[self._peer], wire.BlocksWanted(from_height, upto).encode())
+        nursery.start_soon(self._deadline, self._reply)
+        return True
+
+    def replied(self) -> bool:
+        """A BLOCKS reply arrived: True if we were waiting for one (else it is unsolicited)."""
+        if self.active:
+            self._reply.set()
+        return self.active
+
+    async def _deadline(self, reply: trio.Event) -> None:
+        with trio.move_on_after(FETCH_TIMEOUT_S):
+            await reply.wait()
+        self.active = False
+
+
+class GossipInbox:
+    """Gossip batches waiting for admission, bounded (the oldest go first when full), with
+    banned peers' batches dropped on arrival and again on delivery."""
+
+    def __init__(self, limits: PeerLimits, counters: collections.Counter[str]) -> None:
+        self._limits = limits
+        self._counters = counters
+        self._queue: collections.deque[tuple[int, list[bytes]]] = collections.deque()
+        self._wakeup = trio.Event()
+
+    def put(self, sender: int, raws: list[bytes]) -> None:
+        if self._limits.gossip_banned(sender, trio.current_time()):
+            self._counters["gossip.ignored_penalised"] += len(raws)
+            return
+        if len(self._queue) >= MAX_GOSSIP_BACKLOG:
+            _, dropped = self._queue.popleft()
+            self._counters["gossip.dropped_backlog"] += len(dropped)
+        self._queue.append((sender, raws))
+        self._wakeup.set()
+
+    async def __aiter__(self) -> AsyncIterator[tuple[int, list[bytes]]]:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            while self._queue:
+                sender, raws = self._queue.popleft()
+                if self._limits.gossip_banned(sender, trio.current_time()):
+                    self._counters["gossip.ignored_penalised"] += len(raws)
+                    continue
+                yield sender, raws
