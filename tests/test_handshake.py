@@ -45,7 +45,7 @@ from crypto.handshake import (
     x25519_shared_secret,
 )
 from crypto.keys import PrivateKey
-from ledger.cli.chaos_peer import LOW_ORDER_POINTS  # the same vectors the chaos harness sends
+from ledger.chaos.peer import LOW_ORDER_POINTS  # the same vectors the chaos harness sends
 
 CHAIN = "quorum-test"
 GENESIS = bytes(range(32))

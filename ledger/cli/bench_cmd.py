@@ -1,14 +1,16 @@
-"""`quorum bench`: the command line of the load generator (the program is ledger/cli/bench.py).
+"""`quorum bench`: the command lines of the speed harnesses in ``ledger.bench``.
 
-Picks the nodes and the funded accounts (a testnet directory, or ``--node`` URLs with
-``--key`` files), runs the bench, prints a table (or ``--json``), optionally a PNG plot,
-and exits 0 when everything accepted was committed on every node, 1 when transactions
-were lost or failed or the nodes disagree, 5 when a node cannot be reached.
+``quorum bench`` loads a running network (a testnet directory, or ``--node`` URLs with
+``--key`` files), prints a table (or ``--json``), optionally a PNG plot, and exits 0 when
+everything accepted was committed on every node, 1 when transactions were lost or failed
+or the nodes disagree, 5 when a node cannot be reached. ``quorum bench link`` and
+``quorum bench vm`` time one peer link and the contract VM, in process.
+
+Never: measure anything here; option parsing, the harness call and the printing only.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,7 @@ from rich.table import Table
 
 from crypto.keyfile import load_key
 from crypto.keys import PrivateKey
-from ledger.cli import bench as program
-from ledger.cli import bench_plan as plan
+from ledger.bench import plan
 from ledger.cli.output import (
     EXIT_ERROR,
     EXIT_UNREACHABLE,
@@ -30,7 +31,7 @@ from ledger.cli.output import (
     command_errors,
     json_option,
 )
-from ledger.cli.testnet import DEFAULT_TESTNET_DIR, MANIFEST_FILE_NAME
+from ledger.testnet import DEFAULT_TESTNET_DIR, MANIFEST_FILE_NAME
 
 
 def _testnet(directory: Path) -> tuple[list[str], list[PrivateKey]]:
@@ -48,39 +49,6 @@ def _testnet(directory: Path) -> tuple[list[str], list[PrivateKey]]:
     except (ValueError, KeyError, TypeError) as exc:
         raise CommandError(f"{path} is damaged: {exc}") from None
     return nodes, [load_key(f, None) for f in files]
-
-
-def _check_plot_support() -> None:
-    try:
-        importlib.import_module("matplotlib")
-    except ImportError:
-        raise CommandError(
-            "--plot needs matplotlib, which is not installed (pip install matplotlib)"
-        ) from None
-
-
-def write_plot(document: dict[str, Any], path: Path) -> None:
-    """A PNG with committed tx/s and latency (p50, p99) per second of the run."""
-    matplotlib = importlib.import_module("matplotlib")
-    matplotlib.use("Agg")
-    plt = importlib.import_module("matplotlib.pyplot")
-    timeline = document["timeline"]
-    xs = [p["t_s"] for p in timeline]
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(9, 6))
-    top.plot(xs, [p["committed"] for p in timeline], drawstyle="steps-post")
-    top.set_ylabel("committed tx/s")
-    top.set_title(
-        f"quorum bench: {document['kind']}, {document['mode']} loop, "
-        f"{document['validators']} validators, {document['tx_per_s']:,.0f} tx/s"
-    )
-    bottom.plot(xs, [p["p50_ms"] for p in timeline], label="p50")
-    bottom.plot(xs, [p["p99_ms"] for p in timeline], label="p99")
-    bottom.set_ylabel("submit-to-commit ms")
-    bottom.set_xlabel("seconds since the load started (latency by submit second)")
-    bottom.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def render(d: dict[str, Any], console: Console) -> None:
@@ -128,7 +96,7 @@ def render(d: dict[str, Any], console: Console) -> None:
         )
 
 
-@click.command("bench")
+@click.group("bench", invoke_without_command=True, subcommand_metavar="[link | vm] [ARGS]...")
 @click.option(
     "--dir",
     "directory",
@@ -213,8 +181,10 @@ def render(d: dict[str, Any], console: Console) -> None:
     help="Write a PNG of throughput and latency over time (needs matplotlib).",
 )
 @json_option
+@click.pass_context
 @command_errors
 def bench(
+    ctx: click.Context,
     directory: Path | None,
     node_urls: tuple[str, ...],
     key_files: tuple[Path, ...],
@@ -236,10 +206,20 @@ def bench(
     Pre-signs transfers (or token contract calls with --kind contract) from many accounts,
     submits them in batches from concurrent clients to all nodes (closed loop, or open
     loop at --rate), and checks every accepted transaction committed on every node.
+
+    `quorum bench link` and `quorum bench vm` time one encrypted peer link and the
+    contract VM in this process instead (the options above do not apply to them).
     """
+    if ctx.invoked_subcommand is not None:
+        return
+    from ledger.bench.plot import plot_support, write_plot
+    from ledger.bench.run import run_bench
+
     out = Output(as_json)
-    if plot is not None:
-        _check_plot_support()
+    if plot is not None and not plot_support():
+        raise CommandError(
+            "--plot needs matplotlib, which is not installed (pip install matplotlib)"
+        )
     nodes: list[str] = []
     funded: list[PrivateKey] = []
     if directory is not None or not (node_urls and key_files):
@@ -267,7 +247,10 @@ def bench(
         verify_samples=verify_samples,
     )
     console = None if as_json else out.err_console
-    document = program.run_bench(options, console, out.note)
+    try:
+        document = run_bench(options, console, out.note)
+    except plan.BenchError as exc:
+        raise CommandError(str(exc), EXIT_UNREACHABLE if exc.unreachable else EXIT_ERROR) from None
     if plot is not None:
         write_plot(document, plot)
         document["plot"] = str(plot)
@@ -282,3 +265,72 @@ def bench(
                 err=True,
             )
         raise SystemExit(EXIT_ERROR)
+
+
+@bench.command("link")
+@click.option(
+    "--messages",
+    type=click.IntRange(1, 100_000_000),
+    default=1_000_000,
+    show_default=True,
+    help="Messages sent over the link (and through the cipher alone).",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(1, 1_000_000),
+    default=150,
+    show_default=True,
+    help="Bytes per message.",
+)
+@json_option
+@command_errors
+def link(messages: int, size: int, as_json: bool) -> None:
+    """Time one encrypted peer link between two validators in this process.
+
+    Prints messages/s and MB/s of the cipher alone (seal, open, split) and of a real TCP
+    link on loopback (queued as fast as the link drains), and the ping-pong round trip.
+    """
+    from ledger.bench.link import measure_link
+
+    out = Output(as_json)
+    out.note(f"bench link: {messages:,} messages of {size} bytes...")
+    figures = measure_link(messages, size)
+    out.emit(figures, lambda c: _render_figures("quorum bench link", figures, c))
+
+
+@bench.command("vm")
+@click.option(
+    "--iterations",
+    type=click.IntRange(1, 1_000_000_000),
+    default=1_000_000,
+    show_default=True,
+    help="Iterations of the counting loop (10 instructions each).",
+)
+@click.option(
+    "--transfers",
+    type=click.IntRange(1, 10_000_000),
+    default=20_000,
+    show_default=True,
+    help="Token contract transfers.",
+)
+@json_option
+@command_errors
+def vm(iterations: int, transfers: int, as_json: bool) -> None:
+    """Time the contract VM in this process: instructions/s and token transfers/s."""
+    from ledger.bench.vm import measure_vm
+
+    out = Output(as_json)
+    figures = measure_vm(iterations, transfers)
+    out.emit(figures, lambda c: _render_figures("quorum bench vm", figures, c))
+
+
+def _render_figures(title: str, figures: dict[str, Any], console: Console) -> None:
+    """A flat table of nested figures: one row per number."""
+    table = Table(title=title, show_header=False)
+    table.add_column("figure", style="bold")
+    table.add_column("value", justify="right")
+    for name, value in figures.items():
+        for key, number in value.items() if isinstance(value, dict) else [("", value)]:
+            shown = f"{number:,.1f}" if isinstance(number, float) else f"{number:,}"
+            table.add_row(f"{name} {key}".strip(), shown)
+    console.print(table)

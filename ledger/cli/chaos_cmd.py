@@ -1,6 +1,10 @@
 """`quorum chaos`: run fault-injection scenarios against a local testnet and print figures.
 
-See :mod:`ledger.cli.chaos` for what runs and docs/RELIABILITY.md for what it proves.
+See :mod:`ledger.chaos.run` for what runs and docs/RELIABILITY.md for what it proves.
+`quorum chaos-flood` (hidden) is the fake validator process a flood scenario starts
+(:func:`ledger.chaos.peer.run_flood`); nobody types it.
+
+Never: inject or check anything here; option parsing, the harness call and the printing.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ledger.cli.chaos import SCENARIO_NAMES, failed, run_chaos
-from ledger.cli.chaos_net import ChaosError
+from ledger.chaos import peer
+from ledger.chaos.net import ChaosError
+from ledger.chaos.run import SCENARIO_NAMES, failed, run_chaos
 from ledger.cli.output import EXIT_ERROR, CommandError, Output, command_errors, json_option
-from ledger.cli.testnet import DEFAULT_TESTNET_DIR, TestnetError
+from ledger.testnet import DEFAULT_TESTNET_DIR, TestnetError
 
 
 @click.command("chaos")
@@ -126,3 +131,44 @@ def _render(console: Console, figures: dict[str, Any]) -> None:
         console.print("skipped (known bugs, --include-known-bugs runs them):")
         for name, reason in figures["skipped_known_bugs"].items():
             console.print(f"  {name}: {reason}")
+
+
+@click.command("chaos-flood", hidden=True)
+@click.option("--home", type=click.Path(path_type=Path), required=True)
+@click.option("--duration", type=float, required=True)
+@click.option("--stats", type=click.Path(path_type=Path), required=True)
+@click.option("--seed", type=int, default=0)
+@click.option("--rate", type=int, default=peer.DEFAULT_RATE_PER_S)
+@click.option("--kinds", default=",".join(peer.FLOOD_KINDS))
+@click.option("--big-junk-bytes", type=int, default=peer.BIG_JUNK_BYTES)
+@click.option("--big-junk-per-s", type=float, default=peer.BIG_JUNK_PER_S)
+@click.option("--blocks-wanted-per-s", type=float, default=peer.BLOCKS_WANTED_PER_S)
+def chaos_flood(
+    home: Path,
+    duration: float,
+    stats: Path,
+    seed: int,
+    rate: int,
+    kinds: str,
+    big_junk_bytes: int,
+    big_junk_per_s: float,
+    blocks_wanted_per_s: float,
+) -> None:
+    """Impersonate the validator of --home and flood junk (started by `quorum chaos`)."""
+    chosen = tuple(k for k in kinds.split(",") if k)
+    unknown = set(chosen) - set(peer.FLOOD_KINDS)
+    if unknown:
+        raise click.BadParameter(
+            f"unknown kinds: {', '.join(sorted(unknown))}", param_hint="--kinds"
+        )
+    peer.run_flood(
+        home,
+        duration_s=duration,
+        stats_file=stats,
+        seed=seed,
+        rate_per_s=rate,
+        kinds=chosen,
+        big_junk_bytes=big_junk_bytes,
+        big_junk_per_s=big_junk_per_s,
+        blocks_wanted_per_s=blocks_wanted_per_s,
+    )

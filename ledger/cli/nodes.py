@@ -14,8 +14,8 @@ from typing import Final
 import click
 
 from ledger.cli.output import EXIT_REJECTED, EXIT_UNREACHABLE, CommandError
-from ledger.cli.testnet import DEFAULT_TESTNET_DIR, MANIFEST_FILE_NAME
 from ledger.client import NodeUnreachable, QuorumClient, RequestFailed
+from ledger.testnet import DEFAULT_TESTNET_DIR, MANIFEST_FILE_NAME
 
 NODE_ENV: Final = "QUORUM_NODE"
 

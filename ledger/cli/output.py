@@ -17,11 +17,6 @@ from typing import Any, Final, NoReturn, TypeVar
 import click
 from rich.console import Console
 
-from crypto.keyfile import KeyFileError
-from genesis.document import GenesisError
-from ledger.chain.store_check import StoreError
-from ledger.config import ConfigError
-
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
 EXIT_USAGE: Final = 2
@@ -74,13 +69,23 @@ json_option = click.option(
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Exceptions that describe the user's input, never our bug.
-USER_ERRORS: Final[tuple[type[Exception], ...]] = (
-    KeyFileError,
-    GenesisError,
-    ConfigError,
-    StoreError,
+#: Exceptions that describe the user's input, never our bug, as (module, class). They are
+#: looked up only in modules already imported: an exception of a module that was never
+#: imported cannot have been raised, and importing them all here would load sqlalchemy
+#: (``ledger.chain.store_check``) into every command.
+USER_ERRORS: Final[tuple[tuple[str, str], ...]] = (
+    ("crypto.keyfile", "KeyFileError"),
+    ("genesis.document", "GenesisError"),
+    ("ledger.config", "ConfigError"),
+    ("ledger.chain.store_check", "StoreError"),
 )
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The classes of :data:`USER_ERRORS` whose modules are loaded."""
+    return tuple(
+        getattr(sys.modules[module], name) for module, name in USER_ERRORS if module in sys.modules
+    )
 
 
 def command_errors(func: F) -> F:
@@ -93,7 +98,7 @@ def command_errors(func: F) -> F:
             return func(*args, **kwargs)
         except CommandError as exc:
             out.fail(exc)
-        except USER_ERRORS as exc:
+        except user_errors() as exc:
             problems = getattr(exc, "problems", None)
             error = CommandError(str(exc))
             if problems:

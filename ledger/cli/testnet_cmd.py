@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ledger.cli.genesis_cmd import genesis_summary, render_genesis_summary
 from ledger.cli.output import CommandError, Output, command_errors, json_option
-from ledger.cli.testnet import (
+from ledger.testnet import (
     DEFAULT_ACCOUNT_BALANCE,
     DEFAULT_BASE_PORT,
     DEFAULT_CHAIN_ID,

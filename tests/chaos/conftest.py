@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from ledger.cli.chaos import RunRecord, make_context, run_one
-from ledger.cli.chaos_net import ChaosNet, open_chaos_net, stray_pids
-from ledger.cli.chaos_scenarios import ChaosContext, ScenarioResult
+from ledger.chaos.net import ChaosNet, open_chaos_net, stray_pids
+from ledger.chaos.run import RunRecord, make_context, run_one
+from ledger.chaos.scenarios import ChaosContext, ScenarioResult
 
 SEED = 7
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.cli.chaos_scenarios import ChaosContext, corrupt_store, truncate_wal
+from ledger.chaos.scenarios import ChaosContext, corrupt_store, truncate_wal
 from tests.chaos.conftest import run
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.cli.chaos import CATCHUP_FLOOD
-from ledger.cli.chaos_scenarios import (
+from ledger.chaos.run import CATCHUP_FLOOD
+from ledger.chaos.scenarios import (
     FLOOD_FLOOR_FRACTION,
     ChaosContext,
     duplicate_key,

@@ -20,15 +20,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crypto.handshake import HELLO_MAGIC, network_id
-from ledger.cli.chaos_attacks import (
+from ledger.chaos.attacks import (
     ATTACK_NAMES,
     ApiRequest,
     api_answer_problem,
     send_api_request,
 )
-from ledger.cli.chaos_input import client_attack_scenario, peer_fuzz
-from ledger.cli.chaos_peer import LOW_ORDER_POINTS, NON_CANONICAL_POINT, Attack, try_connection
-from ledger.cli.chaos_scenarios import ChaosContext, ScenarioResult
+from ledger.chaos.bad_input import client_attack_scenario, peer_fuzz
+from ledger.chaos.peer import LOW_ORDER_POINTS, NON_CANONICAL_POINT, Attack, try_connection
+from ledger.chaos.scenarios import ChaosContext, ScenarioResult
 from ledger.config import CONFIG_FILE_NAME, GENESIS_FILE_NAME, VALIDATOR_KEY_FILE_NAME, HostPort
 from tests.chaos.conftest import run
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ledger.cli.chaos_relay import CUT, HANDSHAKE_BYTES, HOLD, PASS, RelayNetwork, Rule
+from ledger.chaos.relay import CUT, HANDSHAKE_BYTES, HOLD, PASS, RelayNetwork, Rule
 
 DEADLINE_S = 10.0
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from contracts.abi import ContractAbi, MethodAbi
-from contracts.bench import run_spin_loop, run_token_transfers
 from contracts.container import build_container
 from contracts.instructions import IMPLEMENTATIONS
 from contracts.interpreter import ExecutionStatus, call
@@ -13,6 +12,7 @@ from contracts.limits import CALL_INTRINSIC_GAS
 from contracts.opcodes import BY_BYTE, BY_MNEMONIC, OPCODES, Imm, Op, OpSpec, Variadic
 from contracts.state import BlockContext, MemoryHost
 from contracts.validate import encode_instruction
+from ledger.bench.vm import run_spin_loop, run_token_transfers
 from tests.contracts.vm_support import ALICE
 
 CONTRACT = bytes([0x5C]) * 20

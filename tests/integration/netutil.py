@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ledger.cli.chaos_net import free_port_range
+from ledger.testnet import free_port_range
 
 T = TypeVar("T")
 
@@ -20,7 +20,7 @@ DEADLINE_S = 90.0
 
 def free_base_port(count: int) -> int:
     """A base port P such that P .. P+count-1 are free on 127.0.0.1 (below the kernel's
-    ephemeral range); the chaos harness's search, shared."""
+    ephemeral range); the testnet library's search, shared with the chaos harness."""
     return free_port_range(count)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ledger.cli.bench_report import percentile
+from ledger.bench.report import percentile
 from tests.integration.netutil import free_base_port, quorum, quorum_json
 
 pytestmark = pytest.mark.slow

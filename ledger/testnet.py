@@ -10,14 +10,21 @@ Layout (DESIGN section 6)::
     DIR/accounts/acct0.json     funded account keys (unencrypted, mode 0600)
 
 Keys are unencrypted so that a testnet starts unattended; production validators use
-encrypted keys (docs/OPERATIONS.md).
+encrypted keys (docs/OPERATIONS.md). Also here: starting and stopping the nodes of a
+testnet as background processes, and a search for free ports (the chaos harness and the
+multi-process tests lay out their testnets on them).
+
+Never: import the CLI or a harness; `quorum testnet`, `quorum bench`, `quorum chaos` and
+the tests all build on this module.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -90,6 +97,33 @@ class TestnetLayout:
 def node_ports(base_port: int, index: int) -> tuple[int, int]:
     """(p2p, rpc) ports of node ``index``: two consecutive ports per node from the base."""
     return base_port + 2 * index, base_port + 2 * index + 1
+
+
+#: Ports searched by :func:`free_port_range`: below the kernel's ephemeral range, so a
+#: port found free is not taken by an outgoing connection a moment later.
+FREE_PORT_LOW: Final = 20_000
+FREE_PORT_HIGH: Final = 32_000
+FREE_PORT_ATTEMPTS: Final = 500
+
+
+def free_port_range(count: int) -> int:
+    """A base port P such that P .. P+count-1 are free on 127.0.0.1 right now."""
+    rng = random.Random()
+    for _ in range(FREE_PORT_ATTEMPTS):
+        base = rng.randrange(FREE_PORT_LOW, FREE_PORT_HIGH - count)
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(s)
+                s.bind((LOCALHOST, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise TestnetError(f"no {count} consecutive free ports found on {LOCALHOST}")
 
 
 def _prepare_directory(directory: Path, force: bool) -> None:

@@ -21,7 +21,6 @@ from contracts.interpreter import contract_address
 from crypto import keys
 from crypto.keys import PrivateKey
 from ledger.chain.types import Call, Deploy, Payload, Transaction, Transfer
-from ledger.cli.output import EXIT_UNREACHABLE, CommandError
 from ledger.client import (
     ClientError,
     NodeUnreachable,
@@ -63,6 +62,14 @@ RETRYABLE_CODES: Final = frozenset(
 ACCEPTED_STATUSES: Final = frozenset({"pending", "committed", "failed"})
 
 
+class BenchError(Exception):
+    """The bench cannot run or finish; ``unreachable`` when a node did not answer."""
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
 @dataclass(frozen=True, slots=True)
 class BenchOptions:
     """What `quorum bench` was asked to do."""
@@ -95,10 +102,8 @@ class BenchOptions:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _unreachable(exc: ClientError, what: str) -> CommandError:
-    if isinstance(exc, NodeUnreachable):
-        return CommandError(f"{what}: {exc}", EXIT_UNREACHABLE)
-    return CommandError(f"{what}: {exc}")
+def _unreachable(exc: ClientError, what: str) -> BenchError:
+    return BenchError(f"{what}: {exc}", unreachable=isinstance(exc, NodeUnreachable))
 
 
 def measure_verify_rate(samples: int = DEFAULT_VERIFY_SAMPLES) -> float:
@@ -190,7 +195,7 @@ def _submit_and_wait(
         for tx, result in zip(chunk, answer, strict=True):
             if result.get("status") != "committed":
                 detail = result.get("error") or (result.get("receipt") or {}).get("error") or ""
-                raise CommandError(
+                raise BenchError(
                     f"{what}: transaction {tx.hash.hex()} ended {result.get('status')}"
                     f" {result.get('code', '')} {detail}".rstrip()
                 )
@@ -246,7 +251,7 @@ def _fund_accounts(
             raise _unreachable(exc, "reading an account") from None
         amount = min(FUND_AMOUNT, balance // (len(addresses) + 1))
         if amount < 2 * per_sender:
-            raise CommandError(
+            raise BenchError(
                 f"account {funder.address.hex()} holds {balance}: too little to fund "
                 f"{len(addresses)} bench accounts"
             )
@@ -278,7 +283,7 @@ def _deploy_token(
     address = contract_address(owner.address, nonce)
     created = (result.get("receipt") or {}).get("created_address")
     if created is not None and created != address.hex():
-        raise CommandError(f"the token was created at {created}, expected {address.hex()}")
+        raise BenchError(f"the token was created at {created}, expected {address.hex()}")
     share = TOKEN_SUPPLY // (2 * len(senders))
     payloads: list[Payload] = [Call(address, "transfer", (s.address, share)) for s in senders[1:]]
     results = _rounds(clients, chain_id, {owner: payloads}, SETUP_CALL_GAS, "distributing tokens")
@@ -352,7 +357,7 @@ def prepare(opts: BenchOptions, note: Callable[[str], None]) -> Plan:
                 raise _unreachable(exc, f"node {client.base_url}") from None
         chain_ids = {s["chain_id"] for s in statuses}
         if len(chain_ids) != 1:
-            raise CommandError(f"the nodes are on different chains: {sorted(chain_ids)}")
+            raise BenchError(f"the nodes are on different chains: {sorted(chain_ids)}")
         chain_id = str(statuses[0]["chain_id"])
         try:
             validators = len(clients[0].validators())
@@ -366,7 +371,7 @@ def prepare(opts: BenchOptions, note: Callable[[str], None]) -> Plan:
 
         wanted = default_accounts(opts, len(opts.funded), len(opts.nodes))
         if wanted < 2:
-            raise CommandError("the bench needs at least 2 sender accounts", 2)
+            raise ValueError("the bench needs at least 2 sender accounts")
         batch = opts.effective_batch()
         if opts.max_txs is not None:
             total = opts.max_txs

@@ -1,25 +1,24 @@
-"""`quorum chaos`: fault injection on real node processes, with invariants checked after every run.
+"""The `quorum chaos` runner: fault injection on real node processes, with invariants checked after every run.
 
 What it is for: issue 7's promise — *nothing acknowledged is lost* — tested the way it
 breaks in production. A testnet runs as real processes whose peer links all pass through
-fault-injecting relays (:mod:`ledger.cli.chaos_relay`); a load generator keeps transfers
+fault-injecting relays (:mod:`ledger.chaos.relay`); a load generator keeps transfers
 flowing and records every transaction a node reported committed
-(:mod:`ledger.cli.chaos_load`); scenarios inject one family of faults each and heal
-(:mod:`ledger.cli.chaos_scenarios`); after every scenario the load stops and an auditor
-walks every node's chain (:mod:`ledger.cli.chaos_check`).
+(:mod:`ledger.chaos.load`); scenarios inject one family of faults each and heal
+(:mod:`ledger.chaos.scenarios`); after every scenario the load stops and an auditor
+walks every node's chain (:mod:`ledger.chaos.check`).
 
-The modules, by job::
+The modules, by job (``ledger/chaos/``; the click commands are ``ledger/cli/chaos_cmd.py``)::
 
-    chaos.py            this runner: scenario registry, the loop, the figures
-    chaos_cmd.py        the click command
-    chaos_net.py        the testnet under the harness: processes, configs, store faults
-    chaos_relay.py      the trio relays: partitions, delays, stalls, cuts, replays
-    chaos_load.py       the load generator and the ledger of reported commits
-    chaos_check.py      the invariants: agreement, state roots, nothing lost
-    chaos_scenarios.py  the fault scenarios (processes, links, stores, Byzantine peers)
-    chaos_input.py      the bad-input scenarios (API, peer port, client transactions)
-    chaos_peer.py       the flooding impersonator and raw peer-port attacks
-    chaos_attacks.py    client attacks and malformed HTTP requests
+    run.py          this runner: scenario registry, the loop, the figures
+    net.py          the testnet under the harness: processes, configs, store faults
+    relay.py        the trio relays: partitions, delays, stalls, cuts, replays
+    load.py         the load generator and the ledger of reported commits
+    check.py        the invariants: agreement, state roots, nothing lost
+    scenarios.py    the fault scenarios (processes, links, stores, Byzantine peers)
+    bad_input.py    the bad-input scenarios (API, peer port, client transactions)
+    peer.py         the flooding impersonator and raw peer-port attacks
+    attacks.py      client attacks and malformed HTTP requests
 
 Theory of operation of the loop: the first pass runs every enabled scenario once in a
 seeded order; later passes draw scenarios at random (seeded) until the time is up. Any
@@ -40,11 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from ledger.cli.chaos_check import Auditor, AuditResult
-from ledger.cli.chaos_input import api_fuzz, client_attack_scenario, peer_fuzz
-from ledger.cli.chaos_load import CommitLedger, LoadGenerator
-from ledger.cli.chaos_net import ChaosError, ChaosNet, open_chaos_net
-from ledger.cli.chaos_scenarios import (
+from ledger.chaos.bad_input import api_fuzz, client_attack_scenario, peer_fuzz
+from ledger.chaos.check import Auditor, AuditResult
+from ledger.chaos.load import CommitLedger, LoadGenerator
+from ledger.chaos.net import ChaosError, ChaosNet, open_chaos_net
+from ledger.chaos.scenarios import (
     KNOWN_BUGS,
     ChaosContext,
     ScenarioResult,

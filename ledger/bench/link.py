@@ -1,16 +1,15 @@
-"""How fast one encrypted peer link moves small messages: a program that prints figures.
+"""How fast one encrypted peer link moves small messages (`quorum bench link`).
 
-Run ``python -m ledger.node.transport_bench [--messages N] [--size BYTES]``. Two validators
-in one process and one trio loop: validator 0 queues messages for validator 1 as fast as
-the link drains them (never letting its queue overflow), validator 1 counts them; before
-that, ping-pong one message at a time for the round-trip time. Also prints the cipher alone (seal + open + split, no sockets) for comparison. Nothing here is
-used by the node.
+Two validators in one process and one trio loop: validator 0 queues messages for
+validator 1 as fast as the link drains them (never letting its queue overflow), validator
+1 counts them; before that, ping-pong one message at a time for the round-trip time. Also
+times the cipher alone (seal + open + split, no sockets) for comparison.
+
+Never: used by the node; it drives ``ledger.node.transport`` from outside, on loopback.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
@@ -114,19 +113,11 @@ async def link(messages: int, size: int) -> dict[str, float]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=1_000_000)
-    parser.add_argument("--size", type=int, default=150)
-    args = parser.parse_args()
-    figures = {
-        "messages": args.messages,
-        "message_bytes": args.size,
-        "cipher_only": cipher_only(args.messages, args.size),
-        "tcp_link": trio.run(link, args.messages, args.size),
+def measure_link(messages: int, size: int) -> dict[str, object]:
+    """The figures of `quorum bench link`: the cipher alone, then a real TCP link."""
+    return {
+        "messages": messages,
+        "message_bytes": size,
+        "cipher_only": cipher_only(messages, size),
+        "tcp_link": trio.run(link, messages, size),
     }
-    print(json.dumps(figures, indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -2,8 +2,8 @@
 and measures how long the network takes to commit again.
 
 Every scenario is a function ``(ctx: ChaosContext) -> ScenarioResult`` run while the load
-generator keeps submitting transfers; the runner (:mod:`ledger.cli.chaos`) then stops the
-load and audits the network (:mod:`ledger.cli.chaos_check`). A scenario records the faults
+generator keeps submitting transfers; the runner (:mod:`ledger.chaos.run`) then stops the
+load and audits the network (:mod:`ledger.chaos.check`). A scenario records the faults
 it injected and the inputs it tried by kind, the seconds from heal to the first commit seen
 by every node (``recovery_s``), and *problems*: an invariant a scenario checks itself
 (a corrupted store served, a malformed request answered 5xx, honest throughput under the
@@ -34,10 +34,11 @@ import httpx
 
 from crypto.keys import PrivateKey
 from ledger.chain.types import Transaction, Transfer
-from ledger.cli.chaos_check import Auditor
-from ledger.cli.chaos_load import TRANSFER_GAS, CommitLedger, CommitRecord, LoadGenerator
-from ledger.cli.chaos_net import ChaosError, ChaosNet, free_port_range, peer_address, wait_for
-from ledger.cli.chaos_relay import Rule
+from ledger.chaos.check import Auditor
+from ledger.chaos.load import TRANSFER_GAS, CommitLedger, CommitRecord, LoadGenerator
+from ledger.chaos.net import ChaosError, ChaosNet, peer_address, wait_for
+from ledger.chaos.relay import Rule
+from ledger.testnet import free_port_range
 
 #: Heal to "every node committed a fresh transaction" must take at most this long.
 RECOVERY_BOUND_S: Final = 120.0
@@ -582,7 +583,7 @@ def junk_flood(
 ) -> ScenarioResult:
     """Stop a validator, impersonate it with a flooding process; memory and throughput.
 
-    ``flood_args`` go to ``python -m ledger.cli.chaos_peer flood`` (e.g. ``--kinds``).
+    ``flood_args`` go to the flooder, ``quorum chaos-flood`` (e.g. ``--kinds``).
     """
     result = ScenarioResult(name)
     net, rng = ctx.net, ctx.rng
@@ -598,7 +599,7 @@ def junk_flood(
     baseline = ctx.ledger.committed_between(t0, t1) / (t1 - t0)
     rss_before = {n: net.rss_kb(n) or 0 for n in honest}
     stats_file = net.dir / f"flood-{int(time.time() * 1000)}.json"
-    args = [sys.executable, "-m", "ledger.cli.chaos_peer", "flood", "--home",
+    args = [sys.executable, "-m", "ledger.cli", "chaos-flood", "--home",
             str(net.nodes[victim].home), "--duration", str(flood_s), "--seed",
             str(rng.randrange(2**31)), "--stats", str(stats_file)]  # fmt: skip
     if rate is not None:

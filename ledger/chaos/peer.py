@@ -2,7 +2,7 @@
 
 What it is for:
 
-* **The flooder** (``python -m ledger.cli.chaos_peer flood --home DIR/nodeK ...``) is a fake
+* **The flooder** (:func:`run_flood`, the process ``quorum chaos-flood --home DIR/nodeK``) is a fake
   validator process. It holds a real validator key (node K's, with node K stopped), listens
   on K's p2p port and dials the validators K would dial, completes the real handshake
   (``crypto.handshake``), and then sends, at a bounded rate, a mix of junk and *well-signed
@@ -25,12 +25,10 @@ link), or send unbounded traffic (everything is rate-limited and time-limited).
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import socket
 import struct
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -593,42 +591,33 @@ def post_handshake_attacks() -> dict[str, PostAttack]:
 # ----------------------------------------------------------------------------- entry point
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m ledger.cli.chaos_peer",
-        description="A fake validator that floods junk (used by `quorum chaos`).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    flood = sub.add_parser("flood", help="impersonate the validator of --home and flood")
-    flood.add_argument("--home", type=Path, required=True)
-    flood.add_argument("--duration", type=float, required=True)
-    flood.add_argument("--seed", type=int, default=0)
-    flood.add_argument("--rate", type=int, default=DEFAULT_RATE_PER_S)
-    flood.add_argument("--kinds", default=",".join(FLOOD_KINDS))
-    flood.add_argument("--stats", type=Path, required=True)
-    flood.add_argument("--big-junk-bytes", type=int, default=BIG_JUNK_BYTES)
-    flood.add_argument("--big-junk-per-s", type=float, default=BIG_JUNK_PER_S)
-    flood.add_argument("--blocks-wanted-per-s", type=float, default=BLOCKS_WANTED_PER_S)
-    args = parser.parse_args(argv)
-    kinds = tuple(k for k in args.kinds.split(",") if k)
+def run_flood(
+    home: Path,
+    *,
+    duration_s: float,
+    stats_file: Path,
+    seed: int = 0,
+    rate_per_s: int = DEFAULT_RATE_PER_S,
+    kinds: tuple[str, ...] = FLOOD_KINDS,
+    big_junk_bytes: int = BIG_JUNK_BYTES,
+    big_junk_per_s: float = BIG_JUNK_PER_S,
+    blocks_wanted_per_s: float = BLOCKS_WANTED_PER_S,
+) -> None:
+    """Impersonate the validator of ``home`` and flood for ``duration_s``; write the
+    figures to ``stats_file`` (atomically: the harness polls for it)."""
     unknown = set(kinds) - set(FLOOD_KINDS)
     if unknown:
-        parser.error(f"unknown kinds: {', '.join(sorted(unknown))}")
+        raise ValueError(f"unknown flood kinds: {', '.join(sorted(unknown))}")
     flooder = Flooder(
-        args.home,
-        seed=args.seed,
-        rate_per_s=args.rate,
+        home,
+        seed=seed,
+        rate_per_s=rate_per_s,
         kinds=kinds,
-        big_junk_bytes=args.big_junk_bytes,
-        big_junk_per_s=args.big_junk_per_s,
-        blocks_wanted_per_s=args.blocks_wanted_per_s,
+        big_junk_bytes=big_junk_bytes,
+        big_junk_per_s=big_junk_per_s,
+        blocks_wanted_per_s=blocks_wanted_per_s,
     )
-    stats = trio.run(flooder.run, args.duration)
-    tmp = args.stats.with_suffix(".tmp")
+    stats = trio.run(flooder.run, duration_s)
+    tmp = stats_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(stats.to_json(), indent=2) + "\n", encoding="utf-8")
-    tmp.replace(args.stats)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    tmp.replace(stats_file)

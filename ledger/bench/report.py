@@ -21,7 +21,7 @@ import trio
 from ledger.client import AsyncQuorumClient, ClientError
 
 if TYPE_CHECKING:
-    from ledger.cli.bench import _Run
+    from ledger.bench.load import LoadRun
 
 #: Status polling for progress, throughput and the drain (latency comes from the answers).
 FOLLOW_FIRST_S: Final = 0.1
@@ -89,7 +89,7 @@ async def walk_blocks(
     return found
 
 
-async def sample_receipts(run: _Run, walk: Walk) -> tuple[int, int]:
+async def sample_receipts(run: LoadRun, walk: Walk) -> tuple[int, int]:
     """Look up a random sample of committed transactions: (checked, failed)."""
     committed = list(walk.ours)
     if not committed:
@@ -110,7 +110,7 @@ async def sample_receipts(run: _Run, walk: Walk) -> tuple[int, int]:
     return checked, failed
 
 
-def commit_time_all(run: _Run, height: int) -> float | None:
+def commit_time_all(run: LoadRun, height: int) -> float | None:
     times = [seen.get(height) for seen in run.seen]
     if any(t is None for t in times):
         return None
@@ -118,7 +118,7 @@ def commit_time_all(run: _Run, height: int) -> float | None:
 
 
 def report(
-    run: _Run,
+    run: LoadRun,
     walks: list[Walk],
     start: int,
     final: int,

@@ -5,7 +5,8 @@ transactions on ALL nodes, submit-to-commit latency, and this machine's Ed25519
 verification rate, which bounds throughput at ``verify_per_s * cores / validators``
 (every validator verifies every client signature once).
 
-Theory of operation, in phases:
+Theory of operation, in phases (1-2 in :mod:`ledger.bench.plan`, 3-4 in
+:mod:`ledger.bench.load`, 5 in :mod:`ledger.bench.report`; this module runs them):
 
 1. **Setup** (blocking client, not timed). Read every node's status (unreachable: exit 5),
    time ``crypto.keys.verify`` on one core, pick the sender accounts (the testnet's funded
@@ -52,26 +53,15 @@ node unreachable.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ledger.cli.bench_plan import (
-    ACCEPTED_STATUSES,
-    CLOSED_WAIT_MS,
-    RETRY_BACKOFF_S,
-    RETRYABLE_CODES,
-    Batch,
-    BenchOptions,
-    Plan,
-    prepare,
-)
-from ledger.cli.bench_report import (
+from ledger.bench.load import LiveView, LoadRun
+from ledger.bench.plan import BenchError, BenchOptions, Plan, prepare
+from ledger.bench.report import (
     FOLLOW_FIRST_S,
     FOLLOW_OTHERS_S,
     Walk,
@@ -79,203 +69,7 @@ from ledger.cli.bench_report import (
     sample_receipts,
     walk_blocks,
 )
-from ledger.cli.output import CommandError
-from ledger.client import (
-    AsyncQuorumClient,
-    ClientError,
-    NodeUnreachable,
-    RequestFailed,
-)
-
-# ----------------------------------------------------------------------------- the run
-
-
-class _LiveView:
-    """The progress bar on stderr (a person's view; absent under --json)."""
-
-    def __init__(self, console: Console | None, total_s: float) -> None:
-        self.progress: Progress | None = None
-        self.task = None
-        if console is not None:
-            self.progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[info]}"),
-                console=console,
-                auto_refresh=False,
-                transient=False,
-            )
-            self.task = self.progress.add_task("load", total=total_s, info="")
-
-    def __enter__(self) -> _LiveView:
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.refresh()
-            self.progress.stop()
-
-    def update(self, description: str, completed: float, info: str) -> None:
-        if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, description=description, completed=completed, info=info)
-            self.progress.refresh()
-
-
-@dataclass(slots=True)
-class _Run:
-    opts: BenchOptions
-    plan: Plan
-    clients: list[list[AsyncQuorumClient]]  # [client][node]
-    t0: float = 0.0
-    t_measure: float = 0.0
-    t_load_end: float = 0.0
-    retry_deadline: float = 0.0
-    next_batch: int = 0
-    exhausted: bool = False
-    submitted: int = 0
-    accepted: dict[bytes, float] = field(default_factory=dict)
-    #: When the node answered "committed" (bench clock), for transactions it answered so.
-    answered: dict[bytes, float] = field(default_factory=dict)
-    rejected: Counter[str] = field(default_factory=Counter)
-    failed_hashes: set[bytes] = field(default_factory=set)
-    retries: int = 0
-    transport_errors: int = 0
-    late_batches: int = 0
-    in_flight: int = 0
-    heights: list[int] = field(default_factory=list)
-    seen: list[dict[int, float]] = field(default_factory=list)
-    phase: str = "load"
-    reference: int = 0  # the node whose blocks give commit times (see _drive)
-    drain_outstanding: int = 0
-
-    def take_batch(self) -> Batch | None:
-        if self.next_batch >= len(self.plan.batches):
-            self.exhausted = True
-            return None
-        batch = self.plan.batches[self.next_batch]
-        self.next_batch += 1
-        return batch
-
-    async def send(self, client_index: int, batch: Batch, wait: bool) -> None:
-        """Post ``batch`` to its node; retry what the node asks to have sent later."""
-        pending = list(range(len(batch.raws)))
-        node = batch.node
-        nodes = len(self.opts.nodes)
-        self.in_flight += len(pending)
-        try:
-            while pending:
-                now = trio.current_time()
-                if batch.t_submit < 0:
-                    batch.t_submit = now
-                    self.submitted += len(pending)
-                elif now > self.retry_deadline:
-                    for _ in pending:
-                        self.rejected["gave_up_retrying"] += 1
-                    return
-                client = self.clients[client_index][node]
-                try:
-                    results = await client.submit(
-                        [batch.raws[i] for i in pending], wait=wait, timeout_ms=CLOSED_WAIT_MS
-                    )
-                except NodeUnreachable:
-                    self.transport_errors += 1
-                    results = None
-                except RequestFailed as exc:
-                    if exc.status in (429, 503) or exc.status >= 500:
-                        self.transport_errors += 1
-                        results = None
-                    else:
-                        for _ in pending:
-                            self.rejected[exc.code] += 1
-                        return
-                if results is None:
-                    self.retries += len(pending)
-                    node = (node + 1) % nodes
-                    await trio.sleep(RETRY_BACKOFF_S)
-                    continue
-                again = []
-                answered_at = trio.current_time()
-                for i, result in zip(pending, results, strict=True):
-                    status = result.get("status")
-                    code = result.get("code")
-                    if status in ("committed", "failed") and "height" in result:
-                        self.answered[batch.hashes[i]] = answered_at
-                    if status in ACCEPTED_STATUSES or code == "duplicate":
-                        self.accepted[batch.hashes[i]] = batch.t_submit
-                        if status == "failed":
-                            self.failed_hashes.add(batch.hashes[i])
-                    elif code in RETRYABLE_CODES:
-                        again.append(i)
-                    else:
-                        self.rejected[str(code)] += 1
-                if again:
-                    self.retries += len(again)
-                    await trio.sleep(RETRY_BACKOFF_S)
-                pending = again
-        finally:
-            self.in_flight -= len(batch.raws)
-
-    async def closed_client(self, index: int) -> None:
-        while trio.current_time() < self.t_load_end:
-            batch = self.take_batch()
-            if batch is None:
-                return
-            await self.send(index, batch, wait=True)
-
-    async def open_scheduler(self) -> None:
-        assert self.opts.rate is not None
-        interval = self.opts.effective_batch() / self.opts.rate
-        async with trio.open_nursery() as nursery:
-            k = 0
-            while True:
-                target = self.t0 + k * interval
-                if target >= self.t_load_end:
-                    break
-                batch = self.take_batch()
-                if batch is None:
-                    break
-                if trio.current_time() > target + interval:
-                    self.late_batches += 1
-                else:
-                    await trio.sleep_until(target)
-                # Waiting for the commit answer costs the node a waiter, not a poll: the
-                # latency is what a client sees, with no polling overhead or resolution.
-                nursery.start_soon(self.send, k % self.opts.clients, batch, True)
-                k += 1
-
-    async def follow(self, node: int, every_s: float) -> None:
-        """Record when each height first appears on ``node`` (bench clock)."""
-        client = self.clients[0][node]
-        seen = self.seen[node]
-        while True:
-            try:
-                height = int((await client.status())["height"])
-            except ClientError:
-                height = -1
-            now = trio.current_time()
-            if height > self.heights[node]:
-                for h in range(self.heights[node] + 1, height + 1):
-                    seen[h] = now
-                self.heights[node] = height
-            await trio.sleep(every_s)
-
-    async def ticker(self, view: _LiveView) -> None:
-        total = self.opts.warmup_s + self.opts.duration_s
-        while True:
-            now = trio.current_time()
-            if self.phase == "load":
-                info = (
-                    f"submitted {self.submitted:,}  accepted {len(self.accepted):,}  "
-                    f"in flight {self.in_flight:,}  height {max(self.heights)}"
-                )
-                view.update("load ", min(total, now - self.t0), info)
-            elif self.phase == "drain":
-                info = f"waiting for {self.drain_outstanding:,} to commit  height {self.heights[0]}"
-                view.update("drain", total, info)
-            await trio.sleep(0.25)
+from ledger.client import AsyncQuorumClient
 
 
 async def _run(opts: BenchOptions, plan: Plan, console: Console | None) -> dict[str, Any]:
@@ -284,7 +78,7 @@ async def _run(opts: BenchOptions, plan: Plan, console: Console | None) -> dict[
         [AsyncQuorumClient(url, timeout_s=30.0, max_connections=16) for url in opts.nodes]
         for _ in range(max(1, opts.clients))
     ]
-    run = _Run(opts, plan, clients)
+    run = LoadRun(opts, plan, clients)
     run.heights = list(plan.start_heights)
     run.seen = [{} for _ in range(n)]
     try:
@@ -295,13 +89,13 @@ async def _run(opts: BenchOptions, plan: Plan, console: Console | None) -> dict[
                 await client.aclose()
 
 
-async def _drive(run: _Run, console: Console | None) -> dict[str, Any]:
+async def _drive(run: LoadRun, console: Console | None) -> dict[str, Any]:
     opts, plan = run.opts, run.plan
     n = len(opts.nodes)
     total_s = opts.warmup_s + opts.duration_s
     walks = [Walk() for _ in range(n)]
     start = min(plan.start_heights)
-    with _LiveView(console, total_s) as view:
+    with LiveView(console, total_s) as view:
         async with trio.open_nursery() as background:
             for node in range(n):
                 background.start_soon(
@@ -376,7 +170,7 @@ async def _drive(run: _Run, console: Console | None) -> dict[str, Any]:
     return report(run, walks, start, final, t_load_done, t_drained, unreachable, failed_sample)
 
 
-def clients_of(run: _Run, node: int) -> AsyncQuorumClient:
+def clients_of(run: LoadRun, node: int) -> AsyncQuorumClient:
     return run.clients[0][node]
 
 
@@ -392,19 +186,19 @@ def run_bench(
     try:
         return trio.run(_run, opts, plan, console)
     except BaseExceptionGroup as group:
-        error = _command_error(group)
+        error = _bench_error(group)
         if error is not None:
             raise error from None
         raise
 
 
-def _command_error(error: BaseException) -> CommandError | None:
-    """The first CommandError inside (nested) exception groups, if any."""
-    if isinstance(error, CommandError):
+def _bench_error(error: BaseException) -> BenchError | None:
+    """The first BenchError inside (nested) exception groups, if any."""
+    if isinstance(error, BenchError):
         return error
     if isinstance(error, BaseExceptionGroup):
         for inner in error.exceptions:
-            found = _command_error(inner)
+            found = _bench_error(inner)
             if found is not None:
                 return found
     return None

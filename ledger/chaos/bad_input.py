@@ -1,7 +1,7 @@
 """Chaos scenarios that feed bad input: malformed HTTP requests, hostile bytes on the peer
 port (before and after a real handshake), and client transactions built to be refused.
 
-Each returns a :class:`ledger.cli.chaos_scenarios.ScenarioResult`; the invariants checked
+Each returns a :class:`ledger.chaos.scenarios.ScenarioResult`; the invariants checked
 after it are the same as for the fault scenarios (docs/RELIABILITY.md §4).
 """
 
@@ -13,15 +13,15 @@ from typing import Any
 
 import httpx
 
-from ledger.cli.chaos_attacks import (
+from ledger.chaos.attacks import (
     api_answer_problem,
     attacks_changed_nothing,
     client_attacks,
     random_api_request,
     send_api_request,
 )
-from ledger.cli.chaos_net import ChaosNet, peer_address
-from ledger.cli.chaos_peer import (
+from ledger.chaos.net import ChaosNet, peer_address
+from ledger.chaos.peer import (
     PostAttack,
     open_link,
     post_handshake_attacks,
@@ -29,8 +29,8 @@ from ledger.cli.chaos_peer import (
     random_handshake_garbage,
     try_connection,
 )
-from ledger.cli.chaos_relay import CUT, PASS
-from ledger.cli.chaos_scenarios import ChaosContext, ScenarioResult
+from ledger.chaos.relay import CUT, PASS
+from ledger.chaos.scenarios import ChaosContext, ScenarioResult
 from ledger.config import HostPort
 
 

@@ -2,7 +2,7 @@
 
 What it is for: :class:`ChaosNet` takes a testnet directory (``quorum testnet init``
 layout), rewrites every node's ``config.toml`` so that each peer address is a port of a
-:class:`~ledger.cli.chaos_relay.RelayNetwork`, starts the nodes as background processes the
+:class:`~ledger.chaos.relay.RelayNetwork`, starts the nodes as background processes the
 way ``quorum testnet start`` does (same command line, ``DIR/nodeN/node.log``,
 ``DIR/nodeN/node.pid``), and injects process faults: SIGKILL, SIGSTOP/SIGCONT, SIGTERM and
 restart, a second process with the same validator key, a corrupted block store.
@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,17 +33,7 @@ import httpx
 from crypto.keyfile import load_key
 from crypto.keys import PrivateKey
 from genesis.document import Genesis, load_genesis
-from ledger.cli.chaos_relay import RelayNetwork
-from ledger.cli.testnet import (
-    LOG_FILE_NAME,
-    MANIFEST_FILE_NAME,
-    PID_FILE_NAME,
-    init_testnet,
-    load_manifest,
-    pid_running,
-    read_pid,
-    stop_nodes,
-)
+from ledger.chaos.relay import RelayNetwork
 from ledger.config import (
     CONFIG_FILE_NAME,
     GENESIS_FILE_NAME,
@@ -52,7 +41,17 @@ from ledger.config import (
     HostPort,
     load_config,
 )
-from ledger.node.run import STORE_FILE_NAME
+from ledger.testnet import (
+    LOG_FILE_NAME,
+    MANIFEST_FILE_NAME,
+    PID_FILE_NAME,
+    free_port_range,
+    init_testnet,
+    load_manifest,
+    pid_running,
+    read_pid,
+    stop_nodes,
+)
 
 T = TypeVar("T")
 
@@ -84,28 +83,6 @@ def wait_for(what: str, probe: Callable[[], T | None], deadline_s: float) -> T:
         if time.monotonic() >= end:
             raise ChaosError(f"timed out after {deadline_s:.0f} s waiting for {what} ({last})")
         time.sleep(POLL_S)
-
-
-def free_port_range(count: int) -> int:
-    """A base port P such that P .. P+count-1 are free on 127.0.0.1 right now."""
-    import random
-
-    rng = random.Random()
-    for _ in range(500):
-        base = rng.randrange(20_000, 32_000 - count)  # below the kernel's ephemeral range
-        sockets: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise ChaosError("no free port range found")
 
 
 def peer_address(text: str) -> tuple[str, int]:
@@ -385,6 +362,10 @@ class ChaosNet:
     # ------------------------------------------------------------------ block store faults
 
     def store_path(self, name: str) -> Path:
+        # Imported here: the node's runtime (sqlalchemy, the HTTP server) is for the nodes'
+        # processes; the harness needs one file name of it, and only for store faults.
+        from ledger.node.run import STORE_FILE_NAME
+
         home = self.handle(name).home
         return load_config(home).path(load_config(home).data_dir) / STORE_FILE_NAME
 

@@ -8,10 +8,10 @@ What it checks (docs/RELIABILITY.md, "invariants"):
    certificate is verified against the genesis validator set — the harness trusts no node.
 2. **State.** Once the nodes have converged, their state roots (``GET /v1/status``) agree.
 3. **Nothing acknowledged is lost.** Every transaction a node *reported committed*
-   (:class:`~ledger.cli.chaos_load.CommitLedger`) is in the agreed chain at the reported
+   (:class:`~ledger.chaos.load.CommitLedger`) is in the agreed chain at the reported
    height, exactly once; a sample (or all) of them is also looked up on every node
    (``GET /v1/transactions/{hash}``): same height, same receipt status.
-4. **Liveness after heal** is measured by the scenario runner (:mod:`ledger.cli.chaos`).
+4. **Liveness after heal** is measured by the scenario runner (:mod:`ledger.chaos.run`).
 
 Lost = reported committed but absent from some node's chain; divergent = different block
 hashes at one height, a transaction at another height or with another status, a
@@ -34,8 +34,8 @@ import httpx
 from crypto.encoding import DecodeError
 from crypto.hashing import sha256
 from ledger.chain.types import CommitCertificate, InvalidCertificate
-from ledger.cli.chaos_load import CommitLedger, CommitRecord
-from ledger.cli.chaos_net import ChaosNet
+from ledger.chaos.load import CommitLedger, CommitRecord
+from ledger.chaos.net import ChaosNet
 
 CONVERGE_DEADLINE_S: Final = 120.0
 #: Heights fetched in sequence by one thread, and such threads per node at once.

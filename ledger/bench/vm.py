@@ -1,18 +1,18 @@
-"""Benchmark workloads for the VM: pure functions that do a known amount of work.
+"""How fast the contract VM runs, in process (`quorum bench vm`).
 
-They take no time measurements (contracts/ has no clock); a caller times them, e.g.::
-
-    start = time.perf_counter(); ops = run_spin_loop(200_000); elapsed = ...
-    print(ops / elapsed, "instructions/s")
+Two workloads that do a known amount of work, timed by :func:`measure_vm`:
 
 * :func:`run_spin_loop`: a tight counting loop (load, push, add, sub, dup, store, jnz);
   returns the number of instructions executed.
 * :func:`run_token_transfers`: ``count`` token transfers through :func:`call` against an
   in-memory host, applying each result's writes as the ledger would; returns ``count``.
+
+Never: part of the VM (contracts/ has no clock); it calls the VM's public entry points.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Final
 
 from contracts.assembler import assemble
@@ -75,3 +75,24 @@ def run_token_transfers(count: int) -> int:
             raise AssertionError(f"transfer failed: {result.status.label} {result.error}")
         host.apply(result.writes)
     return count
+
+
+def measure_vm(iterations: int, transfers: int) -> dict[str, object]:
+    """The figures of `quorum bench vm`: instructions/s of the spin loop, token transfers/s."""
+    started = time.perf_counter()
+    instructions = run_spin_loop(iterations)
+    spin_s = time.perf_counter() - started
+    started = time.perf_counter()
+    run_token_transfers(transfers)
+    transfers_s = time.perf_counter() - started
+    return {
+        "spin_loop": {
+            "iterations": iterations,
+            "instructions": instructions,
+            "instructions_per_s": instructions / max(spin_s, 1e-9),
+        },
+        "token_transfers": {
+            "transfers": transfers,
+            "transfers_per_s": transfers / max(transfers_s, 1e-9),
+        },
+    }
