@@ -2,9 +2,13 @@
 
 Theory of operation. A transaction's execution is a stack of :class:`~contracts.frame.Frame`
 objects kept in a Python list -- a contract calling a contract pushes a frame, and the
-interpreter loop never recurses. For each instruction the loop does what the opcode table
-says (stack height check, base gas), then runs the opcode's body (per-byte gas, then the
-operation). Every frame opens with a checkpoint of the journaled :class:`WorldState`:
+interpreter loop never recurses. Within a frame, the reference loop (:func:`run_frame`)
+takes one instruction at a time: decode it at the pc, check the stack's height against
+the opcode table, run its body from the implementation table (which charges the gas, then
+does the operation). The fast path (contracts.fastpath) runs the same bodies from
+pre-decoded basic blocks; :class:`Machine` holds the switch (:class:`Engine`) and the
+program cache, and both loops give identical results. Every frame opens with a checkpoint of the
+journaled :class:`WorldState`:
 
 * ``return`` / ``halt``: the frame's changes stay (its parent may still roll back);
   unused gas goes back to the caller;
@@ -21,15 +25,15 @@ apply; see contracts.state for the conventions. Status numbers match the ledger'
 ReceiptStatus.
 
 Must never: let an exception escape for anything a contract or its deployer did wrong
-(only our own bugs raise), recurse through Python for contract calls, or read anything
-but the host and the arguments.
+(only our own bugs raise), recurse through Python for contract calls, read anything but
+the host and the arguments, or keep anything between executions but in a :class:`Machine`.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from contracts.abi import (
@@ -42,31 +46,30 @@ from contracts.abi import (
     from_stack,
     stack_value_fits,
 )
+from contracts.fastpath import run_frame as run_frame_fast
 from contracts.frame import (
     CallRequest,
     ExceptionalHalt,
+    ExecutionStatus,
     Frame,
-    OutOfGas,
+    Outcome,
     Program,
     Revert,
     Signal,
-    Step,
     TxEnv,
+    check_stack,
+    halted,
 )
+from contracts.gas import call_intrinsic_gas, deploy_intrinsic_gas
 from contracts.instructions import IMPLEMENTATIONS
 from contracts.limits import (
     ADDRESS_BYTES,
-    ARG_BYTE_GAS,
-    CALL_INTRINSIC_GAS,
-    CODE_BYTE_GAS,
-    DEPLOY_INTRINSIC_GAS,
     MAX_CALL_DEPTH,
     MAX_ERROR_TEXT_BYTES,
-    MAX_STACK_ITEMS,
     U64_BYTES,
     U64_MAX,
 )
-from contracts.opcodes import BY_BYTE
+from contracts.programs import ProgramCache
 from contracts.state import (
     NO_WRITES,
     BlockContext,
@@ -75,23 +78,40 @@ from contracts.state import (
     StateWrites,
     WorldState,
 )
-from contracts.validate import CodeCache, CodeError, code_hash, validate_code
+from contracts.validate import CodeError, decode_instruction
 from crypto.hashing import tagged_hash
+
+__all__ = [
+    "Engine",
+    "ExecutionResult",
+    "ExecutionStatus",
+    "Machine",
+    "call",
+    "contract_address",
+    "deploy",
+    "query",
+    "run_frame",
+]
 
 CONTRACT_ADDRESS_TAG: Final = "contract"
 
 
-class ExecutionStatus(enum.IntEnum):
-    """How an execution ended; numbered like ledger.chain.types.ReceiptStatus."""
+class Engine(enum.Enum):
+    """Which loop runs a frame's instructions; both give identical results."""
 
-    SUCCESS = 0
-    REVERTED = 1
-    OUT_OF_GAS = 2
-    INVALID = 3
+    REFERENCE = "reference"  # run_frame: decode and run one instruction at a time
+    FAST = "fast"  # contracts.fastpath.run_frame: pre-decoded basic blocks
 
-    @property
-    def label(self) -> str:
-        return self.name.lower()
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    """What whoever runs the VM keeps between executions: its program cache, and the one
+    switch deciding which loop runs instructions. A node keeps one for its lifetime and
+    passes it to every entry point; without one, an execution starts with an empty cache
+    (and validates every contract it touches)."""
+
+    programs: ProgramCache = field(default_factory=ProgramCache)
+    engine: Engine = Engine.FAST
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,39 +137,6 @@ def contract_address(sender_address: bytes, nonce: int) -> bytes:
     return tagged_hash(CONTRACT_ADDRESS_TAG, data)[:ADDRESS_BYTES]
 
 
-# ----------------------------------------------------------------------------- programs
-
-_PROGRAMS: Final[CodeCache[Program]] = CodeCache()
-
-
-def load_program(code: bytes) -> Program:
-    """Validated, ready-to-run code, cached by code hash. Raises :class:`CodeError`."""
-    if not isinstance(code, bytes):
-        raise CodeError(f"code must be bytes, not {type(code).__name__}")
-    key = code_hash(code)
-    program = _PROGRAMS.get(key)
-    if program is not None:
-        return program
-    validated = validate_code(code)
-    steps: list[Step] = [_BETWEEN_INSTRUCTIONS] * len(validated.code)
-    for ins in validated.instructions:
-        spec = ins.spec
-        stack_in, stack_out = spec.stack_effect(ins.imm)
-        body = IMPLEMENTATIONS[spec.op]
-        steps[ins.pc] = (body, stack_in, stack_out - stack_in, spec.base_gas, ins.imm, ins.next_pc)
-    program = Program(key, validated.abi, validated.code, tuple(steps))
-    _PROGRAMS.put(key, program, len(code))
-    return program
-
-
-def _between_instructions(frame: Frame, _: None) -> None:
-    raise AssertionError(f"pc {frame.pc} is not an instruction start: the validator let it by")
-
-
-#: Fills the program between instruction starts; the validator makes it unreachable.
-_BETWEEN_INSTRUCTIONS: Final[Step] = (_between_instructions, 0, 0, 0, None, 0)
-
-
 # ----------------------------------------------------------------------------- entry points
 
 
@@ -162,6 +149,8 @@ def deploy(
     value: int,
     gas_limit: int,
     block: BlockContext,
+    *,
+    machine: Machine | None = None,
 ) -> ExecutionResult:
     """Create the contract ``code`` at ``address`` (chosen by the ledger, see
     :func:`contract_address`), moving ``value`` from ``sender`` and running the constructor.
@@ -169,14 +158,15 @@ def deploy(
     The code is written only when the constructor succeeds, so while it runs the contract
     has its address and balance but no code: calls into it fail softly.
     """
-    intrinsic = DEPLOY_INTRINSIC_GAS + CODE_BYTE_GAS * len(code) + _args_gas(args)
+    machine = Machine() if machine is None else machine
+    intrinsic = deploy_intrinsic_gas(code, args)
     if intrinsic > gas_limit:
         return _out_of_gas(gas_limit, "out of gas before the constructor started")
     world = WorldState(host)
     if world.code(address) is not None:
         return _invalid(intrinsic, f"address {address.hex()} already holds a contract")
     try:
-        program = load_program(code)
+        program = machine.programs.load(code)
     except CodeError as exc:
         return _invalid(intrinsic, f"invalid code: {exc}")
     env = TxEnv(world, sender, block)
@@ -200,7 +190,7 @@ def deploy(
     )
     if isinstance(opened, str):
         return _invalid(intrinsic, opened)
-    outcome = _run(opened)
+    outcome = _run(opened, machine)
     if outcome.status is ExecutionStatus.SUCCESS:
         world.set_code(address, code)
         return _success(gas_limit - outcome.gas_left, None, None, world, created=address)
@@ -216,9 +206,13 @@ def call(
     value: int,
     gas_limit: int,
     block: BlockContext,
+    *,
+    machine: Machine | None = None,
 ) -> ExecutionResult:
     """Call ``method`` of the contract at ``to`` as ``sender``, moving ``value`` to it."""
-    return _call(host, sender, to, method, args, value, gas_limit, block, static=False)
+    return _call(
+        host, sender, to, method, args, value, gas_limit, block, static=False, machine=machine
+    )
 
 
 def query(
@@ -229,10 +223,12 @@ def query(
     args: Sequence[AbiValue],
     gas_limit: int,
     block: BlockContext,
+    *,
+    machine: Machine | None = None,
 ) -> ExecutionResult:
     """Run ``method`` without a transaction: any state change halts it (status INVALID).
     Its result never has writes; the ledger runs it against committed state."""
-    return _call(host, sender, to, method, args, 0, gas_limit, block, static=True)
+    return _call(host, sender, to, method, args, 0, gas_limit, block, static=True, machine=machine)
 
 
 def _call(
@@ -246,13 +242,15 @@ def _call(
     block: BlockContext,
     *,
     static: bool,
+    machine: Machine | None,
 ) -> ExecutionResult:
-    intrinsic = CALL_INTRINSIC_GAS + _args_gas(args)
+    machine = Machine() if machine is None else machine
+    intrinsic = call_intrinsic_gas(args)
     if intrinsic > gas_limit:
         return _out_of_gas(gas_limit, "out of gas before the call started")
     world = WorldState(host)
     env = TxEnv(world, sender, block)
-    loaded = _load_method(world, to, method_name)
+    loaded = _load_method(machine.programs, world, to, method_name)
     if isinstance(loaded, str):
         return _invalid(intrinsic, loaded)
     program, method = loaded
@@ -265,7 +263,7 @@ def _call(
     )
     if isinstance(opened, str):
         return _invalid(intrinsic, opened)
-    outcome = _run(opened)
+    outcome = _run(opened, machine)
     if outcome.status is ExecutionStatus.SUCCESS:
         return _success(gas_limit - outcome.gas_left, outcome.value, method, world)
     return _failure(gas_limit, outcome)
@@ -274,23 +272,15 @@ def _call(
 # ----------------------------------------------------------------------------- frames
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    """How one frame ended."""
-
-    status: ExecutionStatus
-    gas_left: int
-    value: StackValue | None = None  # the result (SUCCESS) or revert reason (REVERTED)
-    error: str = ""
-
-
-def _load_method(world: WorldState, address: bytes, name: str) -> tuple[Program, MethodAbi] | str:
+def _load_method(
+    programs: ProgramCache, world: WorldState, address: bytes, name: str
+) -> tuple[Program, MethodAbi] | str:
     """The program and method to run, or why there is none."""
     code = world.code(address) if len(address) == ADDRESS_BYTES else None
     if code is None:
         return f"no contract at address {address.hex()}"
     try:
-        program = load_program(code)
+        program = programs.load(code)
     except CodeError as exc:
         return f"the contract's code is invalid: {exc}"
     method = program.abi.method(name)
@@ -349,14 +339,15 @@ def _move_value(world: WorldState, sender: bytes, to: bytes, value: int) -> str:
     return ""
 
 
-def _run(top: Frame) -> _Outcome:
+def _run(top: Frame, machine: Machine) -> Outcome:
     """Run ``top`` and every call it makes to the end, with an explicit frame stack."""
+    run = run_frame_fast if machine.engine is Engine.FAST else run_frame
     frames = [top]
     frame = top
     while True:
-        signal = _run_frame(frame)
+        signal = run(frame)
         if isinstance(signal, CallRequest):
-            child = _open_child(frame, signal)
+            child = _open_child(machine.programs, frame, signal)
             if isinstance(child, Frame):
                 frames.append(child)
                 frame = child
@@ -375,12 +366,12 @@ def _run(top: Frame) -> _Outcome:
         frame.stack.extend((result, 1 if ok else 0))
 
 
-def _open_child(frame: Frame, request: CallRequest) -> Frame | str:
+def _open_child(programs: ProgramCache, frame: Frame, request: CallRequest) -> Frame | str:
     try:
         name = request.method.decode("utf-8")
     except UnicodeDecodeError:
         return "the method name is not UTF-8 text"
-    loaded = _load_method(frame.env.world, request.address, name)
+    loaded = _load_method(programs, frame.env.world, request.address, name)
     if isinstance(loaded, str):
         return loaded
     program, method = loaded
@@ -390,60 +381,44 @@ def _open_child(frame: Frame, request: CallRequest) -> Frame | str:
     )  # fmt: skip
 
 
-def _close_frame(frame: Frame, signal: Signal | _Outcome) -> _Outcome:
+def _close_frame(frame: Frame, signal: Signal | Outcome) -> Outcome:
     """Turn how a frame stopped into its outcome, rolling back if it failed."""
-    if isinstance(signal, _Outcome):  # exceptional halt or out of gas
+    if isinstance(signal, Outcome):  # exceptional halt or out of gas
         frame.env.world.rollback(frame.checkpoint)
         return signal
     if isinstance(signal, Revert):
         frame.env.world.rollback(frame.checkpoint)
-        return _Outcome(
+        return Outcome(
             ExecutionStatus.REVERTED, frame.gas, signal.reason, _reason_text(signal.reason)
         )
-    return _Outcome(ExecutionStatus.SUCCESS, frame.gas, signal.value)
+    return Outcome(ExecutionStatus.SUCCESS, frame.gas, signal.value)
 
 
-def _run_frame(frame: Frame) -> Signal | _Outcome:
-    """The hot loop: run ``frame`` until it stops or calls out."""
-    steps = frame.program.steps
-    stack = frame.stack
-    pc = frame.pc
-    try:
-        while True:
-            body, stack_in, growth, gas, imm, next_pc = steps[pc]
-            depth = len(stack)
-            if depth < stack_in:
-                raise ExceptionalHalt(f"stack underflow ({depth} values, {stack_in} needed)")
-            if depth + growth > MAX_STACK_ITEMS:
-                raise ExceptionalHalt(f"stack overflow (more than {MAX_STACK_ITEMS} values)")
-            if gas > frame.gas:
-                raise OutOfGas("out of gas")
-            frame.gas -= gas
-            frame.pc = next_pc
-            signal = body(frame, imm)
-            if signal is not None:
-                return signal
-            pc = frame.pc
-    except OutOfGas:
-        return _Outcome(ExecutionStatus.OUT_OF_GAS, 0, error=f"out of gas at pc {pc}")
-    except ExceptionalHalt as exc:
-        mnemonic = BY_BYTE[frame.program.code[pc]].mnemonic
-        return _Outcome(ExecutionStatus.INVALID, 0, error=f"{mnemonic} at pc {pc}: {exc}")
+# ----------------------------------------------------------------------------- the reference loop
+
+
+def run_frame(frame: Frame) -> Signal | Outcome:
+    """The reference loop: run ``frame``, one instruction at a time, until it stops or
+    calls out."""
+    code = frame.program.code
+    while True:
+        # Decode the instruction at pc (the validator vouched for the code).
+        instruction = decode_instruction(code, frame.pc)
+        spec = instruction.spec
+        stack_in, stack_out = spec.stack_effect(instruction.imm)
+        try:
+            # The opcode table's stack effect: enough operands, room for the results.
+            check_stack(len(frame.stack), stack_in, stack_out - stack_in)
+            # The body: its stack, gas and operation steps.
+            frame.pc = instruction.next_pc
+            signal = IMPLEMENTATIONS[spec.op](frame, instruction.imm)
+        except ExceptionalHalt as halt:
+            return halted(halt, instruction.pc, spec.mnemonic)
+        if signal is not None:
+            return signal
 
 
 # ----------------------------------------------------------------------------- results
-
-
-def _args_gas(args: Sequence[AbiValue]) -> int:
-    size = 0
-    for arg in args:
-        if isinstance(arg, str):
-            size += len(arg.encode("utf-8", "replace"))
-        elif isinstance(arg, bytes):
-            size += len(arg)
-        else:
-            size += U64_BYTES
-    return ARG_BYTE_GAS * size
 
 
 def _reason_text(reason: bytes) -> str:
@@ -490,7 +465,7 @@ def _success(
     )
 
 
-def _failure(gas_limit: int, outcome: _Outcome) -> ExecutionResult:
+def _failure(gas_limit: int, outcome: Outcome) -> ExecutionResult:
     return ExecutionResult(outcome.status, gas_limit - outcome.gas_left, error=_clip(outcome.error))
 
 

@@ -1,7 +1,7 @@
-"""Every bound of the VM and the gas charged outside the opcode table, with units in names.
+"""Every bound of the VM, with units in names (every price lives in :mod:`contracts.gas`).
 
 These numbers are consensus rules: every validator must use the same ones, so changing
-any of them changes which blocks are valid. Per-opcode gas lives in :mod:`contracts.opcodes`.
+any of them changes which blocks are valid.
 
 Memory is bounded twice over: structurally (a call holds at most ``MAX_STACK_ITEMS`` stack
 values and ``MAX_SUBROUTINE_DEPTH * MAX_LOCALS`` locals, at most ``MAX_CALL_DEPTH`` calls are
@@ -56,17 +56,3 @@ MAX_NAME_BYTES: Final = 64
 MAX_EVENTS: Final = 256
 #: Bytes of a result's error text (the ledger's receipt format allows 1024).
 MAX_ERROR_TEXT_BYTES: Final = 1024
-
-# ----------------------------------------------------------------------------- gas outside opcodes
-
-#: Charged before a transaction's call starts: finding the code, checking arguments.
-CALL_INTRINSIC_GAS: Final = 200
-#: Charged before a deploy starts: validating the code, setting up the account.
-DEPLOY_INTRINSIC_GAS: Final = 1000
-#: Per byte of deployed code (the whole container), charged before validation.
-CODE_BYTE_GAS: Final = 20
-#: Per byte of a transaction's ABI arguments (a u64 counts as 8 bytes).
-ARG_BYTE_GAS: Final = 1
-#: A cross-contract call forwards all but 1/CALL_GAS_RESERVE_DIVISOR of the caller's
-#: remaining gas, so the caller can always handle the callee's failure.
-CALL_GAS_RESERVE_DIVISOR: Final = 64

@@ -1,9 +1,10 @@
 """The opcode table: the one place that says what each opcode is.
 
 For every opcode: its byte, its mnemonic, its immediate (at most one), how many stack
-values it reads and leaves, its base gas and its gas per byte. The validator, the
-interpreter's loop, the assembler and the disassembler all read this table; none of them
-spells an opcode's shape again.
+values it reads and leaves, and the names of its costs in :mod:`contracts.gas` (base and
+per byte). The validator, both interpreter loops, the assembler and the disassembler read
+this table; none of them spells an opcode's shape again. Gas is charged by each opcode's
+body (:mod:`contracts.instructions`), which names the same costs; a test checks they agree.
 
 Stack notation in the summaries: ``a b -> c`` means ``b`` is on top before the operation.
 An opcode whose immediate ``n`` is a count (``dup n``, ``swap n``, ``call n``, ``emit n``)
@@ -18,6 +19,24 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
+from contracts.gas import (
+    GAS_BALANCE_READ,
+    GAS_CALL,
+    GAS_EVENT,
+    GAS_HASH,
+    GAS_LOW,
+    GAS_MID,
+    GAS_PER_BYTE_COPY,
+    GAS_PER_BYTE_EVENT,
+    GAS_PER_BYTE_HASH,
+    GAS_PER_BYTE_STORAGE,
+    GAS_STORAGE_DELETE,
+    GAS_STORAGE_READ,
+    GAS_STORAGE_WRITE,
+    GAS_SUBROUTINE,
+    GAS_TRANSFER,
+    GAS_VERY_LOW,
+)
 from contracts.limits import MAX_ARGS, MAX_LOCALS, MAX_STACK_ITEMS
 
 
@@ -120,13 +139,13 @@ class OpSpec:
     mnemonic: str
     stack_in: int
     stack_out: int
-    base_gas: int
+    base_gas: int  # both costs are charged by the opcode's body, never from here
     summary: str
     imm: Imm | None = None
     imm_min: int = 0  # U8 immediates only: inclusive range
     imm_max: int = 0
     variadic: Variadic = Variadic.NONE
-    byte_gas: int = 0  # per byte, as the summary says; charged by the opcode body
+    byte_gas: int = 0  # per byte, as the summary says
     terminal: bool = False  # control never falls through to the next instruction
 
     @property
@@ -139,21 +158,6 @@ class OpSpec:
         n = imm if self.variadic is not Variadic.NONE and isinstance(imm, int) else 0
         return self.stack_in + n, self.stack_out + (n if self.variadic is Variadic.IN_OUT else 0)
 
-
-# Gas tiers, in the spirit of the Yellow Paper's: a gas unit is roughly one simple step
-# of the interpreter; storage, balance and calls are priced for what they cost the ledger
-# (state-tree updates, host reads) rather than the interpreter.
-G_TINY: Final = 1
-G_LOW: Final = 2
-G_MID: Final = 3
-G_SUBROUTINE: Final = 4
-G_HASH: Final = 20
-G_STATE_READ: Final = 100
-G_EVENT: Final = 100
-G_STATE_DELETE: Final = 200
-G_STATE_WRITE: Final = 500
-G_TRANSFER: Final = 500
-G_CALL: Final = 700
 
 _U8_COUNT: Final = 255
 
@@ -182,87 +186,102 @@ def _spec(
 OPCODES: Final[dict[Op, OpSpec]] = dict(
     [
         # control
-        _spec(Op.HALT, (0, 0), G_TINY, "stop; the method returns no value", terminal=True),
-        _spec(Op.RETURN, (1, 0), G_TINY, "v -> ; stop and return v", terminal=True),
-        _spec(Op.REVERT, (1, 0), G_TINY, "reason -> ; undo this call, refund gas", terminal=True),
-        _spec(Op.JUMP, (0, 0), G_LOW, "jump to target", imm=Imm.TARGET, terminal=True),
-        _spec(Op.JZ, (1, 0), G_LOW, "x -> ; jump to target if x == 0", imm=Imm.TARGET),
-        _spec(Op.JNZ, (1, 0), G_LOW, "x -> ; jump to target if x != 0", imm=Imm.TARGET),
-        _spec(Op.CALLSUB, (0, 0), G_SUBROUTINE, "call subroutine (fresh locals)", imm=Imm.TARGET),
-        _spec(Op.RETSUB, (0, 0), G_LOW, "return from subroutine", terminal=True),
-        _spec(Op.ASSERT, (1, 0), G_TINY, "x -> ; exceptional halt if x == 0"),
-        # stack
-        _spec(Op.PUSHINT, (0, 1), G_TINY, "-> n", imm=Imm.U64),
-        _spec(Op.PUSHBYTES, (0, 1), G_TINY, "-> bytes", imm=Imm.BYTES),
-        _spec(Op.POP, (1, 0), G_TINY, "x -> "),
+        _spec(Op.HALT, (0, 0), GAS_VERY_LOW, "stop; the method returns no value", terminal=True),
+        _spec(Op.RETURN, (1, 0), GAS_VERY_LOW, "v -> ; stop and return v", terminal=True),
         _spec(
-            Op.DUP, (1, 2), G_TINY, "copy the value n below the top onto the top",
+            Op.REVERT, (1, 0), GAS_VERY_LOW, "reason -> ; undo this call, refund gas",
+            terminal=True,
+        ),
+        _spec(Op.JUMP, (0, 0), GAS_LOW, "jump to target", imm=Imm.TARGET, terminal=True),
+        _spec(Op.JZ, (1, 0), GAS_LOW, "x -> ; jump to target if x == 0", imm=Imm.TARGET),
+        _spec(Op.JNZ, (1, 0), GAS_LOW, "x -> ; jump to target if x != 0", imm=Imm.TARGET),
+        _spec(Op.CALLSUB, (0, 0), GAS_SUBROUTINE, "call subroutine (fresh locals)", imm=Imm.TARGET),
+        _spec(Op.RETSUB, (0, 0), GAS_LOW, "return from subroutine", terminal=True),
+        _spec(Op.ASSERT, (1, 0), GAS_VERY_LOW, "x -> ; exceptional halt if x == 0"),
+        # stack
+        _spec(Op.PUSHINT, (0, 1), GAS_VERY_LOW, "-> n", imm=Imm.U64),
+        _spec(Op.PUSHBYTES, (0, 1), GAS_VERY_LOW, "-> bytes", imm=Imm.BYTES),
+        _spec(Op.POP, (1, 0), GAS_VERY_LOW, "x -> "),
+        _spec(
+            Op.DUP, (1, 2), GAS_VERY_LOW, "copy the value n below the top onto the top",
             imm=Imm.U8, imm_max=_U8_COUNT, variadic=Variadic.IN_OUT,
         ),
         _spec(
-            Op.SWAP, (1, 1), G_TINY, "exchange the top with the value n below it",
+            Op.SWAP, (1, 1), GAS_VERY_LOW, "exchange the top with the value n below it",
             imm=Imm.U8, imm_min=1, imm_max=_U8_COUNT, variadic=Variadic.IN_OUT,
         ),
         # u64 arithmetic: overflow, underflow and division by zero halt
-        _spec(Op.ADD, (2, 1), G_LOW, "a b -> a+b"),
-        _spec(Op.SUB, (2, 1), G_LOW, "a b -> a-b"),
-        _spec(Op.MUL, (2, 1), G_MID, "a b -> a*b"),
-        _spec(Op.DIV, (2, 1), G_MID, "a b -> a//b"),
-        _spec(Op.MOD, (2, 1), G_MID, "a b -> a%b"),
+        _spec(Op.ADD, (2, 1), GAS_LOW, "a b -> a+b"),
+        _spec(Op.SUB, (2, 1), GAS_LOW, "a b -> a-b"),
+        _spec(Op.MUL, (2, 1), GAS_MID, "a b -> a*b"),
+        _spec(Op.DIV, (2, 1), GAS_MID, "a b -> a//b"),
+        _spec(Op.MOD, (2, 1), GAS_MID, "a b -> a%b"),
         # comparison: 1 for true, 0 for false
-        _spec(Op.LT, (2, 1), G_LOW, "a b -> a<b"),
-        _spec(Op.GT, (2, 1), G_LOW, "a b -> a>b"),
-        _spec(Op.LE, (2, 1), G_LOW, "a b -> a<=b"),
-        _spec(Op.GE, (2, 1), G_LOW, "a b -> a>=b"),
-        _spec(Op.EQ, (2, 1), G_LOW, "a b -> a==b (two u64 or two byte strings)"),
-        _spec(Op.NE, (2, 1), G_LOW, "a b -> a!=b (two u64 or two byte strings)"),
+        _spec(Op.LT, (2, 1), GAS_LOW, "a b -> a<b"),
+        _spec(Op.GT, (2, 1), GAS_LOW, "a b -> a>b"),
+        _spec(Op.LE, (2, 1), GAS_LOW, "a b -> a<=b"),
+        _spec(Op.GE, (2, 1), GAS_LOW, "a b -> a>=b"),
+        _spec(Op.EQ, (2, 1), GAS_LOW, "a b -> a==b (two u64 or two byte strings)"),
+        _spec(Op.NE, (2, 1), GAS_LOW, "a b -> a!=b (two u64 or two byte strings)"),
         # logic (0 is false, anything else true) and bits
-        _spec(Op.NOT, (1, 1), G_LOW, "a -> a==0"),
-        _spec(Op.AND, (2, 1), G_LOW, "a b -> a!=0 and b!=0"),
-        _spec(Op.OR, (2, 1), G_LOW, "a b -> a!=0 or b!=0"),
-        _spec(Op.BAND, (2, 1), G_LOW, "a b -> a&b"),
-        _spec(Op.BOR, (2, 1), G_LOW, "a b -> a|b"),
-        _spec(Op.BXOR, (2, 1), G_LOW, "a b -> a^b"),
-        _spec(Op.BNOT, (1, 1), G_LOW, "a -> ~a (64 bits)"),
-        _spec(Op.SHL, (2, 1), G_LOW, "a n -> a<<n, high bits dropped; n < 64"),
-        _spec(Op.SHR, (2, 1), G_LOW, "a n -> a>>n; n < 64"),
+        _spec(Op.NOT, (1, 1), GAS_LOW, "a -> a==0"),
+        _spec(Op.AND, (2, 1), GAS_LOW, "a b -> a!=0 and b!=0"),
+        _spec(Op.OR, (2, 1), GAS_LOW, "a b -> a!=0 or b!=0"),
+        _spec(Op.BAND, (2, 1), GAS_LOW, "a b -> a&b"),
+        _spec(Op.BOR, (2, 1), GAS_LOW, "a b -> a|b"),
+        _spec(Op.BXOR, (2, 1), GAS_LOW, "a b -> a^b"),
+        _spec(Op.BNOT, (1, 1), GAS_LOW, "a -> ~a (64 bits)"),
+        _spec(Op.SHL, (2, 1), GAS_LOW, "a n -> a<<n, high bits dropped; n < 64"),
+        _spec(Op.SHR, (2, 1), GAS_LOW, "a n -> a>>n; n < 64"),
         # byte strings
-        _spec(Op.LEN, (1, 1), G_TINY, "b -> len(b)"),
-        _spec(Op.CONCAT, (2, 1), G_MID, "a b -> a+b; per result byte", byte_gas=1),
-        _spec(Op.SLICE, (3, 1), G_MID, "b i j -> b[i:j]; i<=j<=len; per result byte", byte_gas=1),
-        _spec(Op.ITOB, (1, 1), G_LOW, "n -> 8-byte big-endian"),
-        _spec(Op.BTOI, (1, 1), G_LOW, "b -> big-endian u64 of at most 8 bytes"),
-        _spec(Op.SHA256, (1, 1), G_HASH, "b -> sha256(b); per input byte", byte_gas=1),
-        # locals (unset locals read 0) and method arguments
-        _spec(Op.LOAD, (0, 1), G_TINY, "-> local n", imm=Imm.U8, imm_max=MAX_LOCALS - 1),
-        _spec(Op.STORE, (1, 0), G_TINY, "v -> ; local n = v", imm=Imm.U8, imm_max=MAX_LOCALS - 1),
-        _spec(Op.ARG, (0, 1), G_TINY, "-> argument n", imm=Imm.U8, imm_max=MAX_ARGS - 1),
-        _spec(Op.ARGX, (1, 1), G_LOW, "i -> argument i"),
-        _spec(Op.NARGS, (0, 1), G_TINY, "-> number of arguments"),
-        # storage: absent keys read as empty bytes; storing empty bytes deletes
-        _spec(Op.SLOAD, (1, 1), G_STATE_READ, "key -> value"),
+        _spec(Op.LEN, (1, 1), GAS_VERY_LOW, "b -> len(b)"),
         _spec(
-            Op.SSTORE, (2, 0), G_STATE_WRITE, "key value -> ; per byte of key and value",
-            byte_gas=10,
+            Op.CONCAT, (2, 1), GAS_MID, "a b -> a+b; per result byte",
+            byte_gas=GAS_PER_BYTE_COPY,
         ),
-        _spec(Op.SDELETE, (1, 0), G_STATE_DELETE, "key -> "),
+        _spec(
+            Op.SLICE, (3, 1), GAS_MID, "b i j -> b[i:j]; i<=j<=len; per result byte",
+            byte_gas=GAS_PER_BYTE_COPY,
+        ),
+        _spec(Op.ITOB, (1, 1), GAS_LOW, "n -> 8-byte big-endian"),
+        _spec(Op.BTOI, (1, 1), GAS_LOW, "b -> big-endian u64 of at most 8 bytes"),
+        _spec(
+            Op.SHA256, (1, 1), GAS_HASH, "b -> sha256(b); per input byte",
+            byte_gas=GAS_PER_BYTE_HASH,
+        ),
+        # locals (unset locals read 0) and method arguments
+        _spec(Op.LOAD, (0, 1), GAS_VERY_LOW, "-> local n", imm=Imm.U8, imm_max=MAX_LOCALS - 1),
+        _spec(
+            Op.STORE, (1, 0), GAS_VERY_LOW, "v -> ; local n = v",
+            imm=Imm.U8, imm_max=MAX_LOCALS - 1,
+        ),
+        _spec(Op.ARG, (0, 1), GAS_VERY_LOW, "-> argument n", imm=Imm.U8, imm_max=MAX_ARGS - 1),
+        _spec(Op.ARGX, (1, 1), GAS_LOW, "i -> argument i"),
+        _spec(Op.NARGS, (0, 1), GAS_VERY_LOW, "-> number of arguments"),
+        # storage: absent keys read as empty bytes; storing empty bytes deletes
+        _spec(Op.SLOAD, (1, 1), GAS_STORAGE_READ, "key -> value"),
+        _spec(
+            Op.SSTORE, (2, 0), GAS_STORAGE_WRITE, "key value -> ; per byte of key and value",
+            byte_gas=GAS_PER_BYTE_STORAGE,
+        ),
+        _spec(Op.SDELETE, (1, 0), GAS_STORAGE_DELETE, "key -> "),
         # events
         _spec(
-            Op.EMIT, (1, 0), G_EVENT, "a1..an name -> ; per byte of name and args (u64: 8)",
-            imm=Imm.U8, imm_max=MAX_ARGS, variadic=Variadic.IN, byte_gas=8,
+            Op.EMIT, (1, 0), GAS_EVENT, "a1..an name -> ; per byte of name and args (u64: 8)",
+            imm=Imm.U8, imm_max=MAX_ARGS, variadic=Variadic.IN, byte_gas=GAS_PER_BYTE_EVENT,
         ),
         # environment
-        _spec(Op.CALLER, (0, 1), G_TINY, "-> address of the caller"),
-        _spec(Op.SELF, (0, 1), G_TINY, "-> address of this contract"),
-        _spec(Op.ORIGIN, (0, 1), G_TINY, "-> address of the transaction's sender"),
-        _spec(Op.HEIGHT, (0, 1), G_TINY, "-> block height"),
-        _spec(Op.TIMESTAMP, (0, 1), G_TINY, "-> block timestamp (ms)"),
-        _spec(Op.CALLVALUE, (0, 1), G_TINY, "-> value sent with this call"),
-        _spec(Op.BALANCE, (1, 1), G_STATE_READ, "address -> balance"),
+        _spec(Op.CALLER, (0, 1), GAS_VERY_LOW, "-> address of the caller"),
+        _spec(Op.SELF, (0, 1), GAS_VERY_LOW, "-> address of this contract"),
+        _spec(Op.ORIGIN, (0, 1), GAS_VERY_LOW, "-> address of the transaction's sender"),
+        _spec(Op.HEIGHT, (0, 1), GAS_VERY_LOW, "-> block height"),
+        _spec(Op.TIMESTAMP, (0, 1), GAS_VERY_LOW, "-> block timestamp (ms)"),
+        _spec(Op.CALLVALUE, (0, 1), GAS_VERY_LOW, "-> value sent with this call"),
+        _spec(Op.BALANCE, (1, 1), GAS_BALANCE_READ, "address -> balance"),
         # value and calls
-        _spec(Op.TRANSFER, (2, 0), G_TRANSFER, "to amount -> ; from this contract's balance"),
+        _spec(Op.TRANSFER, (2, 0), GAS_TRANSFER, "to amount -> ; from this contract's balance"),
         _spec(
-            Op.CALL, (3, 2), G_CALL, "a1..an address method value -> result ok",
+            Op.CALL, (3, 2), GAS_CALL, "a1..an address method value -> result ok",
             imm=Imm.U8, imm_max=MAX_ARGS, variadic=Variadic.IN,
         ),
     ]

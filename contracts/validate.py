@@ -88,36 +88,43 @@ def decode_instructions(code: bytes) -> tuple[Instruction, ...]:
     """Split a code section into instructions, checking opcodes and immediates."""
     out: list[Instruction] = []
     pc = 0
-    end = len(code)
-    while pc < end:
-        spec = BY_BYTE.get(code[pc])
-        if spec is None:
-            raise CodeError(f"pc {pc}: unknown opcode 0x{code[pc]:02x}")
-        imm: int | bytes | None = None
-        next_pc = pc + spec.size
-        if next_pc > end:
-            raise CodeError(f"pc {pc}: {spec.mnemonic} immediate runs past the end of the code")
-        if spec.imm is not None:
-            field = code[pc + 1 : next_pc]
-            imm = int.from_bytes(field, "big")
-            if spec.imm is Imm.U8 and not spec.imm_min <= imm <= spec.imm_max:
-                raise CodeError(
-                    f"pc {pc}: {spec.mnemonic} {imm} is outside [{spec.imm_min}, {spec.imm_max}]"
-                )
-            if spec.imm is Imm.BYTES:
-                if imm > MAX_BYTES_LENGTH:
-                    raise CodeError(
-                        f"pc {pc}: pushbytes of {imm} bytes is over the limit of {MAX_BYTES_LENGTH}"
-                    )
-                start, next_pc = next_pc, next_pc + imm
-                if next_pc > end:
-                    raise CodeError(f"pc {pc}: pushbytes data runs past the end of the code")
-                imm = code[start:next_pc]
-        out.append(Instruction(pc, spec, imm, next_pc))
-        pc = next_pc
+    while pc < len(code):
+        instruction = decode_instruction(code, pc)
+        out.append(instruction)
+        pc = instruction.next_pc
     if not out:
         raise CodeError("the code section is empty")
     return tuple(out)
+
+
+def decode_instruction(code: bytes, pc: int) -> Instruction:
+    """The instruction at ``pc``, its opcode and immediate checked. The reference
+    interpreter decodes validated code with this as it runs."""
+    end = len(code)
+    spec = BY_BYTE.get(code[pc])
+    if spec is None:
+        raise CodeError(f"pc {pc}: unknown opcode 0x{code[pc]:02x}")
+    imm: int | bytes | None = None
+    next_pc = pc + spec.size
+    if next_pc > end:
+        raise CodeError(f"pc {pc}: {spec.mnemonic} immediate runs past the end of the code")
+    if spec.imm is not None:
+        field = code[pc + 1 : next_pc]
+        imm = int.from_bytes(field, "big")
+        if spec.imm is Imm.U8 and not spec.imm_min <= imm <= spec.imm_max:
+            raise CodeError(
+                f"pc {pc}: {spec.mnemonic} {imm} is outside [{spec.imm_min}, {spec.imm_max}]"
+            )
+        if spec.imm is Imm.BYTES:
+            if imm > MAX_BYTES_LENGTH:
+                raise CodeError(
+                    f"pc {pc}: pushbytes of {imm} bytes is over the limit of {MAX_BYTES_LENGTH}"
+                )
+            start, next_pc = next_pc, next_pc + imm
+            if next_pc > end:
+                raise CodeError(f"pc {pc}: pushbytes data runs past the end of the code")
+            imm = code[start:next_pc]
+    return Instruction(pc, spec, imm, next_pc)
 
 
 def encode_instruction(spec: OpSpec, imm: int | bytes | None) -> bytes:

@@ -15,14 +15,16 @@ import contracts.interpreter as interpreter
 from contracts import limits
 from contracts.assembler import assemble
 from contracts.examples import load
+from contracts.gas import GAS_CALL_INTRINSIC, GAS_DEPLOY_INTRINSIC, GAS_PER_CODE_BYTE
 from contracts.interpreter import (
     ExecutionStatus,
+    Machine,
     call,
     contract_address,
     deploy,
-    load_program,
     query,
 )
+from contracts.programs import ProgramCache
 from contracts.state import BlockContext, MemoryHost, StateWrites
 from ledger.chain import types as chain_types
 from tests.contracts.vm_support import (
@@ -119,7 +121,7 @@ def test_calls_that_cannot_start_cost_only_intrinsic_gas(
     result = chain.call(address, method, *args, value=value)
     assert result.status is ExecutionStatus.INVALID
     assert error in result.error
-    assert result.gas_used == limits.CALL_INTRINSIC_GAS + 8 * len(args)
+    assert result.gas_used == GAS_CALL_INTRINSIC + 8 * len(args)
     assert not result.writes
 
 
@@ -137,7 +139,7 @@ def test_deploy_failures(chain: Chain) -> None:
     assert again.status is ExecutionStatus.INVALID and "already holds a contract" in again.error
     bad = deploy(chain.host, ALICE, BOB, b"QVM\x01\x00", [], 0, GAS, BLOCK)
     assert bad.status is ExecutionStatus.INVALID and bad.error.startswith("invalid code:")
-    assert bad.gas_used == limits.DEPLOY_INTRINSIC_GAS + 5 * limits.CODE_BYTE_GAS
+    assert bad.gas_used == GAS_DEPLOY_INTRINSIC + 5 * GAS_PER_CODE_BYTE
     no_ctor = deploy(chain.host, ALICE, BOB, assemble(".method m()\n halt"), [1], 0, GAS, BLOCK)
     assert "has no constructor" in no_ctor.error
     wrong_args = deploy(chain.host, ALICE, BOB, assemble(COUNTER), ["x"], 0, GAS, BLOCK)
@@ -173,7 +175,7 @@ def test_revert_returns_unused_gas_and_rolls_back_value(chain: Chain) -> None:
     chain.fund(ALICE, 100)
     result = chain.call(address, "m", value=40)
     assert result.status is ExecutionStatus.REVERTED and result.error == "stop"
-    assert result.gas_used == limits.CALL_INTRINSIC_GAS + 1 + 1 + 520 + 1 + 1
+    assert result.gas_used == GAS_CALL_INTRINSIC + 1 + 1 + 520 + 1 + 1
     assert chain.host.balances == {ALICE: 100}
 
 
@@ -229,7 +231,25 @@ def test_frames_do_not_use_the_python_stack(monkeypatch: pytest.MonkeyPatch, cha
 
 def test_program_cache_reuses_validated_code() -> None:
     raw = assemble(COUNTER)
-    assert load_program(raw) is load_program(raw)
+    programs = ProgramCache()
+    assert programs.load(raw) is programs.load(raw)
+    assert len(programs) == 1
+    assert ProgramCache().load(raw) is not programs.load(raw)
+
+
+def test_the_machine_owns_the_program_cache(chain: Chain) -> None:
+    """No module keeps programs: a Machine passed in does, and calls without one start empty."""
+    address = chain.deployed(COUNTER, [1])
+    machine = Machine(ProgramCache())
+    first = call(chain.host, ALICE, address, "bump", (), 0, GAS, BLOCK, machine=machine)
+    again = call(chain.host, ALICE, address, "bump", (), 0, GAS, BLOCK, machine=machine)
+    assert first.ok and again.ok and first.gas_used == again.gas_used
+    assert len(machine.programs) == 1
+    alone = call(chain.host, ALICE, address, "bump", (), 0, GAS, BLOCK)
+    assert alone == first
+    bounded = Machine(ProgramCache(capacity_bytes=10))
+    assert query(chain.host, ALICE, address, "get", (), GAS, BLOCK, machine=bounded).ok
+    assert len(bounded.programs) == 0
 
 
 def test_writes_are_sorted(chain: Chain) -> None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
-from contracts.abi import ContractAbi, MethodAbi
+from contracts.abi import ContractAbi, MethodAbi, StackValue
 from contracts.container import build_container
+from contracts.frame import ExceptionalHalt, Frame, OutOfGas, TxEnv
+from contracts.gas import GAS_CALL_INTRINSIC
 from contracts.instructions import IMPLEMENTATIONS
 from contracts.interpreter import ExecutionStatus, call
-from contracts.limits import CALL_INTRINSIC_GAS
 from contracts.opcodes import BY_BYTE, BY_MNEMONIC, OPCODES, Imm, Op, OpSpec, Variadic
-from contracts.state import BlockContext, MemoryHost
+from contracts.programs import ProgramCache
+from contracts.state import BlockContext, MemoryHost, WorldState
 from contracts.validate import encode_instruction
 from ledger.bench.vm import run_spin_loop, run_token_transfers
 from tests.contracts.vm_support import ALICE
@@ -63,10 +67,65 @@ def test_base_gas_is_charged_before_the_body(spec: OpSpec) -> None:
         encode_instruction(OPCODES[Op.PUSHINT], 0) for _ in range(spec.stack_effect(_imm(spec))[0])
     )
     code = setup + encode_instruction(spec, _imm(spec)) + encode_instruction(HALT, None)
-    limit = CALL_INTRINSIC_GAS + len(setup) // 9 + spec.base_gas - 1
+    limit = GAS_CALL_INTRINSIC + len(setup) // 9 + spec.base_gas - 1
     status, error, gas_used = _run(code, limit)
     assert status is ExecutionStatus.OUT_OF_GAS and gas_used == limit
     assert error == f"out of gas at pc {len(setup)}"
+
+
+def _frame(gas: int, operands: list[StackValue]) -> Frame:
+    """A frame of a contract whose one method returns nothing, holding ``operands``."""
+    raw = build_container(ContractAbi((MethodAbi("main", (), None, 0),)), bytes([Op.HALT]))
+    program = ProgramCache().load(raw)
+    world = WorldState(MemoryHost(balances={CONTRACT: 10}))
+    env = TxEnv(world, ALICE, BlockContext(1, 0))
+    method = program.abi.methods[0]
+    frame = Frame(env, program, method, CONTRACT, ALICE, 0, (), gas, False, 1, world.checkpoint())
+    frame.stack.extend(operands)
+    return frame
+
+
+@pytest.mark.parametrize("spec", list(OPCODES.values()), ids=str)
+def test_each_body_charges_the_tables_base_cost_first(spec: OpSpec) -> None:
+    """Run alone on u64 operands: one gas short of the table's base cost, the body halts
+    out of gas having taken nothing; with exactly that, it takes it all and goes on (to
+    its operation, which may then refuse the operands)."""
+    body = IMPLEMENTATIONS[spec.op]
+    operands: list[StackValue] = [0] * spec.stack_effect(_imm(spec))[0]
+    short = _frame(spec.base_gas - 1, operands)
+    with pytest.raises(OutOfGas):
+        body(short, _imm(spec))
+    assert short.gas == spec.base_gas - 1
+    exact = _frame(spec.base_gas, operands)
+    with contextlib.suppress(ExceptionalHalt):
+        try:
+            body(exact, _imm(spec))
+        except OutOfGas:
+            pytest.fail(f"{spec.mnemonic} charged more than its base cost up front")
+    assert exact.gas == 0
+
+
+#: For each opcode with a cost per byte: operands, immediate, and the bytes it pays for.
+PER_BYTE_CASES: dict[Op, tuple[list[StackValue], int | None, int]] = {
+    Op.CONCAT: ([b"ab", b"cde"], None, 5),
+    Op.SLICE: ([b"abcdef", 1, 4], None, 3),
+    Op.SHA256: ([b"abcd"], None, 4),
+    Op.SSTORE: ([b"k1", b"vvv"], None, 5),
+    Op.EMIT: ([1, b"xy", b"Ev"], 2, 2 + 8 + 2),  # name, a u64 (8), a byte string
+}
+
+
+def test_per_byte_cases_cover_every_opcode_with_a_per_byte_cost() -> None:
+    assert sorted(PER_BYTE_CASES) == sorted(op for op, s in OPCODES.items() if s.byte_gas)
+
+
+@pytest.mark.parametrize("op", list(PER_BYTE_CASES), ids=lambda op: op.name.lower())
+def test_each_body_charges_the_tables_cost_per_byte(op: Op) -> None:
+    spec = OPCODES[op]
+    operands, imm, size = PER_BYTE_CASES[op]
+    frame = _frame(10_000, operands)
+    assert IMPLEMENTATIONS[op](frame, imm) is None
+    assert 10_000 - frame.gas == spec.base_gas + spec.byte_gas * size
 
 
 def test_bench_workloads_run() -> None:

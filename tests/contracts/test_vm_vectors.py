@@ -18,7 +18,9 @@ import pytest
 
 from contracts.abi import format_return, format_value, parse_cli_args
 from contracts.assembler import assemble
-from contracts.interpreter import ExecutionResult, call, contract_address, deploy, query
+from contracts.instructions import CATEGORIES
+from contracts.interpreter import ExecutionResult, Machine, call, contract_address, deploy, query
+from contracts.opcodes import OPCODES, Op
 from contracts.state import BlockContext, MemoryHost
 from contracts.validate import validate_code
 from crypto.hashing import sha256
@@ -33,7 +35,8 @@ VECTOR_KEYS = {
 EXPECT_KEYS = {"status", "gas_used", "return", "events", "error", "storage", "balances"}
 
 
-def _load_vectors() -> list[Any]:
+def load_vectors() -> list[Any]:
+    """Every vector of every file, as pytest params with ids ``<file>/<name>``."""
     params = []
     for path in sorted(VECTOR_DIR.glob("*.json")):
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -61,7 +64,9 @@ def _formatted_storage(host: MemoryHost, address: bytes) -> dict[str, str]:
     return {"0x" + k.hex(): "0x" + v.hex() for k, v in host.storage_of(address).items()}
 
 
-def run_vector(vector: dict[str, Any]) -> tuple[ExecutionResult, MemoryHost]:
+def run_vector(
+    vector: dict[str, Any], machine: Machine | None = None
+) -> tuple[ExecutionResult, MemoryHost]:
     assert set(vector) <= VECTOR_KEYS, set(vector) - VECTOR_KEYS
     host = MemoryHost()
     contracts = {"main": vector["code"], **vector.get("contracts", {})}
@@ -82,7 +87,9 @@ def run_vector(vector: dict[str, Any]) -> tuple[ExecutionResult, MemoryHost]:
         code = assemble(_source(vector["code"]))
         ctor = validate_code(code).abi.constructor
         args = parse_cli_args(ctor, vector.get("args", [])) if ctor else ()
-        result = deploy(host, sender, address_of("main"), code, args, value, gas_limit, BLOCK)
+        result = deploy(
+            host, sender, address_of("main"), code, args, value, gas_limit, BLOCK, machine=machine
+        )
     else:
         abi = validate_code(host.code[address_of("main")]).abi
         method = abi.method(vector.get("method", "main"))
@@ -90,9 +97,11 @@ def run_vector(vector: dict[str, Any]) -> tuple[ExecutionResult, MemoryHost]:
         args = parse_cli_args(method, vector.get("args", []))
         to = address_of("main")
         if mode == "query":
-            result = query(host, sender, to, method.name, args, gas_limit, BLOCK)
+            result = query(host, sender, to, method.name, args, gas_limit, BLOCK, machine=machine)
         else:
-            result = call(host, sender, to, method.name, args, value, gas_limit, BLOCK)
+            result = call(
+                host, sender, to, method.name, args, value, gas_limit, BLOCK, machine=machine
+            )
     host.apply(result.writes)
     return result, host
 
@@ -106,7 +115,7 @@ def _returns_type(vector: dict[str, Any], host: MemoryHost) -> Any:
     return method.returns
 
 
-@pytest.mark.parametrize("vector", _load_vectors())
+@pytest.mark.parametrize("vector", load_vectors())
 def test_vector(vector: dict[str, Any]) -> None:
     expect = vector["expect"]
     assert set(expect) <= EXPECT_KEYS, set(expect) - EXPECT_KEYS
@@ -131,22 +140,35 @@ def test_vector(vector: dict[str, Any]) -> None:
         assert host.get_balance(address_of(name)) == amount, name
 
 
-def test_vector_files_cover_every_opcode() -> None:
-    """Each opcode appears in at least one vector's code."""
-    from contracts.opcodes import OPCODES
-
+def _opcodes_used(vectors: list[Any]) -> set[Op]:
     used = set()
-    for param in _load_vectors():
-        vector = param.values[0]
+    for vector in vectors:
         for lines in [vector["code"], *vector.get("contracts", {}).values()]:
             code = assemble(_source(lines))
             used.update(ins.spec.op for ins in validate_code(code).instructions)
+    return used
+
+
+def test_vector_files_cover_every_opcode() -> None:
+    """Each opcode appears in at least one vector's code."""
+    used = _opcodes_used([param.values[0] for param in load_vectors()])
     missing = [spec.mnemonic for op, spec in OPCODES.items() if op not in used]
     assert not missing
 
 
+@pytest.mark.parametrize("category", sorted(CATEGORIES))
+def test_each_instruction_category_has_its_vector_file(category: str) -> None:
+    """contracts/instructions/<category>.py is tested by tests/vectors/vm/<category>.json,
+    whose vectors use every opcode of that category."""
+    path = VECTOR_DIR / f"{category}.json"
+    assert path.exists(), f"no vector file for contracts/instructions/{category}.py"
+    vectors = json.loads(path.read_text(encoding="utf-8"))["vectors"]
+    missing = [op.name.lower() for op in CATEGORIES[category] if op not in _opcodes_used(vectors)]
+    assert not missing, f"{path.name} never runs {missing}"
+
+
 def test_at_least_forty_vectors() -> None:
-    assert len(_load_vectors()) >= 40
+    assert len(load_vectors()) >= 40
 
 
 def test_contract_address_is_derived_from_sender_and_nonce() -> None:
