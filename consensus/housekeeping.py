@@ -24,11 +24,15 @@ from consensus.messages import (
     Status,
     sign,
 )
-from consensus.ready import FetchRequest
+from consensus.ready import FetchRequest, ViewChangeReason
 from consensus.records import Phase
 
 if TYPE_CHECKING:
     from consensus.replica import Replica
+
+#: The censorship timer fires after this many (backed-off) view-change timeouts during
+#: which blocks committed but the same includable request stayed the oldest waiting one.
+CENSORSHIP_TIMEOUT_FACTOR = 5
 
 
 def record_checkpoint(r: Replica, message: SignedMessage, body: Checkpoint) -> bool:
@@ -103,27 +107,69 @@ def maybe_fetch(r: Replica) -> None:
 
 
 def view_change_timer(r: Replica) -> None:
-    if r.active:
-        in_flight = any(h > r.committed_height and s.header is not None for h, s in r.slots.items())
-        if not (r.pending or r.oldest_waiting is not None or in_flight):
-            r.vc_timer = 0
-            return
-        if _behind(r):
-            # The view is making progress and this replica is just slow to apply it (a
-            # certificate above its head): not the primary's fault. Without this, a loaded
-            # replica a second behind times out alone and leaves the view the others are in.
-            r.vc_timer = 0
-            return
-    else:
+    """Leave the view when it cannot make progress (PBFT §4.4), for one of two reasons:
+
+    * no progress: something waits (an includable request, a block in flight) and nothing
+      has committed for the timeout, which doubles with each view change that committed
+      nothing and returns to its base on the first commit;
+    * censorship: blocks commit, but the same includable request stays the oldest waiting
+      one for CENSORSHIP_TIMEOUT_FACTOR timeouts.
+    Never while nothing includable waits: requests behind a nonce gap wait for their
+    sender, not for the primary.
+    """
+    timeout = r.config.view_change_timeout(r.consecutive_view_changes)
+    if not r.active:
         # OSDI'99 §4.5.2: the timer for moving past view v starts only once 2f+1
         # VIEW-CHANGEs for v are in, so one replica cannot run ahead of the others.
         voters = r.view_changes.senders_at_or_above(r.view)
         if len(voters) < r.config.quorum:
             r.vc_timer = 0
             return
+        r.vc_timer += 1
+        if r.vc_timer >= timeout:
+            r.note(
+                r.view + 1,
+                ViewChangeReason.NEW_VIEW_TIMEOUT,
+                f"no NEW-VIEW for view {r.view} from {r.config.name(r.config.primary(r.view))} "
+                f"within {timeout * r.config.tick_ms} ms",
+            )
+            replica_views.start_view_change(r, r.view + 1)
+        return
+    in_flight = [h for h, s in r.slots.items() if h > r.committed_height and s.header is not None]
+    if not (r.pending or r.oldest_waiting is not None or in_flight) or _behind(r):
+        # Idle, or the view is making progress and this replica is just slow to apply it
+        # (a certificate above its head): not the primary's fault. Without the second, a
+        # loaded replica a second behind times out alone and leaves the others' view.
+        r.vc_timer = 0
+        r.censor_timer = 0
+        return
     r.vc_timer += 1
-    if r.vc_timer >= r.config.view_change_timeout(r.consecutive_view_changes):
-        r.count("view_change.timeout")
+    r.censor_timer = r.censor_timer + 1 if r.oldest_waiting is not None else 0
+    primary = r.config.name(r.primary)
+    if r.vc_timer >= timeout:
+        height = r.committed_height + 1
+        waiting = (
+            f"block {min(in_flight)} in flight"
+            if in_flight
+            else f"request {r.oldest_waiting.hex()[:16]} waiting"
+            if r.oldest_waiting is not None
+            else "requests waiting"
+        )
+        r.note(
+            r.view + 1,
+            ViewChangeReason.NO_PROGRESS,
+            f"nothing committed at height {height} for {timeout * r.config.tick_ms} ms "
+            f"({waiting}; primary {primary})",
+        )
+        replica_views.start_view_change(r, r.view + 1)
+    elif r.censor_timer >= CENSORSHIP_TIMEOUT_FACTOR * timeout:
+        assert r.oldest_waiting is not None
+        r.note(
+            r.view + 1,
+            ViewChangeReason.CENSORSHIP,
+            f"request {r.oldest_waiting.hex()[:16]} includable for "
+            f"{r.censor_timer * r.config.tick_ms} ms while {primary} committed blocks without it",
+        )
         replica_views.start_view_change(r, r.view + 1)
 
 

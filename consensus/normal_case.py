@@ -238,9 +238,10 @@ def commit(
     r.ticks_since_commit = 0
     r.proposal_skipped = False
     if r.active:
+        # Progress (PBFT §4.4, and Aardvark's reading of it): the view works, so the
+        # timeout goes back to its base and the no-progress timer restarts.
         r.consecutive_view_changes = 0
-        if r.oldest_waiting is None:
-            r.vc_timer = 0
+        r.vc_timer = 0
     for h in [h for h in r.prepared if h <= height]:
         del r.prepared[h]
     for key in [k for k in r.payloads if k[0] <= height]:

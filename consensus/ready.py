@@ -8,10 +8,11 @@ proposal and fetches.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from consensus.messages import CommitProof, SignedMessage
-from consensus.records import PersistBatch
+from consensus.records import PersistBatch, PreparedRecord, SignedSlot
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,32 @@ class FetchRequest:
     to_height: int
 
 
+class ViewChangeReason(enum.Enum):
+    """Why a replica left its view (or entered a new one), for the operator's log and metrics."""
+
+    #: Work was waiting (an includable request, a block in flight) and nothing committed
+    #: for the view-change timeout: the primary is silent or the view cannot progress.
+    NO_PROGRESS = "no_progress"
+    #: Blocks commit, but the same includable request stayed the oldest waiting one for
+    #: CENSORSHIP_TIMEOUT_FACTOR timeouts: the primary leaves it out.
+    CENSORSHIP = "censorship"
+    #: f+1 validators asked for a higher view (§4.5.2): at least one honest one timed out.
+    JOINED = "joined"
+    #: A view change stalled without its NEW-VIEW for the (backed-off) timeout.
+    NEW_VIEW_TIMEOUT = "new_view_timeout"
+    #: A valid NEW-VIEW was received or sent: the replica is active in the new view.
+    ENTERED = "entered"
+
+
+@dataclass(frozen=True, slots=True)
+class ViewChangeNote:
+    """A view transition at this replica: ``view`` is the view moved to (or entered)."""
+
+    view: int
+    reason: ViewChangeReason
+    detail: str
+
+
 @dataclass(frozen=True, slots=True)
 class Ready:
     persist: PersistBatch | None = None
@@ -88,6 +115,8 @@ class Ready:
     #: Byzantine validators a certified block is valid, so this replica's own state (its
     #: store or its code) is wrong: the driver must stop, not go on with diverged state.
     halt: str | None = None
+    #: View transitions in this step, in order (the driver logs and counts them).
+    notes: tuple[ViewChangeNote, ...] = ()
 
     def is_empty(self) -> bool:
         return (
@@ -98,6 +127,7 @@ class Ready:
             and self.propose is None
             and self.fetch is None
             and self.halt is None
+            and not self.notes
         )
 
 
@@ -116,3 +146,32 @@ class ReplicaStatus:
     #: A sentence saying what this replica is waiting for, naming the missing validators.
     waiting_for: str
     statistics: dict[str, int] = field(default_factory=dict)
+
+
+def merge_readies(readies: list[Ready]) -> Ready:
+    """Several Readies, in order, as one: records merged (later wins per key, as the
+    writes would), commits, messages and validations concatenated, the latest proposal
+    and fetch requests (an older one was superseded by the core's later steps)."""
+    hard_state = None
+    signed: list[SignedSlot] = []
+    prepared: list[PreparedRecord] = []
+    for ready in readies:
+        if ready.persist is not None:
+            hard_state = ready.persist.hard_state or hard_state
+            signed.extend(ready.persist.signed)
+            prepared.extend(ready.persist.prepared)
+    persist = (
+        PersistBatch(hard_state, tuple(signed), tuple(prepared))
+        if hard_state is not None or signed or prepared
+        else None
+    )
+    return Ready(
+        persist,
+        tuple(m for r in readies for m in r.messages),
+        tuple(c for r in readies for c in r.committed),
+        tuple(v for r in readies for v in r.validate),
+        next((r.propose for r in reversed(readies) if r.propose is not None), None),
+        next((r.fetch for r in reversed(readies) if r.fetch is not None), None),
+        next((r.halt for r in readies if r.halt is not None), None),
+        tuple(n for r in readies for n in r.notes),
+    )

@@ -87,6 +87,8 @@ from consensus.ready import (
     Ready,
     ReplicaStatus,
     ValidateRequest,
+    ViewChangeNote,
+    ViewChangeReason,
 )
 from consensus.records import (
     CommittedHead,
@@ -119,7 +121,12 @@ class Replica:
         self.view = 0
         self.active = True
         self.consecutive_view_changes = 0
+        #: Ticks without a commit while work waits (reset by every commit): a silent or
+        #: stuck primary. Its timeout doubles with each view change that made no progress.
         self.vc_timer = 0
+        #: Ticks the same includable request has been the oldest one waiting (reset when
+        #: it changes): a primary that commits blocks but leaves that request out.
+        self.censor_timer = 0
         #: Heights at or below this are decided for the whole current view (the NEW-VIEW's
         #: base): nothing there is pre-prepared, prepared or committed again in this view.
         self.view_base = config.genesis_height
@@ -173,6 +180,7 @@ class Replica:
         self.out_propose: ProposalRequest | None = None
         self.out_fetch: FetchRequest | None = None
         self.out_halt: str | None = None
+        self.out_notes: list[ViewChangeNote] = []
         self.stats: dict[str, int] = {}
 
     # ================================================================== construction
@@ -267,11 +275,14 @@ class Replica:
         return self._flush()
 
     def requests_pending(self, pending: bool, oldest_waiting: bytes | None = None) -> Ready:
+        """The mempool changed. ``pending``: a request a correct primary could include in
+        the next block exists (its nonce is its sender's next committed one); requests that
+        cannot be included yet (nonce gaps) must not count, or every primary looks silent.
+        ``oldest_waiting``: the longest-waiting such request, watched by the censorship timer."""
         self.pending = pending
         if oldest_waiting != self.oldest_waiting:
             self.oldest_waiting = oldest_waiting
-            if self.active:
-                self.vc_timer = 0
+            self.censor_timer = 0
         if pending:
             self.proposal_skipped = False
         else:
@@ -453,6 +464,10 @@ class Replica:
     def send(self, to: int | None, message: SignedMessage) -> None:
         self.out_messages.append(Outbound(to, message))
 
+    def note(self, view: int, reason: ViewChangeReason, detail: str) -> None:
+        self.out_notes.append(ViewChangeNote(view, reason, detail))
+        self.count(f"view_change.{reason.value}")
+
     def count(self, key: str) -> None:
         self.stats[key] = self.stats.get(key, 0) + 1
 
@@ -472,9 +487,11 @@ class Replica:
             self.out_propose,
             self.out_fetch,
             self.out_halt,
+            tuple(self.out_notes),
         )
         self.hard_dirty = False
         self.out_signed, self.out_prepared, self.out_messages = [], [], []
         self.out_committed, self.out_validate = [], []
         self.out_propose, self.out_fetch, self.out_halt = None, None, None
+        self.out_notes = []
         return ready

@@ -22,6 +22,7 @@ from consensus.certificates import Rejected, verify_view_change
 from consensus.limits import MAX_BACKOFF_EXPONENT
 from consensus.log import Slot
 from consensus.messages import NewView, PrePrepare, SignedMessage, ViewChange
+from consensus.ready import ViewChangeReason
 from consensus.records import Phase
 from consensus.viewchange import NewViewPlan, select_new_view, verify_new_view
 
@@ -34,6 +35,7 @@ def start_view_change(r: Replica, new_view: int) -> None:
     assert new_view > r.view, "views only grow"
     r.view, r.active = new_view, False
     r.vc_timer = 0
+    r.censor_timer = 0
     r.consecutive_view_changes = min(r.consecutive_view_changes + 1, MAX_BACKOFF_EXPONENT)
     r.slots.clear()
     r.new_view_message = None
@@ -77,7 +79,12 @@ def _maybe_join_higher_view(r: Replica) -> None:
     highest view that f+1 of them ask for (or above)."""
     higher = r.view_changes.highest_views(r.view, exclude=r.index)
     if len(higher) >= r.config.weak_quorum:
-        r.count("view_change.joined")
+        target = higher[r.config.weak_quorum - 1]
+        r.note(
+            target,
+            ViewChangeReason.JOINED,
+            f"{r.config.weak_quorum} validators asked for view {target} or above",
+        )
         start_view_change(r, higher[r.config.weak_quorum - 1])
 
 
@@ -121,6 +128,14 @@ def enter_view(r: Replica, plan: NewViewPlan, message: SignedMessage) -> None:
     r.view, r.active = plan.view, True
     r.view_base = plan.base_height
     r.vc_timer = 0
+    r.censor_timer = 0
+    # A new primary proposes what is pending at once, whatever it skipped in older views.
+    r.proposal_skipped = False
+    r.note(
+        plan.view,
+        ViewChangeReason.ENTERED,
+        f"primary {r.config.name(r.config.primary(plan.view))}, base height {plan.base_height}",
+    )
     r.my_view_change = None
     r.new_view_message = message
     r.hard_dirty = True

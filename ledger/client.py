@@ -66,6 +66,19 @@ def _decode(response: httpx.Response, *, allow_404: bool = False) -> Any:
     return document
 
 
+def _results(response: httpx.Response) -> list[dict[str, Any]]:
+    """A submission's per-transaction results; a 429 (nothing taken: backpressure) carries
+    them too, each with its code and retry_after_ms."""
+    if response.status_code == 429:
+        try:
+            document = response.json()
+        except ValueError:
+            document = None
+        if isinstance(document, dict) and isinstance(document.get("results"), list):
+            return list(document["results"])
+    return list(_decode(response)["results"])
+
+
 def _timeout(wait: bool, timeout_ms: int, default: float) -> float:
     return timeout_ms / 1000 + WAIT_MARGIN_S if wait else default
 
@@ -106,7 +119,7 @@ class QuorumClient:
             json=_submit_body(txs, wait, timeout_ms),
             timeout=_timeout(wait, timeout_ms, self.timeout_s),
         )
-        return list(_decode(response)["results"])
+        return _results(response)
 
     def transaction(self, tx_hash: bytes | str) -> dict[str, Any] | None:
         key = tx_hash.hex() if isinstance(tx_hash, bytes) else tx_hash
@@ -194,7 +207,7 @@ class AsyncQuorumClient:
             json=_submit_body(txs, wait, timeout_ms),
             timeout=_timeout(wait, timeout_ms, self.timeout_s),
         )
-        return list(_decode(response)["results"])
+        return _results(response)
 
     async def transaction(self, tx_hash: bytes | str) -> dict[str, Any] | None:
         key = tx_hash.hex() if isinstance(tx_hash, bytes) else tx_hash

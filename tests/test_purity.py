@@ -1,8 +1,10 @@
 """Import rules of DESIGN section 1, enforced.
 
-consensus/ (outside consensus/sim/) and contracts/ are pure: no I/O, no clock, no
-randomness, no threads. Imports flow one way: crypto <- consensus, contracts <- genesis
-<- ledger; ledger.chain never imports ledger.node or ledger.cli; nothing imports the CLI.
+consensus/ (outside consensus/sim/), contracts/ and the node engine (ledger/engine/) are
+pure: no I/O, no clock, no randomness, no threads. Imports flow one way: crypto <-
+consensus, contracts <- genesis <- ledger; ledger.chain imports neither ledger.engine,
+ledger.node nor ledger.cli; ledger.engine imports neither ledger.node nor ledger.cli;
+nothing imports the CLI.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def _builtin_calls(path: Path) -> list[tuple[int, str]]:
 
 
 def _pure_files() -> list[Path]:
-    return _python_files("consensus") + _python_files("contracts")
+    return _python_files("consensus") + _python_files("contracts") + _python_files("ledger/engine")
 
 
 @pytest.mark.parametrize("path", _pure_files(), ids=lambda p: str(p.relative_to(ROOT)))
@@ -102,7 +104,7 @@ def _is_in(name: str, *packages: str) -> bool:
     return any(name == p or name.startswith(p + ".") for p in packages)
 
 
-def test_chain_never_imports_node_or_cli_and_nothing_imports_cli() -> None:
+def test_chain_and_engine_never_import_the_shell_and_nothing_imports_cli() -> None:
     bad = []
     for path in _python_files("ledger"):
         rel = path.relative_to(ROOT)
@@ -136,4 +138,4 @@ def test_importing_the_pure_packages_loads_no_runtime() -> None:
     heavy = sorted(
         m for m in ("trio", "sqlalchemy", "asyncio", "threading", "sqlite3", "httpx") if m in loaded
     )
-    assert not heavy, f"importing consensus/contracts loads {heavy}"
+    assert not heavy, f"importing consensus/contracts/ledger.engine loads {heavy}"

@@ -21,11 +21,12 @@ same block on the same parent gives the same bytes in every process.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 import contracts
 from contracts.abi import AbiValue
+from contracts.interpreter import Machine
 from contracts.state import BlockContext
 from crypto.merkle import merkle_root
 from genesis.document import Genesis, Permissions
@@ -79,6 +80,11 @@ class ChainRules:
     validators: tuple[bytes, ...]
     validators_hash: bytes
     permissions: Permissions
+    #: How far ahead of a validator's clock a proposal's timestamp may be.
+    max_clock_skew_ms: int = 5_000
+    #: The VM's program cache and loop: one per node (per ChainRules), so contract code
+    #: is validated and pre-decoded once, not per transaction. Never changes a result.
+    machine: Machine = field(default_factory=Machine, compare=False, repr=False)
 
     @classmethod
     def from_genesis(cls, genesis: Genesis) -> ChainRules:
@@ -92,6 +98,7 @@ class ChainRules:
             validators=tuple(v.public_key for v in genesis.validators),
             validators_hash=genesis.validators_hash(),
             permissions=genesis.permissions,
+            max_clock_skew_ms=params.max_clock_skew_ms,
         )
 
 
@@ -180,7 +187,12 @@ def check_includable(
         raise NotIncludable("bad_signature", "signature does not verify")
 
 
-def apply_transaction(overlay: StateOverlay, tx: Transaction, context: BlockContext) -> Receipt:
+def apply_transaction(
+    overlay: StateOverlay,
+    tx: Transaction,
+    context: BlockContext,
+    machine: Machine | None = None,
+) -> Receipt:
     """Execute an includable transaction: spend its nonce, run it, return its receipt."""
     sender = tx.sender_address
     account = overlay.get_account(sender)
@@ -199,6 +211,7 @@ def apply_transaction(overlay: StateOverlay, tx: Transaction, context: BlockCont
             payload.value,
             tx.gas_limit,
             context,
+            machine=machine,
         )
     else:
         assert isinstance(payload, Call)
@@ -211,6 +224,7 @@ def apply_transaction(overlay: StateOverlay, tx: Transaction, context: BlockCont
             payload.value,
             tx.gas_limit,
             context,
+            machine=machine,
         )
     if result.ok:
         overlay.apply_vm_writes(result.writes)
@@ -306,7 +320,7 @@ def build_block(
         except NotIncludable as exc:
             skipped.append((tx, exc))
             continue
-        receipts.append(apply_transaction(overlay, tx, context))
+        receipts.append(apply_transaction(overlay, tx, context, rules.machine))
         included.append(tx)
         size += len(tx.raw)
         gas += tx.gas_limit
@@ -333,9 +347,20 @@ def build_block(
 
 
 def validate_block(
-    tip: ChainTip, block: Block, *, view: int, rules: ChainRules, signature_ok: SignatureCheck
+    tip: ChainTip,
+    block: Block,
+    *,
+    view: int,
+    rules: ChainRules,
+    signature_ok: SignatureCheck,
+    not_after_ms: int | None = None,
 ) -> ExecutedBlock:
-    """Check a proposal against its parent by re-executing it; raise :class:`InvalidBlock`."""
+    """Check a proposal against its parent by re-executing it; raise :class:`InvalidBlock`.
+
+    ``not_after_ms``: the validator's clock plus the genesis ``max_clock_skew_ms``, for a
+    proposal voted on now (a block proposed with a timestamp further ahead is refused);
+    None for a block already certified (catch-up), whose timestamp a quorum accepted.
+    """
     header = block.header
     height = tip.height + 1
     problems = []
@@ -356,6 +381,8 @@ def validate_block(
         problems.append("validators_hash does not match the validator set")
     if header.timestamp_ms < tip.timestamp_ms:
         problems.append("timestamp goes backwards")
+    if not_after_ms is not None and header.timestamp_ms > not_after_ms:
+        problems.append("timestamp is in the future beyond max_clock_skew_ms")
     if len(block.transactions) > rules.max_block_txs:
         problems.append(f"{len(block.transactions)} transactions, over max_block_txs")
     if sum(len(tx.raw) for tx in block.transactions) > rules.max_block_bytes:
@@ -374,7 +401,7 @@ def validate_block(
             raise InvalidBlock(
                 f"transaction {i} ({tx.hash.hex()[:16]}) is not includable: {exc}"
             ) from None
-        receipts.append(apply_transaction(overlay, tx, context))
+        receipts.append(apply_transaction(overlay, tx, context, rules.machine))
     if receipts_root(receipts) != header.receipts_root:
         raise InvalidBlock("receipts_root does not match re-execution")
     update = StateTree.at(tip.state_root, tip.nodes).apply(overlay.writes)
@@ -390,9 +417,10 @@ def query_contract(
     args: Sequence[AbiValue],
     *,
     sender: bytes = ZERO_ADDRESS,
+    machine: Machine | None = None,
 ) -> contracts.ExecutionResult:
     """Run a read-only method against ``tip``'s state; never writes."""
     context = BlockContext(tip.height, tip.timestamp_ms)
     return contracts.query(
-        StateOverlay(tip), sender, address, method, args, QUERY_GAS_LIMIT, context
+        StateOverlay(tip), sender, address, method, args, QUERY_GAS_LIMIT, context, machine=machine
     )

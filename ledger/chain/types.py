@@ -12,7 +12,7 @@ that need state (nonce, balance) belong to execution.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Final
 
@@ -183,6 +183,8 @@ class Transaction:
     signature: bytes
     raw: bytes = field(init=False, repr=False, compare=False)
     hash: bytes = field(init=False, repr=False, compare=False)
+    #: The sender's account address (a tagged hash of ``sender``), derived once.
+    sender_address: bytes = field(init=False, repr=False, compare=False)
 
     TAG: ClassVar[str] = "tx"
     VERSION: ClassVar[int] = 1
@@ -192,14 +194,11 @@ class Transaction:
         raw = encode_record(self.TAG, self.VERSION, [*self._body_fields(), self.signature])
         object.__setattr__(self, "raw", raw)
         object.__setattr__(self, "hash", sha256(raw))
+        object.__setattr__(self, "sender_address", keys.address_of(self.sender))
 
     @property
     def kind(self) -> TxKind:
         return self.payload.kind
-
-    @property
-    def sender_address(self) -> bytes:
-        return keys.address_of(self.sender)
 
     def _body_fields(self) -> list[Value]:
         return [
@@ -238,13 +237,20 @@ class Transaction:
         return cls(chain_id, key.public_key, nonce, payload, gas_limit, expiry_height, signature)
 
     @classmethod
-    def decode(cls, raw: bytes, *, max_bytes: int = MAX_TX_BYTES_HARD) -> Transaction:
-        return cls.from_value(decode(raw, max_bytes=max_bytes), raw=bytes(raw))
+    def decode(
+        cls, raw: bytes, *, max_bytes: int = MAX_TX_BYTES_HARD, tx_hash: bytes | None = None
+    ) -> Transaction:
+        """Decode canonical bytes; ``tx_hash``, when the caller already hashed ``raw``
+        (SHA-256), saves hashing it again."""
+        return cls.from_value(decode(raw, max_bytes=max_bytes), raw=bytes(raw), tx_hash=tx_hash)
 
     @classmethod
-    def from_value(cls, value: Value, *, raw: bytes | None = None) -> Transaction:
+    def from_value(
+        cls, value: Value, *, raw: bytes | None = None, tx_hash: bytes | None = None
+    ) -> Transaction:
         """Build from a decoded record; ``raw`` (its canonical bytes, already checked by
-        :func:`decode`) saves encoding the transaction again."""
+        :func:`decode`) saves encoding the transaction again, ``tx_hash`` (SHA-256 of
+        ``raw``) hashing it again."""
         f = record_fields(value, cls.TAG, cls.VERSION, 8)
         chain_id = as_str(f[0], "chain_id", max_size=50)
         kind_name = as_str(f[3], "kind", max_size=16)
@@ -269,7 +275,8 @@ class Transaction:
         for name, field_value in zip(_TX_FIELDS, fields, strict=True):
             object.__setattr__(tx, name, field_value)
         object.__setattr__(tx, "raw", raw)
-        object.__setattr__(tx, "hash", sha256(raw))
+        object.__setattr__(tx, "hash", sha256(raw) if tx_hash is None else tx_hash)
+        object.__setattr__(tx, "sender_address", keys.address_of(tx.sender))
         return tx
 
     def signature_valid(self) -> bool:
@@ -306,14 +313,16 @@ class TxRejected(ValueError):
         self.message = message
 
 
-def decode_transaction(raw: bytes, limits: TxLimits) -> Transaction:
+def decode_transaction(
+    raw: bytes, limits: TxLimits, *, tx_hash: bytes | None = None
+) -> Transaction:
     """Decode client bytes into a transaction or raise :class:`TxRejected`."""
     if len(raw) > limits.max_tx_bytes:
         raise TxRejected(
             "too_large", f"transaction is {len(raw)} bytes, over the limit of {limits.max_tx_bytes}"
         )
     try:
-        return Transaction.decode(raw, max_bytes=limits.max_tx_bytes)
+        return Transaction.decode(raw, max_bytes=limits.max_tx_bytes, tx_hash=tx_hash)
     except DecodeError as exc:
         raise TxRejected("malformed", f"malformed transaction: {exc}") from None
 
@@ -559,16 +568,32 @@ class Block:
         )
 
     @classmethod
-    def decode(cls, raw: bytes, *, max_bytes: int = MAX_BLOCK_BYTES_HARD) -> Block:
+    def decode(
+        cls,
+        raw: bytes,
+        *,
+        max_bytes: int = MAX_BLOCK_BYTES_HARD,
+        known: Mapping[bytes, Transaction] | None = None,
+    ) -> Block:
+        """Decode a block. ``known`` maps canonical transaction bytes to transactions this
+        node already decoded and hashed (its mempool): those are reused, not decoded again."""
         f = record_fields(decode(raw, max_bytes=max_bytes), cls.TAG, cls.VERSION, 2)
         header = BlockHeader.from_value(f[0])
         raws = as_list(f[1], "transactions", max_len=MAX_BLOCK_TXS_HARD)
         txs = tuple(
-            Transaction.decode(as_bytes(r, f"transactions[{i}]")) for i, r in enumerate(raws)
+            _reuse_or_decode(as_bytes(r, f"transactions[{i}]"), known) for i, r in enumerate(raws)
         )
         block = cls(header, txs)
         check_block_body(block)
         return block
+
+
+def _reuse_or_decode(raw: bytes, known: Mapping[bytes, Transaction] | None) -> Transaction:
+    if known is not None:
+        tx = known.get(raw)
+        if tx is not None:
+            return tx
+    return Transaction.decode(raw)
 
 
 def check_block_body(block: Block) -> None:

@@ -58,6 +58,11 @@ COMMANDS: Final[dict[str, LazyCommand]] = {
         "sim",
         "Run the PBFT simulator: faults, Byzantine validators, invariant checks, trace hash.",
     ),
+    "sim-load": LazyCommand(
+        "ledger.cli.loadsim_cmd",
+        "sim_load",
+        "Simulate the node engine under a burst above capacity: goodput, latency, view changes.",
+    ),
     "testnet": LazyCommand(
         "ledger.cli.testnet_cmd", "testnet", "Run a multi-validator network on this machine."
     ),

@@ -164,6 +164,16 @@ def build_app(backend: NodeBackend) -> Starlette:
         wait = _bool(doc.get("wait", False), "wait")
         timeout_ms = _int(doc.get("timeout_ms", DEFAULT_WAIT_MS), "timeout_ms", 0, MAX_WAIT_MS)
         results = await backend.submit(raws, wait, timeout_ms)
+        retry_ms = [r["retry_after_ms"] for r in results if "retry_after_ms" in r]
+        if retry_ms and len(retry_ms) == len(results):
+            # Nothing was taken and the node said why: backpressure, as HTTP says it. Each
+            # result still carries its code and retry_after_ms (partly refused batches stay
+            # 200, their refused items say the same).
+            return JSONResponse(
+                {"results": results},
+                status_code=429,
+                headers={"Retry-After": str(max(1, -(-max(retry_ms) // 1000)))},
+            )
         return _json({"results": results})
 
     async def transaction(request: Request) -> Response:

@@ -12,10 +12,12 @@ import trio
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from consensus.ready import ViewChangeReason
 from contracts.abi import AbiError, parse_cli_args
 from contracts.container import parse_container
 from ledger.chain.accounts import code_key
 from ledger.chain.execute import query_contract
+from ledger.engine.engine import dropped_answer
 from ledger.node import render
 from ledger.node.api import ApiError
 from ledger.node.node import Node
@@ -65,6 +67,9 @@ class NodeService:
         pending = self.node.mempool.get(tx_hash)
         if pending is not None:
             return {**render.transaction_json(pending), "status": "pending"}
+        dropped = self.node.mempool.dropped(tx_hash)
+        if dropped is not None:
+            return {"tx_hash": tx_hash.hex(), **dropped_answer(dropped)}
         return None
 
     async def block(self, height: int | None) -> dict[str, Any] | None:
@@ -123,7 +128,9 @@ class NodeService:
                 )
             except AbiError as exc:
                 raise ApiError(400, "bad_args", str(exc)) from None
-            result = query_contract(store.tip(), address, method, values)
+            result = query_contract(
+                store.tip(), address, method, values, machine=self.node.rules.machine
+            )
             return {
                 "status": result.status.label,
                 "return": render.abi_value(result.return_value),
@@ -181,7 +188,11 @@ def status_json(node: Node) -> dict[str, Any]:
         "waiting_for": replica.waiting_for,
         "syncing": node.syncing(),
         "peers": [node.names[p] for p in connected],
-        "mempool": {"transactions": len(node.mempool), "bytes": node.mempool.size_bytes},
+        "mempool": {
+            "transactions": len(node.mempool),
+            "includable": node.mempool.statistics().includable,
+            "bytes": node.mempool.size_bytes,
+        },
         "counters": dict(sorted(node.counters.items())),
         "consensus": replica.statistics,
     }
@@ -219,6 +230,37 @@ class _Collector:
         for key, value in sorted(node.counters.items()):
             counter.add_metric([key], value)
         yield counter
+        pool = node.mempool.statistics()
+        by_state = GaugeMetricFamily(
+            "quorum_mempool_state_transactions",
+            "Transactions waiting, by whether a block could include them now.",
+            labels=["state"],
+        )
+        by_state.add_metric(["includable"], pool.includable)
+        by_state.add_metric(["behind_gap"], pool.transactions - pool.includable)
+        yield by_state
+        refused = CounterMetricFamily(
+            "quorum_mempool_rejected", "Transactions the mempool refused, by code.", labels=["code"]
+        )
+        for code, value in pool.rejected.items():
+            refused.add_metric([code], value)
+        yield refused
+        dropped = CounterMetricFamily(
+            "quorum_mempool_dropped",
+            "Transactions that left the mempool without a block, by reason.",
+            labels=["reason"],
+        )
+        for reason, value in pool.dropped.items():
+            dropped.add_metric([reason], value)
+        yield dropped
+        views = CounterMetricFamily(
+            "quorum_view_changes",
+            "View transitions at this node, by reason (entered: a NEW-VIEW took effect).",
+            labels=["reason"],
+        )
+        for why in ViewChangeReason:
+            views.add_metric([why.value], node.counters.get(f"view_change.{why.value}", 0))
+        yield views
         consensus = CounterMetricFamily(
             "quorum_consensus_events", "Consensus core counters.", labels=["event"]
         )

@@ -1,16 +1,17 @@
 """The validator process: the trio driver that turns the pure consensus core into a node.
 
-Theory of operation. One task, the *consensus loop*, owns the replica and the chain of
-executed-but-uncommitted blocks. Everything that changes consensus state arrives there as
-an event on one bounded channel (peer messages, ticks, fetched blocks, "the mempool
-changed") and is handled to completion, in order, following the driver contract of
-consensus/replica.py: persist, then commit, then send, then validate and propose; queued
-events are fed to the core together and their outputs acted on as one batch. Work that
-blocks — SQLite writes with fsync, executing a block, verifying signatures — runs in worker
-threads while the loop awaits it (small jobs inline, ledger/node/support.py), so the loop
-never interleaves two state changes and the event loop stays free for the network and API.
+Theory of operation. The node's logic is the sans-I/O engine (ledger/engine/engine.py):
+consensus core, mempool, proposer policy, executed-block tree. This module only executes
+what it asks for. One task, the *consensus loop*, owns the engine; everything that changes
+its state (peer messages, ticks, fetched blocks, client and gossip admissions, wake-ups)
+is applied there, in order, and each Ready is handled to completion following the driver
+contract of consensus/replica.py: persist, then commit, then send, then validate and
+propose; queued events are fed together and their outputs acted on as one batch. The
+engine's work items — SQLite writes with fsync, executing a block, verifying signatures —
+run in worker threads while the loop awaits them (small jobs inline, ledger/node/support.py),
+so the loop never interleaves two state changes and stays free for the network and API.
 
-Around it: the peer network (ledger/node/transport.py), the mempool with admission
+Around it: the peer network (ledger/node/transport.py), admission off the event loop
 (ledger/node/admission.py) and batched gossip, catch-up and per-peer limits
 (ledger/node/peer_limits.py), and the HTTP API (ledger/node/backend.py).
 
@@ -31,38 +32,50 @@ import trio
 
 from consensus.config import ReplicaConfig
 from consensus.messages import CommitProof
-from consensus.ready import CommittedBlock, FetchRequest, ProposalRequest, Ready, ValidateRequest
+from consensus.ready import (
+    CommittedBlock,
+    FetchRequest,
+    ProposalRequest,
+    Ready,
+    ValidateRequest,
+    ViewChangeReason,
+    merge_readies,
+)
 from consensus.records import CommittedHead
 from consensus.replica import Replica
 from crypto.encoding import DecodeError
-from crypto.hashing import sha256
 from crypto.keys import PrivateKey
 from genesis.document import Genesis
-from ledger.chain.execute import (
-    ChainRules,
-    ChainTip,
-    ExecutedBlock,
-    InvalidBlock,
-    build_block,
-    validate_block,
-)
+from ledger.chain.execute import ChainRules
 from ledger.chain.store import Store
-from ledger.chain.types import (
-    Block,
-    CommitCertificate,
-    Transaction,
-    TxRejected,
-)
+from ledger.chain.types import CommitCertificate
 from ledger.config import NodeConfig
-from ledger.node import persist, wire
-from ledger.node.admission import (
-    PERMANENT_SKIPS,
+from ledger.engine.admission import Backpressure, VerifiedCache
+from ledger.engine.blocks import BlockCache
+from ledger.engine.engine import Engine
+from ledger.engine.events import (
+    Built,
     Checked,
-    check_batch,
-    commit_result,
-    decode_fetched,
+    Fetched,
+    PeerMessage,
+    Persisted,
+    Submitted,
+    Tick,
+    Validated,
+    Wake,
 )
-from ledger.node.mempool import Mempool
+from ledger.engine.mempool import Mempool
+from ledger.engine.proposer import Proposer
+from ledger.engine.speculative import (
+    BuildWork,
+    SpeculativeBlocks,
+    ValidateWork,
+    run_build,
+    run_commit_execution,
+    run_validation,
+)
+from ledger.node import persist, render, wire
+from ledger.node.admission import check_batch, commit_result
 from ledger.node.peer_limits import (
     BYZANTINE_GOSSIP_CODES,
     Fetcher,
@@ -74,11 +87,7 @@ from ledger.node.support import (
     APPROX_TX_BYTES,
     NodeHalted,
     OneShotTimer,
-    VerifiedCache,
     Waiter,
-    ancestor_hashes,
-    block_digest,
-    merge_readies,
     offload,
 )
 from ledger.node.transport import PeerNetwork
@@ -87,24 +96,23 @@ log = logging.getLogger("quorum.node")
 
 #: The consensus core's clock: tick() every this many milliseconds.
 TICK_MS: Final = 100
-#: Events waiting for the consensus loop (messages, ticks, fetched blocks).
+#: Events waiting for the consensus loop (messages, ticks, fetched blocks, admissions).
 MAX_PENDING_EVENTS: Final = 20_000
 #: Peer messages waiting for the intake task.
 MAX_INBOUND_MESSAGES: Final = 20_000
 #: The gossip flusher also runs at least this often (it is normally woken by admissions).
 GOSSIP_INTERVAL_MS: Final = 20
-#: While blocks are in flight, the primary proposes another only when this many new
-#: transactions wait, or this long after its previous proposal (see Node._propose).
-BATCH_TARGET_TXS: Final = 64
-PROPOSAL_INTERVAL_S: Final = 0.025
 #: The consensus loop feeds at most this many queued events to the core before acting.
 MAX_EVENTS_PER_BATCH: Final = 256
 #: Consensus records are pruned every this many commits.
 PRUNE_EVERY_BLOCKS: Final = 32
+#: Client transactions being verified at once (queued for or inside worker threads); a
+#: submission beyond this is refused with ``busy`` before anything is decoded.
+MAX_VERIFYING_TXS: Final = 8_000
 
 
 class Node:
-    """One validator: consensus, execution, storage, mempool, gossip and catch-up."""
+    """One validator: the engine, plus storage, peers, gossip and catch-up."""
 
     def __init__(
         self,
@@ -127,13 +135,17 @@ class Node:
         self.names = tuple(v.name for v in genesis.validators)
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         params = genesis.consensus
+        self.mempool = Mempool(max_txs=config.mempool_max_txs, max_bytes=config.mempool_max_bytes)
+        self.blocks = BlockCache(
+            max_block_bytes=self.rules.max_block_bytes + 1024, known=lambda: self.mempool.by_raw
+        )
         self.replica_config = ReplicaConfig(
             chain_id=genesis.chain_id,
             validators=self.rules.validators,
             genesis_height=genesis.initial_height - 1,
             genesis_digest=genesis.hash(),
             genesis_state_root=store.genesis_state_root,
-            block_digest=block_digest,
+            block_digest=self.blocks.digest,
             checkpoint_interval=params.checkpoint_interval,
             watermark_window=params.watermark_window,
             max_pipeline=params.max_pipeline,
@@ -162,26 +174,34 @@ class Node:
         self.replica = Replica.restore(
             self.replica_config, key, persist.load_persisted(items), head
         )
-        self.mempool = Mempool(max_txs=config.mempool_max_txs, max_bytes=config.mempool_max_bytes)
         self.verified = VerifiedCache()
-        self.executed: dict[tuple[int, bytes], ExecutedBlock] = {}
+        self.engine = Engine(
+            replica=self.replica,
+            rules=self.rules,
+            speculative=SpeculativeBlocks(store.tip()),
+            mempool=self.mempool,
+            proposer=Proposer(
+                max_block_txs=self.rules.max_block_txs,
+                view_change_timeout_ms=params.view_change_timeout_ms,
+            ),
+            blocks=self.blocks,
+            render_receipt=render.receipt_json,
+            backpressure=Backpressure(),
+        )
         self.waiters: dict[bytes, list[Waiter]] = {}
         self.net: PeerNetwork | None = None
         self._nursery: trio.Nursery | None = None
-        self._events_send, self._events_recv = trio.open_memory_channel[tuple[Any, ...]](
-            MAX_PENDING_EVENTS
-        )
+        self._events_send, self._events_recv = trio.open_memory_channel[Any](MAX_PENDING_EVENTS)
         self._inbound_send, self._inbound_recv = trio.open_memory_channel[tuple[int, bytes]](
             MAX_INBOUND_MESSAGES
         )
         self._gossip: list[bytes] = []
         self.limits = PeerLimits()
-        self._last_proposal_at = float("-inf")
-        self._repropose = OneShotTimer(self._signal_pending)
+        self._wake = OneShotTimer(self._signal_wake)
         self._gossip_wakeup = trio.Event()
-        self._pending_signalled = False
         self.fetcher = Fetcher(self.index)
         self._commits_since_prune = 0
+        self._verifying = 0
         self.counters: collections.Counter[str] = collections.Counter()
         self.gossip_in = GossipInbox(self.limits, self.counters)
         self.started = False
@@ -226,17 +246,15 @@ class Node:
         while True:
             await trio.sleep(TICK_MS / 1000)
             try:
-                self._events_send.send_nowait(("tick",))
+                self._events_send.send_nowait(Tick(self._clock_ms()))
             except trio.WouldBlock:
                 self.counters["events.tick_dropped"] += 1
 
-    def _signal_pending(self) -> None:
-        if not self._pending_signalled:
-            try:
-                self._events_send.send_nowait(("pending",))
-                self._pending_signalled = True
-            except trio.WouldBlock:
-                self.counters["events.pending_dropped"] += 1
+    def _signal_wake(self) -> None:
+        try:
+            self._events_send.send_nowait(Wake(self._clock_ms()))
+        except trio.WouldBlock:
+            self.counters["events.wake_dropped"] += 1
 
     # ------------------------------------------------------------------ peer intake
 
@@ -250,7 +268,7 @@ class Node:
             try:
                 family, body = wire.split(message)
                 if family is wire.Family.CONSENSUS:
-                    await self._events_send.send(("consensus", body))
+                    await self._events_send.send(PeerMessage(body))
                 elif family is wire.Family.TX_GOSSIP:
                     self.gossip_in.put(sender, wire.decode_tx_gossip(body))
                 elif family is wire.Family.BLOCKS_WANTED:
@@ -258,7 +276,7 @@ class Node:
                 else:
                     blocks = wire.decode_blocks(body)
                     if self.fetcher.replied():
-                        await self._events_send.send(("fetched", sender, blocks))
+                        await self._events_send.send(Fetched(tuple(blocks)))
                     else:
                         self.counters["peer.unsolicited_blocks"] += 1
             except DecodeError as exc:
@@ -286,54 +304,61 @@ class Node:
 
     # ------------------------------------------------------------------ admission and gossip
 
-    def _add_checked(self, checked: list[Checked], *, gossip: bool) -> list[dict[str, Any]]:
-        results = []
-        height = self.store.head_height
-        added = False
-        for tx, code, error, nonce in checked:
-            if tx is None:
-                results.append(
-                    {"tx_hash": None, "status": "rejected", "code": code, "error": error}
-                )
-                continue
-            try:
-                self.mempool.add(tx, nonce, height)
-            except TxRejected as exc:
-                results.append(
-                    {
-                        "tx_hash": tx.hash.hex(),
-                        "status": "rejected",
-                        "code": exc.code,
-                        "error": exc.message,
-                    }
-                )
-                continue
-            added = True
-            if gossip:
-                self._gossip.append(tx.raw)
-            results.append({"tx_hash": tx.hash.hex(), "status": "pending"})
-        if added:
-            self._signal_pending()
-            if gossip:
-                # Wake the flusher now: it sends whatever accumulated by the time it runs, so
-                # batching comes from load, not from a timer that adds latency.
-                self._gossip_wakeup.set()
-        return results
+    async def _admitted(self, checked: list[Checked], *, from_client: bool) -> list[dict[str, Any]]:
+        """Hand checked transactions to the engine (through the consensus loop, in order
+        with everything else) and return its per-transaction answers."""
+        done = trio.Event()
+        box: list[list[dict[str, Any]]] = []
+        await self._events_send.send(
+            (Submitted(tuple(checked), self._clock_ms(), from_client), done, box)
+        )
+        await done.wait()
+        return box[0]
 
     async def admit(self, raws: list[bytes]) -> list[dict[str, Any]]:
-        """Client submissions: verify in a worker thread, then add to the mempool and gossip."""
-        checked = await offload(
-            lambda: check_batch(raws, verified=self.verified, rules=self.rules, store=self.store),
-            len(raws),
-        )
-        results = self._add_checked(checked, gossip=True)
-        for (tx, _, _, _), result in zip(checked, results, strict=True):
+        """Client submissions: verify in a worker thread, then add to the mempool and gossip.
+
+        Refused before any work while too many transactions are being verified (the worker
+        threads are the bottleneck, and a queue in front of them only adds latency)."""
+        if self._verifying + len(raws) > MAX_VERIFYING_TXS:
+            self.counters["admission.busy_verifying"] += len(raws)
+            return [
+                {
+                    "tx_hash": None,
+                    "status": "rejected",
+                    "code": "busy",
+                    "error": "the node is verifying as many transactions as it can; retry later",
+                    "retry_after_ms": 1_000,
+                }
+                for _ in raws
+            ]
+        engine = self.engine
+        engine.unverified = self._verifying + self.gossip_in.queued_txs
+        limit = engine.client_limit()
+        self._verifying += len(raws)
+        try:
+            checked = await offload(
+                lambda: check_batch(
+                    raws,
+                    verified=self.verified,
+                    rules=self.rules,
+                    store=self.store,
+                    gate=lambda sender, size, nonce: self.mempool.gate(
+                        sender, size, nonce=nonce, client_limit=limit
+                    ),
+                ),
+                len(raws),
+            )
+        finally:
+            self._verifying -= len(raws)
+        results = await self._admitted(checked, from_client=True)
+        for item, result in zip(checked, results, strict=True):
             if (
-                tx is not None
+                not isinstance(item.outcome, Exception)
                 and result["status"] == "rejected"
                 and result["code"] in ("nonce_too_low", "duplicate")
             ):
-                committed = await trio.to_thread.run_sync(self.store.get_receipt, tx.hash)
+                committed = await trio.to_thread.run_sync(self.store.get_receipt, item.outcome.hash)
                 if committed is not None:  # a resubmission of something already committed
                     receipt, height, _ = committed
                     result.update(commit_result(receipt, height))
@@ -344,7 +369,8 @@ class Node:
             await self._admit_gossip(sender, raws)
 
     async def _admit_gossip(self, sender: int, raws: list[bytes]) -> None:
-        fresh = [r for r in raws if sha256(r) not in self.mempool]
+        seen = self.mempool.seen
+        fresh = [r for r in raws if not seen(r)]
         if not fresh:
             return
         checked = await offload(
@@ -354,13 +380,22 @@ class Node:
                 rules=self.rules,
                 store=self.store,
                 stop_codes=BYZANTINE_GOSSIP_CODES,
+                known=self.blocks.transactions,
             ),
             len(fresh),
         )
-        results = self._add_checked(checked, gossip=False)
+        results = await self._admitted(checked, from_client=False)
         self.counters["gossip.received"] += len(fresh)
         self.counters["gossip.rejected"] += sum(1 for r in results if r["status"] == "rejected")
-        bad = next((code for _, code, _, _ in checked if code in BYZANTINE_GOSSIP_CODES), None)
+        bad = next(
+            (
+                item.outcome.code
+                for item in checked
+                if isinstance(item.outcome, Exception)
+                and item.outcome.code in BYZANTINE_GOSSIP_CODES
+            ),
+            None,
+        )
         if bad is not None:
             # An honest validator checks a transaction before relaying it: this one is not.
             penalty = self.limits.ban_gossip(sender, trio.current_time())
@@ -398,58 +433,48 @@ class Node:
     # ------------------------------------------------------------------ the consensus loop
 
     async def _consensus_loop(self) -> None:
-        """Feed events to the core; everything queued is fed before the outputs are acted on.
+        """Feed events to the engine; everything queued is fed before the outputs are acted on.
 
         Under load many votes wait in the queue: stepping the (pure, fast) core through all
         of them first and then handling their outputs together turns one fsynced write of
         consensus records per message into one per batch (persist still precedes every
         send of the batch, the core's contract).
         """
-        await self._handle([self.replica.start()])
+        await self._handle([self.engine.start()])
         while True:
             event = await self._events_recv.receive()
             readies: list[Ready] = []
             while True:
-                if event[0] == "fetched":
-                    if readies:
-                        await self._handle(readies)
-                        readies = []
-                    await self._feed_fetched(event[1], event[2])
+                if isinstance(event, tuple):  # an admission: its caller waits for the answers
+                    submitted, done, box = event
+                    readies.append(self.engine.step(submitted))
+                    box.append(self.engine.take_admission())
+                    done.set()
                 else:
-                    readies.append(self._step(event))
+                    readies.append(self.engine.step(event))
                 if len(readies) >= MAX_EVENTS_PER_BATCH:
                     break
                 try:
                     event = self._events_recv.receive_nowait()
                 except trio.WouldBlock:
                     break
-            if readies:
-                self.counters["consensus.batches"] += 1
-                await self._handle(readies)
+            self.counters["consensus.batches"] += 1
+            await self._handle(readies)
 
-    def _step(self, event: tuple[Any, ...]) -> Ready:
-        kind = event[0]
-        if kind == "tick":
-            return self.replica.tick()
-        if kind == "consensus":
-            return self.replica.receive(event[1])
-        if kind == "pending":
-            self._pending_signalled = False
-            oldest = self.mempool.oldest_includable()
-            return self.replica.requests_pending(len(self.mempool) > 0, oldest)
-        raise AssertionError(f"unknown event {kind!r}")
-
-    async def _feed_fetched(self, sender: int, blocks: list[tuple[bytes, bytes]]) -> None:
-        for raw_block, raw_certificate in blocks:
-            try:
-                header, proof = decode_fetched(raw_block, raw_certificate)
-            except DecodeError:
-                self.counters["catchup.malformed"] += 1
-                return
-            ready = self.replica.committed_block_from_peer(
-                header.height, header.block_hash, header.prev_hash, raw_block, proof
-            )
-            await self._handle([ready])
+    def _after_step(self) -> None:
+        """Act on the engine's side outputs: answers, gossip, wake-ups."""
+        outputs = self.engine.take_outputs()
+        for tx_hash, answer in outputs.answers:
+            for waiter in self.waiters.pop(tx_hash, ()):
+                waiter.result = answer
+                waiter.event.set()
+        if outputs.gossip:
+            self._gossip.extend(outputs.gossip)
+            # Wake the flusher now: it sends whatever accumulated by the time it runs, so
+            # batching comes from load, not from a timer that adds latency.
+            self._gossip_wakeup.set()
+        if outputs.wake_at_ms is not None and self._nursery is not None:
+            self._wake.arm(self._nursery, max(0, outputs.wake_at_ms - self._clock_ms()) / 1000)
 
     async def _handle(self, batch: list[Ready]) -> None:
         """Act on the core's outputs in its order: persist, commit, send, validate, propose,
@@ -463,6 +488,7 @@ class Node:
                     f"{ready.halt}: this node's state at {self.store.path} differs from what "
                     "the validators certified (a damaged store, or a bug); stopping"
                 )
+            self._log_notes(ready)
             records = persist.batch_records(ready.persist) if ready.persist is not None else {}
             if records and not ready.committed:
                 # A few small rows: cheaper inline than a worker-thread round trip.
@@ -470,7 +496,7 @@ class Node:
                 await trio.lowlevel.checkpoint()
                 self._record_keys.update(records)
             for index, committed in enumerate(ready.committed):
-                await self._commit(committed, records if index == 0 else {})
+                batch.append(await self._commit(committed, records if index == 0 else {}))
             if self.net is not None:
                 for outbound in ready.messages:
                     payload = wire.frame(wire.Family.CONSENSUS, outbound.message.encode())
@@ -484,155 +510,69 @@ class Node:
                 batch.append(await self._propose(ready.propose))
             if ready.fetch is not None:
                 self._start_fetch(ready.fetch)
+            self._after_step()
 
-    def _parent(self, height: int, parent_digest: bytes) -> ChainTip | None:
-        if height == self.store.head_height + 1 and parent_digest == self.store.head_hash:
-            return self.store.tip()
-        return self.executed.get((height - 1, parent_digest))
+    def _log_notes(self, ready: Ready) -> None:
+        for note in ready.notes:
+            if note.reason is ViewChangeReason.ENTERED:
+                log.info("entered view %d: %s", note.view, note.detail)
+            else:
+                log.info("view change to %d (%s): %s", note.view, note.reason.value, note.detail)
+            self.counters[f"view_change.{note.reason.value}"] += 1
 
     async def _validate(self, request: ValidateRequest) -> Ready:
-        parent = self._parent(request.height, request.parent_digest)
-        if parent is None:
-            self.counters["validate.no_parent"] += 1
-            return self.replica.proposal_validated(
-                request.view, request.height, request.digest, False, None
-            )
-        now = self._clock_ms()
-        rules = self.rules
-        skew = self.genesis.consensus.max_clock_skew_ms
+        work = self.engine.validation_work(request, self._clock_ms())
+        if not isinstance(work, ValidateWork):
+            return work
+        rules, signature_ok = self.rules, self.verified.signature_ok
 
-        def check() -> ExecutedBlock | str:
-            try:
-                block = Block.decode(request.payload, max_bytes=rules.max_block_bytes + 1024)
-            except DecodeError as exc:
-                return f"payload does not decode: {exc}"
-            if block.hash() != request.digest or block.header.prev_hash != request.parent_digest:
-                return "payload does not match the digests"
-            if block.header.timestamp_ms > now + skew:
-                return "timestamp is in the future beyond max_clock_skew_ms"
-            try:
-                return validate_block(
-                    parent,
-                    block,
-                    view=request.view,
-                    rules=rules,
-                    signature_ok=self.verified.signature_ok,
-                )
-            except InvalidBlock as exc:
-                return str(exc)
+        def check() -> tuple[Any, int]:
+            started = time.perf_counter_ns()
+            outcome = run_validation(work, rules, signature_ok)
+            return outcome, (time.perf_counter_ns() - started) // 1000
 
-        outcome = await offload(check, len(request.payload) // APPROX_TX_BYTES)
+        outcome, elapsed_us = await offload(check, len(request.payload) // APPROX_TX_BYTES)
+        ready = self.engine.step(Validated(request, outcome, elapsed_us))
         if isinstance(outcome, str):
-            self.counters["validate.rejected"] += 1
-            log.warning(
-                "rejecting proposal %d/%s: %s", request.height, request.digest.hex()[:12], outcome
-            )
-            return self.replica.proposal_validated(
-                request.view, request.height, request.digest, False, None
-            )
-        self.executed[(request.height, request.digest)] = outcome
-        return self.replica.proposal_validated(
-            request.view, request.height, request.digest, True, outcome.state_root
-        )
+            log.warning("rejecting %s", self.engine.last_rejection)
+        return ready
 
     async def _propose(self, request: ProposalRequest) -> Ready:
-        parent = self._parent(request.height, request.parent_digest)
-        if parent is None or len(self.mempool) == 0:
-            return self.replica.skip_proposal(request.view, request.height)
-        in_ancestors = ancestor_hashes(parent, self.executed)
-        now = trio.current_time()
-        if in_ancestors and len(self.mempool) - len(in_ancestors) < BATCH_TARGET_TXS:
-            # Blocks are in flight and this one would be small: wait a little for more.
-            # Each block costs every node a validation, three signed votes and a commit
-            # whatever its size, so at moderate load a block per request would spend the
-            # CPU on blocks, not transactions. An empty pipeline proposes at once.
-            wait = self._last_proposal_at + PROPOSAL_INTERVAL_S - now
-            if wait > 0:
-                self.counters["proposals.deferred"] += 1
-                if self._nursery is not None:  # ask the core again once the wait is over
-                    self._repropose.arm(self._nursery, wait)
-                return self.replica.skip_proposal(request.view, request.height)
-        self._last_proposal_at = now
-        self.mempool.release_proposed()
-        rules = self.rules
-        # Membership tests only (never iterated), so a set of hashes is deterministic here.
-        candidates = [
-            tx
-            for tx in self.mempool.select(
-                max_txs=rules.max_block_txs + len(in_ancestors), max_bytes=2**62
-            )
-            if tx.hash not in in_ancestors
-        ]
-        timestamp = max(self._clock_ms(), parent.timestamp_ms)
+        work = self.engine.proposal_work(request, self._clock_ms())
+        if not isinstance(work, BuildWork):
+            return work
+        rules, signature_ok, index = self.rules, self.verified.signature_ok, self.index
 
-        def build() -> tuple[ExecutedBlock, list[tuple[Transaction, Any]]]:
-            return build_block(
-                parent,
-                candidates,
-                view=request.view,
-                proposer=self.index,
-                timestamp_ms=timestamp,
-                rules=rules,
-                signature_ok=self.verified.signature_ok,
-            )
+        def build() -> tuple[Any, int]:
+            started = time.perf_counter_ns()
+            built = run_build(work, rules, index, signature_ok)
+            return built, (time.perf_counter_ns() - started) // 1000
 
-        executed, skipped = await offload(build, len(candidates))
-        for tx, reason in skipped:
-            if reason.code in PERMANENT_SKIPS:
-                self.mempool.remove(tx)
-        if not executed.block.transactions:
-            return self.replica.skip_proposal(request.view, request.height)
-        digest = executed.block_hash
-        self.executed[(request.height, digest)] = executed
-        self.counters["proposals"] += 1
-        return self.replica.propose(
-            request.view,
-            request.height,
-            digest,
-            request.parent_digest,
-            executed.block.encode(),
-            executed.state_root,
-        )
+        (executed, skipped), elapsed_us = await offload(build, len(work.candidates))
+        return self.engine.step(Built(request, executed, tuple(skipped), elapsed_us))
 
-    async def _commit(self, committed: CommittedBlock, records: dict[str, bytes | None]) -> None:
-        key = (committed.height, committed.digest)
-        executed = self.executed.get(key)
+    async def _commit(self, committed: CommittedBlock, records: dict[str, bytes | None]) -> Ready:
+        work = self.engine.commit_work(committed)
+        rules, signature_ok = self.rules, self.verified.signature_ok
+        executed = work.executed
         if executed is None:  # caught up from a peer, or validated in a view we left
-            parent = self._parent(committed.height, committed.parent_digest)
-            if parent is None:
-                raise AssertionError(
-                    f"committed block {committed.height} does not extend the store's head"
-                )
-
-            def run() -> ExecutedBlock:
-                block = Block.decode(committed.payload)
-                return validate_block(
-                    parent,
-                    block,
-                    view=block.header.view,
-                    rules=self.rules,
-                    signature_ok=self.verified.signature_ok,
-                )
-
-            try:
-                executed = await offload(run, len(committed.payload) // APPROX_TX_BYTES)
-            except (DecodeError, InvalidBlock) as exc:
-                # q validators certified a block we cannot reproduce: our state or code is wrong.
-                raise AssertionError(
-                    f"certified block {committed.height} does not execute here: {exc}"
-                ) from exc
+            executed = await offload(
+                lambda: run_commit_execution(work, rules, signature_ok),
+                len(committed.payload) // APPROX_TX_BYTES,
+            )
         certificate = CommitCertificate(
             committed.view, committed.height, committed.digest, committed.votes
         )
         block = executed.block
+        final = executed
 
         def write() -> None:
             self.store.append_block(
                 block,
                 certificate,
-                executed.receipts,
-                executed.overlay.writes,
-                tree_update=executed.tree_update,
+                final.receipts,
+                final.overlay.writes,
+                tree_update=final.tree_update,
                 consensus_meta=records or None,
             )
 
@@ -641,32 +581,14 @@ class Node:
         self.last_commit_ms = self._clock_ms()
         self.counters["blocks.committed"] += 1
         self.counters["txs.committed"] += len(block.transactions)
-        # The store now holds this block's state: children read through it, not through us.
-        tip = self.store.tip()
-        for (height, _), child in list(self.executed.items()):
-            if height <= committed.height:
-                del self.executed[(height, _)]
-            elif (
-                height == committed.height + 1 and child.block.header.prev_hash == committed.digest
-            ):
-                child.overlay.rebase(tip)
-                child.nodes.rebase(tip.nodes)
-        nonces: dict[bytes, int] = {}
-        for tx in block.transactions:
-            nonces[tx.sender_address] = max(nonces.get(tx.sender_address, 0), tx.nonce + 1)
-        self.mempool.committed(block.transactions, nonces, committed.height)
-        for tx, receipt in zip(block.transactions, executed.receipts, strict=True):
-            waiting = self.waiters.pop(tx.hash, None)
-            if waiting:
-                result = commit_result(receipt, committed.height)
-                for waiter in waiting:
-                    waiter.result = result
-                    waiter.event.set()
-        self._signal_pending()  # the core must learn whether anything still waits
+        ready = self.engine.step(
+            Persisted(committed, executed, self.store.tip(), self.last_commit_ms)
+        )
         self._commits_since_prune += 1
         if self._commits_since_prune >= PRUNE_EVERY_BLOCKS:
             self._commits_since_prune = 0
             await self._prune_records()
+        return ready
 
     async def _prune_records(self) -> None:
         doomed = persist.prunable_now(self._record_keys, self.replica.status())

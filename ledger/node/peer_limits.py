@@ -138,6 +138,8 @@ class GossipInbox:
         self._counters = counters
         self._queue: collections.deque[tuple[int, list[bytes]]] = collections.deque()
         self._wakeup = trio.Event()
+        #: Transactions waiting in the queue.
+        self.queued_txs = 0
 
     def put(self, sender: int, raws: list[bytes]) -> None:
         if self._limits.gossip_banned(sender, trio.current_time()):
@@ -145,8 +147,10 @@ class GossipInbox:
             return
         if len(self._queue) >= MAX_GOSSIP_BACKLOG:
             _, dropped = self._queue.popleft()
+            self.queued_txs -= len(dropped)
             self._counters["gossip.dropped_backlog"] += len(dropped)
         self._queue.append((sender, raws))
+        self.queued_txs += len(raws)
         self._wakeup.set()
 
     async def __aiter__(self) -> AsyncIterator[tuple[int, list[bytes]]]:
@@ -155,6 +159,7 @@ class GossipInbox:
             self._wakeup = trio.Event()
             while self._queue:
                 sender, raws = self._queue.popleft()
+                self.queued_txs -= len(raws)
                 if self._limits.gossip_banned(sender, trio.current_time()):
                     self._counters["gossip.ignored_penalised"] += len(raws)
                     continue

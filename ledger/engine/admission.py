@@ -1,0 +1,199 @@
+"""Admission: turning bytes from a client or a peer into an :class:`AdmittedTx`, once.
+
+Theory of operation. A transaction's bytes are hashed once (SHA-256), decoded once, checked
+against the chain's stateless rules and, unless this node verified that hash before, its
+Ed25519 signature verified once (:class:`VerifiedCache`). The result is an
+:class:`AdmittedTx`: the only thing the mempool accepts, carrying the hash, the sender's
+address and the nonce. Before the signature is verified, :func:`admit_raw` asks a *gate*
+(the mempool's caps) whether the sender may add anything at all, so an over-cap sender costs
+a decode, not a verify.
+
+:class:`Backpressure` sizes the mempool a client may fill: about what the network commits in
+``target_delay_ms`` (measured from the commit rate on an injected clock), so accepted
+transactions commit within seconds instead of queueing for minutes.
+
+Never: verify a signature whose hash is in the verified cache, accept a transaction the
+chain can never include (over the block's byte or gas budget), or read a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from crypto.hashing import sha256
+from ledger.chain.execute import ChainRules
+from ledger.chain.types import (
+    Transaction,
+    TxLimits,
+    TxRejected,
+    decode_transaction,
+    validate_transaction,
+)
+
+#: Transactions whose signatures a node remembers as verified (FIFO; ~60 bytes each).
+MAX_VERIFIED_CACHE: Final = 200_000
+#: Proposal skip reasons that mean "this transaction will never be includable": drop it.
+PERMANENT_SKIPS: Final = frozenset(
+    {"expired", "not_permitted", "bad_signature", "wrong_chain", "too_large", "gas_limit"}
+)
+#: Rejection codes that mean "not now, try again later" (HTTP 429 with Retry-After).
+BACKPRESSURE_CODES: Final = frozenset({"busy", "sender_busy", "mempool_full"})
+#: Backpressure: client transactions are refused while the mempool holds more than the
+#: network commits in this long (at the measured rate) ...
+TARGET_QUEUE_DELAY_MS: Final = 3_000
+#: ... but never below this many (a network that has not committed anything yet must
+#: still take work, and a small burst should not be refused).
+MIN_CLIENT_BACKLOG: Final = 2_000
+#: The commit rate is measured over windows of about this long.
+RATE_WINDOW_MS: Final = 2_000
+#: What a refused client is told to wait before retrying.
+RETRY_AFTER_MS: Final = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class AdmittedTx:
+    """A transaction that passed the stateless rules and whose signature verified here."""
+
+    tx: Transaction
+
+    @property
+    def hash(self) -> bytes:
+        return self.tx.hash
+
+    @property
+    def sender(self) -> bytes:
+        """The sender's account address."""
+        return self.tx.sender_address
+
+    @property
+    def nonce(self) -> int:
+        return self.tx.nonce
+
+    @property
+    def raw(self) -> bytes:
+        return self.tx.raw
+
+
+class VerifiedCache:
+    """Transaction hashes whose signatures this node has verified (bounded, FIFO).
+
+    Shared with worker threads: only single dict operations, each atomic under the GIL.
+    """
+
+    def __init__(self, capacity: int = MAX_VERIFIED_CACHE) -> None:
+        self._seen: dict[bytes, None] = {}
+        self._capacity = capacity
+
+    def add(self, tx_hash: bytes) -> None:
+        if len(self._seen) >= self._capacity:
+            # Drop the oldest quarter in one go (dicts keep insertion order).
+            for key in list(self._seen)[: self._capacity // 4]:
+                self._seen.pop(key, None)  # another worker thread may race us here
+        self._seen[tx_hash] = None
+
+    def __contains__(self, tx_hash: object) -> bool:
+        return tx_hash in self._seen
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def signature_ok(self, tx: Transaction) -> bool:
+        if tx.hash in self._seen:
+            return True
+        if tx.signature_valid():
+            self.add(tx.hash)
+            return True
+        return False
+
+
+#: A cheap check before the signature: may this sender (address) add a transaction of this
+#: size with this nonce now? Returns the rejection, or None.
+Gate = Callable[[bytes, int, int], TxRejected | None]
+
+
+def admit_raw(
+    raw: bytes,
+    rules: ChainRules,
+    verified: VerifiedCache,
+    *,
+    tx_hash: bytes | None = None,
+    gate: Gate | None = None,
+    verify: Callable[[Transaction], bool] = Transaction.signature_valid,
+    known: Mapping[bytes, Transaction] | None = None,
+) -> AdmittedTx:
+    """Hash, decode and check ``raw`` (verifying its signature unless already verified);
+    raise :class:`TxRejected`. Pure CPU (one Ed25519 verify at most): run it off the event
+    loop. ``tx_hash`` saves hashing ``raw`` when the caller already did; ``known`` maps
+    bytes this node already decoded (in a block) to their transaction: neither hashed nor
+    decoded again."""
+    tx = known.get(raw) if known is not None else None
+    if tx is not None:
+        digest = tx.hash
+    else:
+        digest = sha256(raw) if tx_hash is None else tx_hash
+        tx = decode_transaction(raw, rules.limits, tx_hash=digest)
+    already_verified = digest in verified
+    validate_transaction(tx, rules.chain_id, rules.limits, check_signature=False)
+    if tx.gas_limit > rules.max_block_gas or len(raw) > rules.max_block_bytes:
+        raise TxRejected("gas_limit", "the transaction does not fit in any block")
+    if gate is not None and not already_verified:  # the engine applies the gate again
+        refused = gate(tx.sender_address, len(raw), tx.nonce)
+        if refused is not None:
+            raise refused
+    if not already_verified:
+        if not verify(tx):
+            raise TxRejected("bad_signature", "signature does not verify for this sender and chain")
+        verified.add(digest)
+    return AdmittedTx(tx)
+
+
+def check_transaction(raw: bytes, chain_id: str, limits: TxLimits) -> Transaction:
+    """Stateless admission of one transaction (decode, size, chain id, gas, signature)."""
+    tx = decode_transaction(raw, limits)
+    validate_transaction(tx, chain_id, limits)
+    return tx
+
+
+class Backpressure:
+    """The size of mempool a client may fill: about ``target_delay_ms`` of commits.
+
+    Fed each commit (transactions, time); ``client_limit`` is
+    ``max(MIN_CLIENT_BACKLOG, rate * target_delay_ms)`` where the rate is the larger of the
+    last full window's and the current one's (a burst after idle is not judged by the idle
+    window)."""
+
+    def __init__(
+        self,
+        *,
+        target_delay_ms: int = TARGET_QUEUE_DELAY_MS,
+        min_backlog: int = MIN_CLIENT_BACKLOG,
+        window_ms: int = RATE_WINDOW_MS,
+    ) -> None:
+        self.target_delay_ms = target_delay_ms
+        self.min_backlog = min_backlog
+        self.window_ms = window_ms
+        self._window_start_ms: int | None = None
+        self._window_txs = 0
+        self._last_rate_per_s = 0
+
+    def committed(self, txs: int, now_ms: int) -> None:
+        if self._window_start_ms is None:
+            self._window_start_ms = now_ms
+        elapsed = now_ms - self._window_start_ms
+        if elapsed >= self.window_ms:
+            self._last_rate_per_s = self._window_txs * 1000 // max(1, elapsed)
+            self._window_start_ms, self._window_txs = now_ms, 0
+        self._window_txs += txs
+
+    def rate_per_s(self, now_ms: int) -> int:
+        current = 0
+        if self._window_start_ms is not None:
+            elapsed = now_ms - self._window_start_ms
+            if elapsed >= self.window_ms // 2:
+                current = self._window_txs * 1000 // max(1, elapsed)
+        return max(self._last_rate_per_s, current)
+
+    def client_limit(self, now_ms: int) -> int:
+        return max(self.min_backlog, self.rate_per_s(now_ms) * self.target_delay_ms // 1000)
