@@ -211,6 +211,14 @@ class Mempool:
     def pending_hashes(self) -> Sequence[bytes]:
         return list(self._by_hash)
 
+    def journal(self) -> list[bytes]:
+        """Every waiting transaction's bytes, each sender's in nonce order (to re-admit)."""
+        return [
+            self._senders[address].by_nonce[nonce].tx.raw
+            for address in sorted(self._senders)
+            for nonce in sorted(self._senders[address].by_nonce)
+        ]
+
     def gate(
         self,
         address: bytes,

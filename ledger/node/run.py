@@ -24,6 +24,7 @@ from ledger.chain.store_check import StoreError
 from ledger.config import NodeConfig, load_config
 from ledger.node.api import build_app
 from ledger.node.backend import NodeService
+from ledger.node.journal import JOURNAL_NAME, save_journal, take_journal
 from ledger.node.node import Node
 from ledger.node.support import NodeHalted
 from ledger.node.transport import open_peer_network
@@ -31,6 +32,8 @@ from ledger.node.transport import open_peer_network
 log = logging.getLogger("quorum.node")
 
 STORE_FILE_NAME: Final = "chain.db"
+#: Journal transactions re-admitted per batch at start.
+READMIT_BATCH: Final = 1_000
 
 
 class StartupError(Exception):
@@ -108,6 +111,8 @@ async def _serve(config: NodeConfig, genesis: Genesis, key: PrivateKey, store: S
     ):
         await nursery.start(node.run, net)
         await nursery.start(serve, build_app(service), http)
+        journal_dir = Path(store.path).parent
+        await _readmit(node, take_journal(journal_dir))
         log.info(
             "%s serving: rpc http://%s p2p %s height %d",
             config.name, config.rpc_listen, config.p2p_listen, store.head_height,
@@ -116,4 +121,17 @@ async def _serve(config: NodeConfig, genesis: Genesis, key: PrivateKey, store: S
             async for signum in signals:
                 log.info("received %s, stopping", signal.Signals(signum).name)
                 break
+        pending = node.mempool.journal()
+        if save_journal(journal_dir, pending) is not None:
+            log.info("kept %d waiting transactions in %s", len(pending), JOURNAL_NAME)
         nursery.cancel_scope.cancel()
+
+
+async def _readmit(node: Node, raws: list[bytes]) -> None:
+    """Transactions a graceful stop left waiting: admitted again through every check."""
+    taken = 0
+    for start in range(0, len(raws), READMIT_BATCH):
+        results = await node.admit(raws[start : start + READMIT_BATCH])
+        taken += sum(1 for r in results if r["status"] == "pending")
+    if raws:
+        log.info("re-admitted %d of %d transactions from %s", taken, len(raws), JOURNAL_NAME)

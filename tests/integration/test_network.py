@@ -166,6 +166,31 @@ def test_contract_deploy_call_query_through_the_cli(net: Net) -> None:
     assert json.loads(failing.stdout)["status"] == "failed"
 
 
+def test_a_graceful_restart_keeps_what_was_waiting(net: Net) -> None:
+    """Issue 12: a validator stopped with SIGTERM journals its mempool and re-admits it at
+    start (through every check), so a restart does not drop accepted transactions without a
+    word. A transaction behind a nonce gap is the one that is still waiting at the stop."""
+    key = load_key(net.accounts[5], None)
+    with net.client("node3") as c:
+        status = c.status()
+        nonce = c.account(key.address.hex())["nonce"]
+        gapped = Transaction.create(
+            key, status["chain_id"], nonce + 3, Transfer(bytes(20), 1), gas_limit=10_000
+        )
+        [result] = c.submit([gapped])
+        assert result["status"] == "pending", result
+    quorum("testnet", "stop", "--dir", net.dir, "--only", "node3")
+    assert (net.dir / "node3" / "data" / "mempool.journal").exists()
+    quorum("testnet", "start", "--dir", net.dir, "--only", "node3")
+    with net.client("node3") as c:
+        found = wait_until(
+            "the journalled transaction is pending again",
+            lambda: (t := c.transaction(gapped.hash)) and t["status"] == "pending" and t,
+        )
+        assert found["nonce"] == nonce + 3
+    assert not (net.dir / "node3" / "data" / "mempool.journal").exists()
+
+
 def test_malformed_http_gets_4xx_from_a_real_node(net: Net) -> None:
     rpc = net.rpc("node0")
     with httpx.Client(base_url=rpc, timeout=10) as http:
