@@ -54,10 +54,21 @@ FUND_AMOUNT: Final = 10**9
 TOKEN_SUPPLY: Final = 2**63
 CLOSED_WAIT_MS: Final = 30_000
 RETRY_BACKOFF_S: Final = 0.05
-#: Rejection codes that mean "not now": the transaction is sent again.
+#: Rejection codes that mean "not now": the transaction is sent again (so is any refusal
+#: that carries ``retry_after_ms``: the node's backpressure, HTTP 429).
 RETRYABLE_CODES: Final = frozenset(
-    {"mempool_full", "nonce_too_high", "busy", "overloaded", "rate_limited", "syncing"}
+    {
+        "mempool_full",
+        "sender_busy",
+        "nonce_too_high",
+        "busy",
+        "overloaded",
+        "rate_limited",
+        "syncing",
+    }
 )
+#: Codes of a transaction the node already holds or committed: it counts as accepted.
+ALREADY_HELD_CODES: Final = frozenset({"duplicate"})
 #: Results that mean the node holds the transaction.
 ACCEPTED_STATUSES: Final = frozenset({"pending", "committed", "failed"})
 
@@ -155,10 +166,25 @@ def sign_all(jobs: list[_SignJob]) -> list[tuple[list[bytes], list[bytes]]]:
 
 @dataclass(slots=True)
 class Batch:
+    """Transactions posted together to ``node``; item ``i`` is sender ``senders[i]``'s
+    transaction with nonce ``nonces[i]`` (a sender's items are in nonce order)."""
+
     node: int
     raws: list[bytes]
     hashes: list[bytes]
+    senders: list[int]
+    nonces: list[int]
     t_submit: float = -1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """One sender's pre-signed run: nonces ``first``, ``first + 1``, ..."""
+
+    sender: int
+    first: int
+    raws: list[bytes]
+    hashes: list[bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,23 +330,31 @@ def _plan_payloads(
     return specs
 
 
-def _build_batches(
-    per_node_streams: list[list[tuple[list[bytes], list[bytes]]]], batch: int
-) -> list[Batch]:
+def _build_batches(per_node_streams: list[list[Stream]], batch: int) -> list[Batch]:
     """Interleave each node's senders nonce by nonce, cut into batches, alternate nodes."""
     per_node: list[list[Batch]] = []
     for node, streams in enumerate(per_node_streams):
         raws: list[bytes] = []
         hashes: list[bytes] = []
-        longest = max((len(r) for r, _ in streams), default=0)
+        senders: list[int] = []
+        nonces: list[int] = []
+        longest = max((len(s.raws) for s in streams), default=0)
         for i in range(longest):
-            for r, h in streams:
-                if i < len(r):
-                    raws.append(r[i])
-                    hashes.append(h[i])
+            for s in streams:
+                if i < len(s.raws):
+                    raws.append(s.raws[i])
+                    hashes.append(s.hashes[i])
+                    senders.append(s.sender)
+                    nonces.append(s.first + i)
         per_node.append(
             [
-                Batch(node, raws[j : j + batch], hashes[j : j + batch])
+                Batch(
+                    node,
+                    raws[j : j + batch],
+                    hashes[j : j + batch],
+                    senders[j : j + batch],
+                    nonces[j : j + batch],
+                )
                 for j in range(0, len(raws), batch)
             ]
         )
@@ -410,9 +444,9 @@ def prepare(opts: BenchOptions, note: Callable[[str], None]) -> Plan:
         sign_start = time.perf_counter()
         signed = sign_all(jobs)
         sign_s = time.perf_counter() - sign_start
-        streams: list[list[tuple[list[bytes], list[bytes]]]] = [[] for _ in opts.nodes]
-        for i, stream in enumerate(signed):
-            streams[i % len(opts.nodes)].append(stream)
+        streams: list[list[Stream]] = [[] for _ in opts.nodes]
+        for i, (job, (raws, hashes)) in enumerate(zip(jobs, signed, strict=True)):
+            streams[i % len(opts.nodes)].append(Stream(i, job[2], raws, hashes))
         batches = _build_batches(streams, batch)
 
         start_heights = []

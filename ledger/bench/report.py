@@ -135,6 +135,8 @@ def report(
 
     # Latency and throughput over the transactions submitted after the warmup.
     latencies: list[float] = []
+    #: The same transactions, from the post the node accepted (not the first one).
+    accept_latencies: list[float] = []
     measured_first = math.inf
     measured_last_height = start
     by_submit: dict[int, list[float]] = {}
@@ -147,10 +149,12 @@ def report(
             continue
         latency = t_commit - t_submit
         latencies.append(latency)
+        accept_latencies.append(t_commit - run.accepted_post.get(digest, t_submit))
         measured_first = min(measured_first, t_submit)
         measured_last_height = max(measured_last_height, height)
         by_submit.setdefault(int(t_submit - run.t0), []).append(latency)
     latencies.sort()
+    accept_latencies.sort()
     end_all = commit_time_all(run, measured_last_height) or t_drained
     if latencies and end_all is not None and end_all > measured_first:
         elapsed = end_all - measured_first
@@ -208,10 +212,17 @@ def report(
         "p99_ms": ms(0.99),
         "max_ms": round(latencies[-1] * 1000, 1) if latencies else 0.0,
         "mean_ms": round(sum(latencies) / len(latencies) * 1000, 1) if latencies else 0.0,
+        "accepted_p50_ms": round(percentile(accept_latencies, 0.5) * 1000, 1),
+        "accepted_p99_ms": round(percentile(accept_latencies, 0.99) * 1000, 1),
+        "accepted_max_ms": round(accept_latencies[-1] * 1000, 1) if accept_latencies else 0.0,
         "submitted": run.submitted,
         "accepted": len(accepted),
         "rejected": sum(run.rejected.values()),
         "rejected_codes": dict(sorted(run.rejected.items())),
+        "refused": dict(sorted(run.refused.items())),
+        "refused_total": sum(run.refused.values()),
+        "refused_txs": len(run.refused_hashes),
+        "dropped": dict(sorted(run.dropped.items())),
         "committed": committed,
         "committed_per_node": committed_per_node,
         "failed": len(run.failed_hashes),
@@ -248,6 +259,8 @@ def report(
         "blocks": blocks,
         "avg_block_txs": round(total_block_txs / blocks, 1) if blocks else 0.0,
         "retries": run.retries,
+        "held_back": run.held_back,
+        "accepted_on_a_later_post": len(run.accepted_post),
         "transport_errors": run.transport_errors,
         "late_batches": run.late_batches,
         "presigned": plan.presigned,

@@ -30,9 +30,14 @@ Theory of operation, in phases (1-2 in :mod:`ledger.bench.plan`, 3-4 in
    make bigger blocks and lower throughput). Open loop (``--rate``): batches leave on
    the clock whatever happened to earlier ones (each still with ``wait: true``, in its
    own task); the batch shrinks to ``rate / 50`` so that requests leave smoothly, at
-   least 50 a second. Rejections that
-   are the node saying "later" (mempool full, nonce too far ahead, HTTP 429/503,
-   transport errors) are retried, so a sender's nonce sequence never gets a hole.
+   least 50 a second. Refusals that are the node saying "later" (``busy``,
+   ``sender_busy``, ``mempool_full``, nonce too far ahead, anything with
+   ``retry_after_ms``, HTTP 429/503, transport errors) are posted again after
+   ``max(50 ms, retry_after_ms)`` from a per-node retry queue (one worker per node,
+   posts that do not wait for commits: the followers time them), and while a sender has
+   a transaction in that queue its later ones join it behind (``held_back``), so a
+   sender's nonce sequence never gets a hole; refusals are counted by code
+   (``refused``), re-posts in ``retries``.
 4. **Latency and following.** A transaction's commit time is when the node it was sent
    to answered that it committed (the ``wait: true`` answer: what a client sees, at no
    polling cost to the nodes). One background task per node polls ``GET /v1/status``
@@ -47,7 +52,9 @@ Theory of operation, in phases (1-2 in :mod:`ledger.bench.plan`, 3-4 in
 Figures: ``tx_per_s`` = accepted transactions submitted after the warmup and committed,
 divided by the time from the first of them being submitted to the last of them being
 committed on every node (so the drain counts). Latency percentiles cover the same
-transactions. Exit codes: 0 ok, 1 transactions lost or failed (or nodes disagree), 5 a
+transactions, from their first submission (what a client sees, retries included);
+``accepted_p50_ms`` / ``accepted_p99_ms`` from the post the node accepted (what the node
+answers for once it took a transaction). Exit codes: 0 ok, 1 transactions lost or failed (or nodes disagree), 5 a
 node unreachable.
 """
 
@@ -102,6 +109,8 @@ async def _drive(run: LoadRun, console: Console | None) -> dict[str, Any]:
                     run.follow, node, FOLLOW_FIRST_S if node == 0 else FOLLOW_OTHERS_S
                 )
             background.start_soon(run.ticker, view)
+            for node in range(n):
+                background.start_soon(run.retry_worker, node)
 
             run.t0 = trio.current_time()
             run.t_measure = run.t0 + opts.warmup_s
@@ -121,7 +130,8 @@ async def _drive(run: LoadRun, console: Console | None) -> dict[str, Any]:
             run.phase = "drain"
             ref = run.reference = max(range(n), key=lambda i: (run.heights[i], -i))
             drain_deadline = t_load_done + opts.drain_timeout_s
-            outstanding = set(run.accepted)
+            # What the node already said it dropped will not come (it still counts as lost).
+            outstanding = set(run.accepted).difference(run.dropped_hashes)
             run.drain_outstanding = len(outstanding)
             walked = start
             while outstanding and trio.current_time() < drain_deadline:
@@ -175,10 +185,20 @@ def clients_of(run: LoadRun, node: int) -> AsyncQuorumClient:
 
 
 def run_bench(
-    opts: BenchOptions, console: Console | None, note: Callable[[str], None]
+    opts: BenchOptions,
+    console: Console | None,
+    note: Callable[[str], None],
+    *,
+    before_load: Callable[[Plan], None] | None = None,
 ) -> dict[str, Any]:
-    """Setup, pre-sign, load, drain, audit; the report document (see module docstring)."""
+    """Setup, pre-sign, load, drain, audit; the report document (see module docstring).
+
+    ``before_load`` is called between the setup and the load (a harness that runs the
+    bench as one phase of a scenario reads the nodes there).
+    """
     plan = prepare(opts, note)
+    if before_load is not None:
+        before_load(plan)
     note(
         f"{plan.presigned:,} transactions ready in {plan.sign_s:.1f} s; "
         f"{opts.mode} loop for {opts.warmup_s + opts.duration_s:g} s against {len(opts.nodes)} nodes"

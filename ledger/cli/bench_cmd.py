@@ -3,8 +3,10 @@
 ``quorum bench`` loads a running network (a testnet directory, or ``--node`` URLs with
 ``--key`` files), prints a table (or ``--json``), optionally a PNG plot, and exits 0 when
 everything accepted was committed on every node, 1 when transactions were lost or failed
-or the nodes disagree, 5 when a node cannot be reached. ``quorum bench link`` and
-``quorum bench vm`` time one peer link and the contract VM, in process.
+or the nodes disagree, 5 when a node cannot be reached. ``quorum bench burst`` runs
+issue 12's overload scenario against such a network (capacity, a burst above it, an idle
+watch, a probe) and exits 0 when every criterion held, 1 otherwise. ``quorum bench link``
+and ``quorum bench vm`` time one peer link and the contract VM, in process.
 
 Never: measure anything here; option parsing, the harness call and the printing only.
 """
@@ -21,6 +23,7 @@ from rich.table import Table
 
 from crypto.keyfile import load_key
 from crypto.keys import PrivateKey
+from ledger.bench import burst as burst_defaults
 from ledger.bench import plan
 from ledger.cli.output import (
     EXIT_ERROR,
@@ -49,6 +52,25 @@ def _testnet(directory: Path) -> tuple[list[str], list[PrivateKey]]:
     except (ValueError, KeyError, TypeError) as exc:
         raise CommandError(f"{path} is damaged: {exc}") from None
     return nodes, [load_key(f, None) for f in files]
+
+
+def _targets(
+    directory: Path | None, node_urls: tuple[str, ...], key_files: tuple[Path, ...]
+) -> tuple[tuple[str, ...], tuple[PrivateKey, ...]]:
+    """The nodes and funded keys from --dir / --node / --key (the testnet's by default)."""
+    nodes: list[str] = []
+    funded: list[PrivateKey] = []
+    if directory is not None or not (node_urls and key_files):
+        nodes, funded = _testnet(directory or Path(DEFAULT_TESTNET_DIR))
+    if node_urls:
+        nodes = list(node_urls)
+    if key_files:
+        funded = [load_key(f, None) for f in key_files]
+    if not nodes:
+        raise CommandError("no nodes to load (give --dir or --node)", EXIT_USAGE)
+    if not funded:
+        raise CommandError("no funded accounts (the testnet has none; give --key FILE)", EXIT_USAGE)
+    return tuple(url.rstrip("/") for url in nodes), tuple(funded)
 
 
 def render(d: dict[str, Any], console: Console) -> None:
@@ -85,8 +107,16 @@ def render(d: dict[str, Any], console: Console) -> None:
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
+    if d["refused"]:
+        console.print(
+            f"refused (node busy, sent again): {json.dumps(d['refused'])}; "
+            f"{d['refused_txs']:,} transactions, {d['retries']:,} retries, "
+            f"{d['held_back']:,} held back behind them"
+        )
     if d["rejected_codes"]:
         console.print(f"rejected: {d['rejected_codes']}")
+    if d["dropped"]:
+        console.print(f"dropped by the node after acceptance: {d['dropped']}")
     if d["unreachable"]:
         console.print(f"unreachable at the end: {', '.join(d['unreachable'])}")
     if d["exhausted"]:
@@ -96,7 +126,9 @@ def render(d: dict[str, Any], console: Console) -> None:
         )
 
 
-@click.group("bench", invoke_without_command=True, subcommand_metavar="[link | vm] [ARGS]...")
+@click.group(
+    "bench", invoke_without_command=True, subcommand_metavar="[burst | link | vm] [ARGS]..."
+)
 @click.option(
     "--dir",
     "directory",
@@ -207,8 +239,10 @@ def bench(
     submits them in batches from concurrent clients to all nodes (closed loop, or open
     loop at --rate), and checks every accepted transaction committed on every node.
 
-    `quorum bench link` and `quorum bench vm` time one encrypted peer link and the
-    contract VM in this process instead (the options above do not apply to them).
+    `quorum bench burst` runs the overload scenario of issue 12 (capacity, a burst at 3x
+    it, an idle watch, a probe). `quorum bench link` and `quorum bench vm` time one
+    encrypted peer link and the contract VM in this process instead. The options above
+    do not apply to these subcommands (burst has its own --dir, --node and --key).
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -220,21 +254,10 @@ def bench(
         raise CommandError(
             "--plot needs matplotlib, which is not installed (pip install matplotlib)"
         )
-    nodes: list[str] = []
-    funded: list[PrivateKey] = []
-    if directory is not None or not (node_urls and key_files):
-        nodes, funded = _testnet(directory or Path(DEFAULT_TESTNET_DIR))
-    if node_urls:
-        nodes = list(node_urls)
-    if key_files:
-        funded = [load_key(f, None) for f in key_files]
-    if not nodes:
-        raise CommandError("no nodes to load (give --dir or --node)", EXIT_USAGE)
-    if not funded:
-        raise CommandError("no funded accounts (the testnet has none; give --key FILE)", EXIT_USAGE)
+    nodes, funded = _targets(directory, node_urls, key_files)
     options = plan.BenchOptions(
-        nodes=tuple(url.rstrip("/") for url in nodes),
-        funded=tuple(funded),
+        nodes=nodes,
+        funded=funded,
         duration_s=duration,
         warmup_s=warmup,
         kind=kind,
@@ -265,6 +288,159 @@ def bench(
                 err=True,
             )
         raise SystemExit(EXIT_ERROR)
+
+
+@bench.command("burst")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    help=f"Testnet directory: its nodes and funded accounts (default ./{DEFAULT_TESTNET_DIR}).",
+)
+@click.option(
+    "--node",
+    "node_urls",
+    multiple=True,
+    metavar="URL",
+    help="A node's RPC URL (repeat; replaces the testnet's nodes).",
+)
+@click.option(
+    "--key",
+    "key_files",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A funded account's unencrypted key file (repeat; replaces the testnet's accounts).",
+)
+@click.option(
+    "--capacity-duration",
+    type=click.FloatRange(0.1, 3600),
+    default=burst_defaults.DEFAULT_CAPACITY_S,
+    show_default=True,
+    help="Seconds of the closed-loop run that measures the capacity C.",
+)
+@click.option(
+    "--factor",
+    type=click.FloatRange(0.01, 100),
+    default=burst_defaults.DEFAULT_FACTOR,
+    show_default=True,
+    help="The burst's open-loop rate, in multiples of C.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(0.1, 3600),
+    default=burst_defaults.DEFAULT_BURST_S,
+    show_default=True,
+    help="Seconds of the burst.",
+)
+@click.option(
+    "--idle",
+    type=click.FloatRange(0, 3600),
+    default=burst_defaults.DEFAULT_IDLE_S,
+    show_default=True,
+    help="Seconds of idle watch after the burst (nothing submitted).",
+)
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(1, 3600),
+    default=burst_defaults.DEFAULT_BURST_DRAIN_S,
+    show_default=True,
+    help="Seconds after the burst for accepted transactions to commit on every node.",
+)
+@click.option(
+    "--verify-samples",
+    type=click.IntRange(100, 10_000_000),
+    default=plan.DEFAULT_VERIFY_SAMPLES,
+    show_default=True,
+    help="Ed25519 verifications timed in each run's setup.",
+)
+@json_option
+@command_errors
+def burst(
+    directory: Path | None,
+    node_urls: tuple[str, ...],
+    key_files: tuple[Path, ...],
+    capacity_duration: float,
+    factor: float,
+    duration: float,
+    idle: float,
+    drain_timeout: float,
+    verify_samples: int,
+    as_json: bool,
+) -> None:
+    """Issue 12's overload scenario: does a burst above capacity leave the network well?
+
+    Measures the capacity C (closed loop), bursts at --factor x C (open loop) while
+    honouring the nodes' backpressure, watches the idle network, and times one probe
+    transfer; prints the figures and whether each criterion held (goodput >= 0.8 C, p99
+    <= 10 s, nothing accepted lost, <= 1 view change in the burst and none at idle,
+    mempools empty, the probe committed within 2 s). Exit 0 when all held, 1 otherwise.
+    """
+    from ledger.bench.burst import BurstOptions, run_burst
+
+    out = Output(as_json)
+    nodes, funded = _targets(directory, node_urls, key_files)
+    options = BurstOptions(
+        nodes=nodes,
+        funded=funded,
+        capacity_s=capacity_duration,
+        factor=factor,
+        duration_s=duration,
+        idle_s=idle,
+        drain_timeout_s=drain_timeout,
+        verify_samples=verify_samples,
+    )
+    console = None if as_json else out.err_console
+    try:
+        document = run_burst(options, console, out.note)
+    except plan.BenchError as exc:
+        raise CommandError(str(exc), EXIT_UNREACHABLE if exc.unreachable else EXIT_ERROR) from None
+    out.emit(document, lambda c: render_burst(document, c))
+    if not document["passed"]:
+        raise SystemExit(EXIT_ERROR)
+
+
+def render_burst(d: dict[str, Any], console: Console) -> None:
+    """The burst scenario's figures and criteria, for a person."""
+    table = Table(title="quorum bench burst", show_header=False)
+    table.add_column("figure", style="bold")
+    table.add_column("value", justify="right")
+    burst_s = d["durations_s"]["burst"]
+    rows = [
+        ("capacity C (closed loop)", f"{d['capacity_tx_per_s']:,.1f} tx/s"),
+        (
+            "offered (open loop)",
+            f"{d['offered_rate']:,.1f} tx/s ({d['factor']:g} x C, {burst_s:g} s)",
+        ),
+        ("goodput", f"{d['goodput_tx_per_s']:,.1f} tx/s ({d['goodput_ratio']:.2f} x C)"),
+        ("latency p50 / p99 (from acceptance)", f"{d['p50_ms']} / {d['p99_ms']} ms"),
+        (
+            "latency p50 / p99 (from first post)",
+            f"{d['p50_from_first_post_ms']} / {d['p99_from_first_post_ms']} ms",
+        ),
+        (
+            "submitted / accepted / committed / lost",
+            f"{d['submitted']:,} / {d['accepted']:,} / {d['committed']:,} / {d['lost']:,}",
+        ),
+        ("refused (by code)", json.dumps(d["refused"]) if d["refused"] else "none"),
+        ("retries / held back", f"{d['retries']:,} / {d['held_back']:,}"),
+        ("rejected / dropped", f"{json.dumps(d['rejected'])} / {json.dumps(d['dropped'])}"),
+        ("views before / after burst", f"{d['views_before_burst']} / {d['views_after_burst']}"),
+        ("view changes: burst / idle", f"{d['view_changes_burst']} / {d['view_changes_idle']}"),
+        ("mempools after idle", str(d["mempools_after_idle"])),
+        ("probe transfer", f"{d['probe']['status']} in {d['probe_ms']} ms"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    checks = Table(title="issue 12: done when", show_header=True)
+    checks.add_column("criterion", style="bold")
+    checks.add_column("value", justify="right")
+    checks.add_column("wanted")
+    checks.add_column("held")
+    for name, check in d["checks"].items():
+        checks.add_row(name, str(check["value"]), check["want"], "yes" if check["held"] else "NO")
+    console.print(checks)
+    console.print("all criteria held" if d["passed"] else "some criteria did not hold")
 
 
 @bench.command("link")

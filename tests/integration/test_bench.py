@@ -1,9 +1,9 @@
 """`quorum bench` against a real 4-validator testnet on free ports.
 
 Checks that the bench runs and reports correctly (closed loop, open loop, token contract
-calls; JSON fields present and consistent; exit 5 when a node is unreachable), not how
-fast the nodes are: the loads are small so that a busy CI machine stays well inside the
-consensus timeouts.
+calls, the burst scenario; JSON fields present and consistent; exit 5 when a node is
+unreachable), not how fast the nodes are: the loads are small so that a busy CI machine
+stays well inside the consensus timeouts.
 """
 
 from __future__ import annotations
@@ -102,10 +102,15 @@ def test_token_contract_calls(testnet: Path) -> None:
     # The address is the bench's token: full supply, and a sender holds a balance.
     manifest = json.loads((testnet / "testnet.json").read_text())
     node = manifest["nodes"][0]["rpc"]
-    supply = quorum_json("contract", "query", doc["contract"], "total_supply", "--node", node)
+    genesis = testnet / manifest["nodes"][0]["name"] / "genesis.json"
+    supply = quorum_json(
+        "contract", "query", doc["contract"], "total_supply", "--node", node, "--genesis", genesis
+    )
     assert supply["return"] == 2**63
     holder = manifest["accounts"][1]["address"]
-    held = quorum_json("contract", "query", doc["contract"], "balance_of", holder, "--node", node)
+    held = quorum_json(
+        "contract", "query", doc["contract"], "balance_of", holder, "--node", node, "--trust-node"
+    )
     assert held["status"] == "success" and held["return"] > 0
 
 
@@ -123,6 +128,51 @@ def test_human_output_and_plot(testnet: Path, tmp_path: Path) -> None:
         refused = quorum(*args, "--plot", png, check=False)
         assert refused.returncode == 1 and "matplotlib" in refused.stderr
         assert not png.exists()
+
+
+BURST_FIELDS = (
+    "capacity_tx_per_s", "offered_rate", "goodput_tx_per_s", "goodput_ratio", "p50_ms",
+    "p99_ms", "accepted", "committed", "refused", "refused_total", "retries", "held_back",
+    "rejected", "lost", "view_changes_burst", "view_changes_idle", "views_before_burst",
+    "views_after_burst", "mempools_after_idle", "probe_ms", "probe", "checks", "passed",
+)  # fmt: skip
+BURST_CHECKS = {
+    "goodput_ratio", "p99_ms", "lost", "view_changes_burst", "view_changes_idle",
+    "mempools_empty", "probe",
+}  # fmt: skip
+
+
+def test_burst_scenario_reports_its_figures(testnet: Path) -> None:
+    # Tiny durations: the figures must be there and consistent; whether the criteria held
+    # on a busy 2-core machine is not the test's business.
+    done = quorum(
+        "bench", "burst", "--dir", testnet, "--capacity-duration", "3", "--duration", "4",
+        "--idle", "3", "--verify-samples", "2000", "--json", check=False,
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr
+    doc = json.loads(done.stdout)
+    missing = [f for f in BURST_FIELDS if f not in doc]
+    assert not missing, missing
+    capacity = doc["capacity_tx_per_s"]
+    assert capacity > 0
+    assert doc["offered_rate"] == pytest.approx(3 * capacity, abs=0.1)
+    assert doc["goodput_tx_per_s"] > 0
+    assert doc["goodput_ratio"] == pytest.approx(doc["goodput_tx_per_s"] / capacity, abs=1e-3)
+    assert 0 < doc["p50_ms"] <= doc["p99_ms"]
+    assert doc["accepted"] > 0 and doc["lost"] >= 0
+    assert doc["committed"] == doc["accepted"] - doc["lost"]
+    assert all(isinstance(v, int) and v > 0 for v in doc["refused"].values())
+    assert doc["refused_total"] == sum(doc["refused"].values())
+    assert doc["retries"] >= 0 and doc["held_back"] >= 0
+    for key in ("views_before_burst", "views_after_burst", "mempools_after_idle"):
+        assert len(doc[key]) == 4 and all(isinstance(v, int) and v >= 0 for v in doc[key])
+    assert isinstance(doc["view_changes_burst"], int) and doc["view_changes_burst"] >= 0
+    assert isinstance(doc["view_changes_idle"], int) and doc["view_changes_idle"] >= 0
+    assert doc["probe"]["status"] == "committed" and doc["probe_ms"] > 0
+    assert set(doc["checks"]) == BURST_CHECKS
+    assert all(isinstance(c["held"], bool) for c in doc["checks"].values())
+    assert doc["passed"] == all(c["held"] for c in doc["checks"].values())
+    assert done.returncode == (0 if doc["passed"] else 1)
 
 
 def test_unreachable_node_exits_5(testnet: Path) -> None:
