@@ -121,10 +121,13 @@ class QuorumClient:
         )
         return _results(response)
 
-    def transaction(self, tx_hash: bytes | str) -> dict[str, Any] | None:
+    def transaction(self, tx_hash: bytes | str, *, proof: bool = False) -> dict[str, Any] | None:
+        """A transaction; with ``proof``, a committed one comes with its inclusion proof
+        (check it with :meth:`ledger.light.LightClient.verify_transaction`)."""
         key = tx_hash.hex() if isinstance(tx_hash, bytes) else tx_hash
+        params = {"proof": "true"} if proof else None
         result: dict[str, Any] | None = _decode(
-            self._request("GET", f"/v1/transactions/{key}"), allow_404=True
+            self._request("GET", f"/v1/transactions/{key}", params=params), allow_404=True
         )
         return result
 
@@ -135,14 +138,28 @@ class QuorumClient:
         )
         return result
 
-    def account(self, address: bytes | str) -> dict[str, Any]:
+    def account(self, address: bytes | str, *, proof: bool = False) -> dict[str, Any]:
+        """An account; with ``proof``, its state proof and the certified header behind it."""
         key = address.hex() if isinstance(address, bytes) else address
-        return dict(_decode(self._request("GET", f"/v1/accounts/{key}")))
+        params = {"proof": "true"} if proof else None
+        return dict(_decode(self._request("GET", f"/v1/accounts/{key}", params=params)))
 
-    def query(self, address: bytes | str, method: str, args: Sequence[Any] = ()) -> dict[str, Any]:
+    def storage(self, address: bytes | str, key: bytes) -> dict[str, Any]:
+        """One storage slot of a contract, with its state proof."""
+        where = address.hex() if isinstance(address, bytes) else address
+        return dict(_decode(self._request("GET", f"/v1/contracts/{where}/storage/{key.hex()}")))
+
+    def query(
+        self, address: bytes | str, method: str, args: Sequence[Any] = (), *, proof: bool = False
+    ) -> dict[str, Any]:
+        """Run a read-only method; with ``proof``, the proofs of every key it read (check
+        with :meth:`ledger.light.LightClient.verify_query`, which runs it again)."""
         key = address.hex() if isinstance(address, bytes) else address
         response = self._request(
-            "POST", f"/v1/contracts/{key}/query", json={"method": method, "args": list(args)}
+            "POST",
+            f"/v1/contracts/{key}/query",
+            json={"method": method, "args": list(args)},
+            params={"proof": "true"} if proof else None,
         )
         return dict(_decode(response))
 

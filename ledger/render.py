@@ -133,6 +133,7 @@ def block_json(block: Block, certificate: CommitCertificate | None) -> dict[str,
         "certificate": certificate_json(certificate) if certificate else None,
         # The canonical header: a client checks its hash and the certificate's signatures.
         "header_raw": block.header.encode().hex(),
+        "certificate_raw": certificate.encode().hex() if certificate else None,
     }
 
 

@@ -340,6 +340,26 @@ class Store:
         """Root of the state tree of the genesis state."""
         return self._genesis_state_root
 
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Hold the store still: no block is appended while inside (one consistent height
+        for a proof and the header and certificate it is checked against)."""
+        with self._lock:
+            self._check_open()
+            yield
+
+    def get_block_tx_hashes(self, height: int) -> list[bytes]:
+        """The hashes of block ``height``'s transactions, in order (the tx_root leaves)."""
+        with self._reading():
+            return [
+                bytes(h)
+                for h in self._conn.execute(
+                    select(transactions_table.c.hash)
+                    .where(transactions_table.c.height == height)
+                    .order_by(transactions_table.c.position)
+                ).scalars()
+            ]
+
     def tip(self) -> CommittedTip:
         """The committed head, for execution to build the next block on."""
         with self._lock:

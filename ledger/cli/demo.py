@@ -86,6 +86,8 @@ def main() -> None:
         "--force",
     )
     manifest = json.loads((DEMO_DIR / "testnet.json").read_text())
+    # Every read and every committed result below is checked against this genesis.
+    os.environ["QUORUM_GENESIS"] = str(DEMO_DIR / "node0" / "genesis.json")
     accounts = [a["address"] for a in manifest["accounts"]]
     rpc = [n["rpc"] for n in manifest["nodes"]]
     acct = [f"{d}/accounts/acct{i}.json" for i in range(4)]

@@ -23,6 +23,8 @@ EXIT_USAGE: Final = 2
 EXIT_REJECTED: Final = 3
 EXIT_FAILED: Final = 4
 EXIT_UNREACHABLE: Final = 5
+#: The node's answer did not verify against the genesis (a bad proof or certificate).
+EXIT_UNVERIFIED: Final = 6
 
 
 class CommandError(Exception):

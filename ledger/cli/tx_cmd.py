@@ -2,7 +2,8 @@
 
 Transaction commands print what happened — hash, status, height, receipt — and exit with
 DESIGN section 6's codes: 3 rejected by the node, 4 committed but failed, 5 timeout or
-node unreachable.
+node unreachable, 6 the node's answer did not verify. Reads and committed results are
+checked against the genesis by default (ledger/cli/verify.py); ``--trust-node`` skips it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from contracts.interpreter import contract_address
 from crypto.hashing import from_hex
 from crypto.keyfile import load_key, read_public_info
 from crypto.keys import ADDRESS_SIZE, PrivateKey
-from ledger.chain.types import Call, Deploy, Payload, Transaction, Transfer
+from ledger.chain.types import Call, Deploy, Payload, ReceiptStatus, Transaction, Transfer
 from ledger.cli.nodes import client_error, connect, node_option
 from ledger.cli.output import (
     EXIT_FAILED,
@@ -34,6 +35,7 @@ from ledger.cli.output import (
     json_option,
 )
 from ledger.cli.passwords import existing_password
+from ledger.cli.verify import light_client, unverified, verify_options
 from ledger.client import ClientError, QuorumClient
 
 DEFAULT_TRANSFER_GAS: Final = 10_000
@@ -102,6 +104,45 @@ def _outcome(result: dict[str, Any], tx: Transaction) -> dict[str, Any]:
     return doc
 
 
+def _verified_commit(
+    client: QuorumClient, genesis_file: Path | None, trust_node: bool, doc: dict[str, Any]
+) -> dict[str, Any]:
+    """A committed (or failed) answer, re-read with its inclusion proof and checked: the
+    status, height and receipt printed are the proven ones."""
+    if doc.get("status") not in ("committed", "failed"):
+        return doc
+    if trust_node:
+        return {**doc, "verified": False}
+    from ledger.light import VerificationError
+    from ledger.render import receipt_json
+
+    try:
+        light = light_client(genesis_file)
+    except CommandError as exc:
+        if genesis_file is not None:
+            raise
+        # The transaction went through either way; what was not checked is marked so.
+        click.echo(f"warning: {exc.message}; the result below is the node's word", err=True)
+        return {**doc, "verified": False}
+    digest = bytes.fromhex(doc["tx_hash"])
+    answer = _ask(lambda: client.transaction(digest, proof=True))
+    if answer is None:
+        raise unverified(f"the node said {doc['tx_hash']} committed, then that it does not know it")
+    try:
+        proven = light.verify_transaction(digest, answer)
+    except VerificationError as exc:
+        raise unverified(str(exc)) from None
+    receipt = receipt_json(proven.receipt)
+    status = "committed" if proven.receipt.status == ReceiptStatus.SUCCESS else "failed"
+    out = {**doc, "status": status, "height": proven.height, "receipt": receipt, "verified": True}
+    for key in ("gas_used", "return", "events"):
+        if key in out:
+            out[key] = receipt["gas_used" if key == "gas_used" else key]
+    if receipt.get("created_address"):
+        out["address"] = receipt["created_address"]
+    return out
+
+
 def _finish(out: Output, doc: dict[str, Any], wait: bool) -> None:
     def render(console: Console) -> None:
         console.print(f"transaction {doc['tx_hash']}")
@@ -110,7 +151,15 @@ def _finish(out: Output, doc: dict[str, Any], wait: bool) -> None:
             + (f" ({doc.get('code')}: {doc.get('error')})" if doc["status"] == "rejected" else "")
         )
         if "height" in doc:
-            console.print(f"height      {doc['height']}")
+            verified = doc.get("verified")
+            checked = (
+                ""
+                if verified is None
+                else "  (verified)"
+                if verified
+                else "  (not verified: --trust-node)"
+            )
+            console.print(f"height      {doc['height']}{checked}")
         if doc.get("address"):
             console.print(f"address     {doc['address']}")
         receipt = doc.get("receipt")
@@ -151,6 +200,7 @@ def tx() -> None:
 @password_option
 @wait_option
 @node_option
+@verify_options
 @json_option
 @command_errors
 def tx_transfer(
@@ -161,43 +211,59 @@ def tx_transfer(
     password_file: Path | None,
     wait: bool,
     node_url: str | None,
+    genesis_file: Path | None,
+    trust_node: bool,
     as_json: bool,
 ) -> None:
     """Transfer native currency; prints the hash, status, height and receipt."""
     key = _load_sender(key_file, password_file)
     with connect(node_url) as client:
         tx, result = _submit(client, key, Transfer(_address(to, "--to"), amount), gas, wait)
-    _finish(Output(as_json), _outcome(result, tx), wait)
+        doc = _verified_commit(client, genesis_file, trust_node, _outcome(result, tx))
+    _finish(Output(as_json), doc, wait)
 
 
 @tx.command("status")
 @click.argument("tx_hash")
 @node_option
+@verify_options
 @json_option
 @command_errors
-def tx_status(tx_hash: str, node_url: str | None, as_json: bool) -> None:
-    """Status and receipt of a transaction."""
+def tx_status(
+    tx_hash: str, node_url: str | None, genesis_file: Path | None, trust_node: bool, as_json: bool
+) -> None:
+    """Status and receipt of a transaction (a committed one proven in its block)."""
     try:
         digest = from_hex(tx_hash, size=32, name="TXHASH")
     except ValueError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
     with connect(node_url) as client:
-        found = _ask(lambda: client.transaction(digest))
-    if found is None:
-        raise CommandError(
-            f"transaction {tx_hash} is not known to this node (not committed, not pending)"
-        )
-    doc = {k: v for k, v in found.items()}
+        found = _ask(lambda: client.transaction(digest, proof=not trust_node))
+        if found is None:
+            raise CommandError(
+                f"transaction {tx_hash} is not known to this node (not committed, not pending)"
+            )
+        if found.get("status") in ("committed", "failed"):
+            doc = _verified_commit(client, genesis_file, trust_node, dict(found))
+            doc.pop("proof", None)
+            doc.pop("raw", None)
+        else:  # pending or dropped: no block to prove anything against
+            doc = {**found, "verified": False}
 
     def render(console: Console) -> None:
-        for key in ("tx_hash", "status", "height", "sender", "nonce", "kind"):
-            if key in doc:
+        for key in ("tx_hash", "status", "height", "sender", "nonce", "kind", "code", "error"):
+            if doc.get(key) is not None:
                 console.print(f"{key:<10} {doc[key]}")
         receipt = doc.get("receipt")
         if receipt:
             console.print(f"{'gas_used':<10} {receipt['gas_used']}")
             if receipt["error"]:
                 console.print(f"{'error':<10} {receipt['error']}")
+        console.print(
+            "verified   yes: included in a block certified by a quorum of the genesis validators"
+            if doc.get("verified")
+            else "verified   no: this is the node's word (pending, dropped, or --trust-node)"
+        )
 
     Output(as_json).emit(doc, render)
 
@@ -258,6 +324,7 @@ def _typed_args(method: MethodAbi | None, args: tuple[str, ...]) -> tuple[Any, .
 @password_option
 @wait_option
 @node_option
+@verify_options
 @json_option
 @command_errors
 def contract_deploy(
@@ -268,6 +335,8 @@ def contract_deploy(
     password_file: Path | None,
     wait: bool,
     node_url: str | None,
+    genesis_file: Path | None,
+    trust_node: bool,
     as_json: bool,
 ) -> None:
     """Deploy a contract (.qasm source or an assembled container)."""
@@ -276,7 +345,7 @@ def contract_deploy(
     key = _load_sender(key_file, password_file)
     with connect(node_url) as client:
         tx, result = _submit(client, key, Deploy(code, values), gas, wait)
-    doc = _outcome(result, tx)
+        doc = _verified_commit(client, genesis_file, trust_node, _outcome(result, tx))
     doc.setdefault("address", contract_address(key.address, tx.nonce).hex())
     _finish(Output(as_json), doc, wait)
 
@@ -305,6 +374,7 @@ def _remote_method(client: QuorumClient, address: bytes, method: str) -> MethodA
 @password_option
 @wait_option
 @node_option
+@verify_options
 @json_option
 @command_errors
 def contract_call(
@@ -317,6 +387,8 @@ def contract_call(
     password_file: Path | None,
     wait: bool,
     node_url: str | None,
+    genesis_file: Path | None,
+    trust_node: bool,
     as_json: bool,
 ) -> None:
     """Call METHOD of the contract at ADDRESS with typed ARGS (e.g. transfer <addr> 250)."""
@@ -325,7 +397,8 @@ def contract_call(
     with connect(node_url) as client:
         values = _typed_args(_remote_method(client, target, method), args)
         tx, result = _submit(client, key, Call(target, method, values, value), gas, wait)
-    _finish(Output(as_json), _outcome(result, tx), wait)
+        doc = _verified_commit(client, genesis_file, trust_node, _outcome(result, tx))
+    _finish(Output(as_json), doc, wait)
 
 
 @contract.command("query")
@@ -333,20 +406,42 @@ def contract_call(
 @click.argument("method")
 @click.argument("args", nargs=-1)
 @node_option
+@verify_options
 @json_option
 @command_errors
 def contract_query(
-    address: str, method: str, args: tuple[str, ...], node_url: str | None, as_json: bool
+    address: str,
+    method: str,
+    args: tuple[str, ...],
+    node_url: str | None,
+    genesis_file: Path | None,
+    trust_node: bool,
+    as_json: bool,
 ) -> None:
-    """Run a read-only METHOD against committed state (no transaction)."""
+    """Run a read-only METHOD against committed state (no transaction); the result is
+    checked by running it again here on the state the node proves it read."""
     target = _address(address, "ADDRESS")
     with connect(node_url) as client:
-        result = _ask(lambda: client.query(target, method, list(args)))
-    doc = {"address": target.hex(), "method": method, **result}
+        result = _ask(lambda: client.query(target, method, list(args), proof=not trust_node))
+    if trust_node:
+        doc = {"address": target.hex(), "method": method, **result, "verified": False}
+    else:
+        from ledger.light import VerificationError
+
+        try:
+            mine = light_client(genesis_file).verify_query(target, method, list(args), result)
+        except VerificationError as exc:
+            raise unverified(str(exc)) from None
+        doc = {"address": target.hex(), "method": method, **mine, "verified": True}
     Output(as_json).emit(
         doc,
         lambda c: c.print(
-            f"{doc['return']}" if doc["status"] == "success" else f"{doc['status']}: {doc['error']}"
+            (
+                f"{doc['return']}"
+                if doc["status"] == "success"
+                else f"{doc['status']}: {doc['error']}"
+            )
+            + (" (verified)" if doc["verified"] else " (not verified: --trust-node)")
         ),
     )
     if doc["status"] != "success":
@@ -364,17 +459,86 @@ def query() -> None:
 @query.command("account")
 @click.argument("address")
 @node_option
+@verify_options
 @json_option
 @command_errors
-def query_account(address: str, node_url: str | None, as_json: bool) -> None:
-    """Balance and nonce of ADDRESS."""
+def query_account(
+    address: str, node_url: str | None, genesis_file: Path | None, trust_node: bool, as_json: bool
+) -> None:
+    """Balance and nonce of ADDRESS, proven against a certified state root."""
     target = _address(address, "ADDRESS")
     with connect(node_url) as client:
-        doc = _ask(lambda: client.account(target))
+        if trust_node:
+            doc = {**_ask(lambda: client.account(target)), "verified": False}
+        else:
+            from ledger.light import VerificationError
+
+            light = light_client(genesis_file)
+            answer = _ask(lambda: client.account(target, proof=True))
+            try:
+                head, account, is_contract = light.verify_account(target, answer)
+            except VerificationError as exc:
+                raise unverified(str(exc)) from None
+            doc = {
+                "address": target.hex(),
+                "balance": account.balance,
+                "nonce": account.nonce,
+                "contract": is_contract,
+                "height": head.height,
+                "verified": True,
+            }
     Output(as_json).emit(
         doc,
         lambda c: c.print(
-            f"address {doc['address']}\nbalance {doc['balance']:,}\nnonce   {doc['nonce']}"
+            f"address {doc['address']}\nbalance {doc['balance']:,}\nnonce   {doc['nonce']}\n"
+            + (
+                f"verified at block {doc['height']} (state proof, commit certificate)"
+                if doc["verified"]
+                else "not verified (--trust-node)"
+            )
+        ),
+    )
+
+
+@query.command("storage")
+@click.argument("address")
+@click.argument("key")
+@node_option
+@verify_options
+@json_option
+@command_errors
+def query_storage(
+    address: str,
+    key: str,
+    node_url: str | None,
+    genesis_file: Path | None,
+    trust_node: bool,
+    as_json: bool,
+) -> None:
+    """One storage slot (KEY in hex) of the contract at ADDRESS, proven."""
+    target = _address(address, "ADDRESS")
+    try:
+        slot = from_hex(key, name="KEY")
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    with connect(node_url) as client:
+        answer = _ask(lambda: client.storage(target, slot))
+    doc = {k: answer.get(k) for k in ("address", "key", "value", "height")}
+    if trust_node:
+        doc["verified"] = False
+    else:
+        from ledger.light import VerificationError
+
+        try:
+            head, value = light_client(genesis_file).verify_storage(target, slot, answer)
+        except VerificationError as exc:
+            raise unverified(str(exc)) from None
+        doc.update(value=None if value is None else value.hex(), height=head.height, verified=True)
+    Output(as_json).emit(
+        doc,
+        lambda c: c.print(
+            f"{doc['address']}[{doc['key']}] = {doc['value'] or '(absent)'} at block {doc['height']}"
+            + (" (verified)" if doc["verified"] else " (not verified: --trust-node)")
         ),
     )
 
@@ -382,14 +546,34 @@ def query_account(address: str, node_url: str | None, as_json: bool) -> None:
 @query.command("block")
 @click.argument("height", required=False, type=click.IntRange(0, 2**64 - 1))
 @node_option
+@verify_options
 @json_option
 @command_errors
-def query_block(height: int | None, node_url: str | None, as_json: bool) -> None:
-    """A committed block (the latest without HEIGHT) with its commit certificate."""
+def query_block(
+    height: int | None,
+    node_url: str | None,
+    genesis_file: Path | None,
+    trust_node: bool,
+    as_json: bool,
+) -> None:
+    """A committed block (the latest without HEIGHT), its commit certificate checked."""
     with connect(node_url) as client:
-        doc = _ask(lambda: client.block(height))
-    if doc is None:
+        found = _ask(lambda: client.block(height))
+    if found is None:
         raise CommandError(f"no block at height {height}")
+    doc = dict(found)
+    if trust_node:
+        doc["verified"] = False
+    else:
+        from ledger.light import VerificationError
+
+        try:
+            header, _ = light_client(genesis_file).verify_block(doc)
+        except VerificationError as exc:
+            raise unverified(str(exc)) from None
+        if height is not None and header.height != height:
+            raise unverified(f"asked for block {height}, the node sent block {header.height}")
+        doc["verified"] = True
 
     def render(console: Console) -> None:
         header = doc["header"]
@@ -402,6 +586,7 @@ def query_block(height: int | None, node_url: str | None, as_json: bool) -> None
         if cert:
             console.print(
                 f"certified by validators {', '.join(str(v['validator']) for v in cert['votes'])}"
+                + (" (signatures verified)" if doc["verified"] else " (not verified)")
             )
 
     Output(as_json).emit(doc, render)

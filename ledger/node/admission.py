@@ -59,7 +59,7 @@ def check_batch(
 
 def commit_result(receipt: Receipt, height: int) -> dict[str, Any]:
     """What a client is told about a committed transaction."""
-    from ledger.node.render import receipt_json
+    from ledger.render import receipt_json
 
     render: Callable[[Receipt], dict[str, Any]] = receipt_json
     return commit_answer(receipt, height, render)

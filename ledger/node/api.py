@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from contracts.limits import MAX_STORAGE_KEY_BYTES as MAX_CONTRACT_STORAGE_KEY_BYTES
 from ledger.chain.store_check import StoreError
 
 #: Largest request body accepted (a batch of transactions).
@@ -43,6 +44,8 @@ MAX_TXS_PER_REQUEST: Final = 5_000
 MAX_WAIT_MS: Final = 120_000
 DEFAULT_WAIT_MS: Final = 30_000
 MAX_QUERY_ARGS: Final = 16
+#: Longest contract storage key (the VM's own bound).
+MAX_STORAGE_KEY_BYTES: Final = MAX_CONTRACT_STORAGE_KEY_BYTES
 
 _HEX_RE: Final = re.compile(r"(?:0x)?([0-9a-fA-F]*)")
 
@@ -63,13 +66,21 @@ class NodeBackend(Protocol):
     async def submit(self, raws: list[bytes], wait: bool, timeout_ms: int) -> list[dict[str, Any]]:
         """Admit transactions; one result per input, in order (status, tx_hash, ...)."""
 
-    async def transaction(self, tx_hash: bytes) -> dict[str, Any] | None: ...
+    async def transaction(self, tx_hash: bytes, proof: bool = False) -> dict[str, Any] | None:
+        """A committed (with ``proof``: and its inclusion proof), pending or dropped one."""
 
     async def block(self, height: int | None) -> dict[str, Any] | None: ...
 
-    async def account(self, address: bytes) -> dict[str, Any]: ...
+    async def account(self, address: bytes, proof: bool = False) -> dict[str, Any]:
+        """An account; with ``proof``, the state proof of it (ledger/chain/proofs.py)."""
 
-    async def query(self, address: bytes, method: str, args: list[Any]) -> dict[str, Any]: ...
+    async def storage(self, address: bytes, key: bytes) -> dict[str, Any]:
+        """One storage slot of a contract, always with its state proof."""
+
+    async def query(
+        self, address: bytes, method: str, args: list[Any], proof: bool = False
+    ) -> dict[str, Any]:
+        """Run a read-only method; with ``proof``, the proofs of every state key it read."""
 
     async def contract(self, address: bytes) -> dict[str, Any] | None: ...
 
@@ -142,6 +153,13 @@ def _int(value: Any, name: str, lo: int, hi: int) -> int:
     return value
 
 
+def _wants_proof(request: Request) -> bool:
+    value = request.query_params.get("proof", "false")
+    if value not in ("true", "false", "1", "0"):
+        raise ApiError(400, "bad_request", "proof: expected true or false")
+    return value in ("true", "1")
+
+
 def _json(document: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(document, status_code=status)
 
@@ -178,7 +196,11 @@ def build_app(backend: NodeBackend) -> Starlette:
 
     async def transaction(request: Request) -> Response:
         tx_hash = parse_hex(request.path_params["tx_hash"], "transaction hash", 32)
-        found = await backend.transaction(tx_hash)
+        found = (
+            await backend.transaction(tx_hash, proof=True)
+            if _wants_proof(request)
+            else await backend.transaction(tx_hash)
+        )
         if found is None:
             raise ApiError(404, "not_found", "no such transaction (not committed, not pending)")
         return _json(found)
@@ -200,7 +222,16 @@ def build_app(backend: NodeBackend) -> Starlette:
 
     async def account(request: Request) -> Response:
         address = parse_hex(request.path_params["address"], "address", 20)
+        if _wants_proof(request):
+            return _json(await backend.account(address, proof=True))
         return _json(await backend.account(address))
+
+    async def storage(request: Request) -> Response:
+        address = parse_hex(request.path_params["address"], "contract address", 20)
+        key = parse_hex(request.path_params["key"], "storage key")
+        if not 1 <= len(key) <= MAX_STORAGE_KEY_BYTES:
+            raise ApiError(400, "bad_request", f"storage key: 1 to {MAX_STORAGE_KEY_BYTES} bytes")
+        return _json(await backend.storage(address, key))
 
     async def contract(request: Request) -> Response:
         address = parse_hex(request.path_params["address"], "contract address", 20)
@@ -220,6 +251,8 @@ def build_app(backend: NodeBackend) -> Starlette:
             raise ApiError(
                 400, "bad_request", f"args: expected a list of at most {MAX_QUERY_ARGS} values"
             )
+        if _wants_proof(request):
+            return _json(await backend.query(address, method, args, proof=True))
         return _json(await backend.query(address, method, args))
 
     async def status(request: Request) -> Response:
@@ -264,6 +297,7 @@ def build_app(backend: NodeBackend) -> Starlette:
         Route("/v1/accounts/{address}", account, methods=["GET"]),
         Route("/v1/contracts/{address}", contract, methods=["GET"]),
         Route("/v1/contracts/{address}/query", query, methods=["POST"]),
+        Route("/v1/contracts/{address}/storage/{key}", storage, methods=["GET"]),
         Route("/v1/status", status, methods=["GET"]),
         Route("/v1/validators", validators, methods=["GET"]),
         Route("/health", health, methods=["GET"]),

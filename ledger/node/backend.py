@@ -15,10 +15,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from consensus.ready import ViewChangeReason
 from contracts.abi import AbiError, parse_cli_args
 from contracts.container import parse_container
-from ledger.chain.accounts import code_key
+from ledger import render
+from ledger.chain.accounts import EMPTY_ACCOUNT, Account, account_key, code_key, storage_key
 from ledger.chain.execute import query_contract
+from ledger.chain.proofs import RecordingTip, prove_state, prove_transaction
 from ledger.engine.engine import dropped_answer
-from ledger.node import render
 from ledger.node.api import ApiError
 from ledger.node.node import Node
 
@@ -50,10 +51,22 @@ class NodeService:
             node.forget_waiter(tx_hash, waiter)
         return results
 
-    async def transaction(self, tx_hash: bytes) -> dict[str, Any] | None:
+    async def transaction(self, tx_hash: bytes, proof: bool = False) -> dict[str, Any] | None:
         store = self.node.store
 
         def read() -> dict[str, Any] | None:
+            if proof:
+                proven = prove_transaction(store, tx_hash)
+                if proven is None:
+                    return None
+                tx, tx_proof = proven
+                return {
+                    **render.committed_transaction_json(
+                        tx, tx_proof.receipt, tx_proof.height, tx_proof.position
+                    ),
+                    "raw": tx.raw.hex(),
+                    "proof": tx_proof.to_json(),
+                }
             found = store.get_transaction(tx_hash)
             receipt = store.get_receipt(tx_hash)
             if found is None or receipt is None:
@@ -84,8 +97,21 @@ class NodeService:
 
         return await trio.to_thread.run_sync(read)
 
-    async def account(self, address: bytes) -> dict[str, Any]:
+    async def account(self, address: bytes, proof: bool = False) -> dict[str, Any]:
         store = self.node.store
+        if proof:
+
+            def prove() -> dict[str, Any]:
+                bundle = prove_state(store, [account_key(address), code_key(address)])
+                raw, code = bundle.reads[0].value, bundle.reads[1].value
+                account = EMPTY_ACCOUNT if raw is None else Account.decode(raw)
+                return {
+                    **render.account_json(address, account, is_contract=code is not None),
+                    "height": bundle.height,
+                    "proof": bundle.to_json(),
+                }
+
+            return await trio.to_thread.run_sync(prove)
 
         def read() -> dict[str, Any]:
             account = store.get_account(address)
@@ -94,6 +120,22 @@ class NodeService:
             )
 
         return await trio.to_thread.run_sync(read)
+
+    async def storage(self, address: bytes, key: bytes) -> dict[str, Any]:
+        store = self.node.store
+
+        def prove() -> dict[str, Any]:
+            bundle = prove_state(store, [storage_key(address, key)])
+            value = bundle.reads[0].value
+            return {
+                "address": address.hex(),
+                "key": key.hex(),
+                "value": None if value is None else value.hex(),
+                "height": bundle.height,
+                "proof": bundle.to_json(),
+            }
+
+        return await trio.to_thread.run_sync(prove)
 
     async def contract(self, address: bytes) -> dict[str, Any] | None:
         store = self.node.store
@@ -111,33 +153,41 @@ class NodeService:
 
         return await trio.to_thread.run_sync(read)
 
-    async def query(self, address: bytes, method: str, args: list[Any]) -> dict[str, Any]:
+    async def query(
+        self, address: bytes, method: str, args: list[Any], proof: bool = False
+    ) -> dict[str, Any]:
         store = self.node.store
 
         def run() -> dict[str, Any]:
-            code = store.get_state(code_key(address))
-            if code is None:
-                raise ApiError(404, "not_found", f"no contract at {address.hex()}")
-            abi = parse_container(code).abi
-            method_abi = abi.method(method)
-            if method_abi is None:
-                raise ApiError(400, "unknown_method", f"the contract has no method {method!r}")
-            try:
-                values = parse_cli_args(
-                    method_abi, [a if isinstance(a, str) else str(a) for a in args]
+            with store.holding():  # the reads, their proofs and the header: one height
+                tip = RecordingTip(store.tip())
+                code = tip.get_state(code_key(address))
+                if code is None:
+                    raise ApiError(404, "not_found", f"no contract at {address.hex()}")
+                abi = parse_container(code).abi
+                method_abi = abi.method(method)
+                if method_abi is None:
+                    raise ApiError(400, "unknown_method", f"the contract has no method {method!r}")
+                try:
+                    values = parse_cli_args(
+                        method_abi, [a if isinstance(a, str) else str(a) for a in args]
+                    )
+                except AbiError as exc:
+                    raise ApiError(400, "bad_args", str(exc)) from None
+                result = query_contract(
+                    tip, address, method, values, machine=self.node.rules.machine
                 )
-            except AbiError as exc:
-                raise ApiError(400, "bad_args", str(exc)) from None
-            result = query_contract(
-                store.tip(), address, method, values, machine=self.node.rules.machine
-            )
-            return {
-                "status": result.status.label,
-                "return": render.abi_value(result.return_value),
-                "gas_used": result.gas_used,
-                "error": result.error,
-                "height": store.head_height,
-            }
+                doc: dict[str, Any] = {
+                    "status": result.status.label,
+                    "return": render.abi_value(result.return_value),
+                    "gas_used": result.gas_used,
+                    "error": result.error,
+                    "height": store.head_height,
+                }
+                if proof:
+                    # Every key the execution read, so a client can run it again itself.
+                    doc["proof"] = prove_state(store, list(tip.read)).to_json()
+                return doc
 
         return await trio.to_thread.run_sync(run)
 

@@ -46,6 +46,7 @@ from consensus.replica import Replica
 from crypto.encoding import DecodeError
 from crypto.keys import PrivateKey
 from genesis.document import Genesis
+from ledger import render
 from ledger.chain.execute import ChainRules
 from ledger.chain.store import Store
 from ledger.chain.types import CommitCertificate
@@ -74,7 +75,7 @@ from ledger.engine.speculative import (
     run_commit_execution,
     run_validation,
 )
-from ledger.node import persist, render, wire
+from ledger.node import persist, wire
 from ledger.node.admission import check_batch, commit_result
 from ledger.node.peer_limits import (
     BYZANTINE_GOSSIP_CODES,

@@ -155,9 +155,10 @@ def test_contract_deploy_call_query_through_the_cli(net: Net) -> None:
     assert [e["name"] for e in called["events"]] == ["Transfer"]
     wait_until("node3 has the call", lambda: net.converged(["node2", "node3"], called["height"]))
     queried = quorum_json(
-        "contract", "query", address, "balance_of", net.addresses[5], "--node", net.rpc("node3")
-    )
-    assert queried["return"] == 250
+        "contract", "query", address, "balance_of", net.addresses[5], "--node", net.rpc("node3"),
+        "--genesis", net.dir / "node0" / "genesis.json",
+    )  # fmt: skip
+    assert queried["return"] == 250 and queried["verified"] is True
     failing = quorum(
         "contract", "call", address, "transfer", net.addresses[4], "999999", "--from", net.accounts[5],
         "--node", net.rpc("node0"), "--json", check=False,
