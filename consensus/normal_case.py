@@ -1,27 +1,31 @@
-"""The normal case of :class:`consensus.replica.Replica` (Castro & Liskov §4.2), with the
-chaining and pipeline rules of docs/CONSENSUS.md.
+"""The normal case (Castro & Liskov §4.2), with the chaining and pipeline rules of
+docs/CONSENSUS.md.
 
 For each height of the current view, in order: ask the driver to validate the proposal
 once its parent's state exists; send PREPARE once it is valid and its parent is prepared
 (or committed) with the digest it names; become prepared with the pre-prepare and q-1
 matching PREPAREs from backups; send COMMIT once prepared and the parent is prepared (or
-committed) here with the digest it names;
-commit with q matching COMMITs, strictly in height order. The primary asks the driver
-for a proposal while requests are pending and fewer than ``max_pipeline`` heights are in
-flight. Functions over the replica's state, called only by the replica and its helpers.
+committed) here with the digest it names; commit with q matching COMMITs, strictly in
+height order (certified blocks fetched by catch-up commit through the same door). The
+primary asks the driver for a proposal while requests are pending and fewer than
+``max_pipeline`` heights are in flight.
+
+House rules: this module decides; the parts it is given hold the state and are changed
+only through their methods. It never changes the view (consensus/view_changes.py does).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from consensus import housekeeping
-from consensus.certificates import (
-    is_checkpoint_height,
-)
-from consensus.limits import MAX_CATCHUP_BLOCKS, PRE_PREPARE_LOOKAHEAD_PIPELINES
-from consensus.log import CatchupBlock, Slot, Verdict
+from consensus import intake
+from consensus.catchup import Catchup, payload_matches
+from consensus.certificates import is_checkpoint_height
+from consensus.checkpoints import Checkpoints
+from consensus.committed import CommittedChain
+from consensus.config import ReplicaConfig
+from consensus.housekeeping import Housekeeping
+from consensus.limits import PRE_PREPARE_LOOKAHEAD_PIPELINES
 from consensus.messages import (
+    BlockReply,
     BlockRequest,
     Checkpoint,
     Commit,
@@ -29,295 +33,369 @@ from consensus.messages import (
     Prepare,
     PreparedProof,
     PrePrepare,
-    sign,
+    SignedMessage,
 )
-from consensus.ready import CommittedBlock, ProposalRequest, ValidateRequest
+from consensus.outbox import Outbox
+from consensus.proposals import Proposals
+from consensus.quorum import VoteResult
+from consensus.ready import CommittedBlock, DriverMisuse, ProposalRequest, ValidateRequest
 from consensus.records import Phase, PreparedRecord
-
-if TYPE_CHECKING:
-    from consensus.replica import Replica
-
-
-def advance(r: Replica) -> None:
-    """Move every slot as far as its votes allow, commit in order, ask for a proposal."""
-    if r.active:
-        # Committed heights have nothing left to do (their votes are out or not needed).
-        for height in sorted(h for h in r.slots if h > r.committed_height):
-            if height in r.slots:  # a commit below may garbage-collect slots
-                advance_slot(r, height)
-    while commit_next(r):
-        if r.active:
-            for height in sorted(h for h in r.slots if h > r.committed_height):
-                if height in r.slots:
-                    advance_slot(r, height)
-    housekeeping.maybe_fetch(r)
-    maybe_request_proposal(r)
+from consensus.signer import Signer
+from consensus.slots import Slot, SlotLog, Verdict
+from consensus.view import ViewState
+from crypto.hashing import HASH_SIZE
 
 
-def verdict(r: Replica, height: int, digest: bytes) -> bool | None:
-    if height <= r.committed_height:
-        known = committed_digest_at(r, height)
-        return None if known is None else known == digest
-    verdict = r.verdicts.get((height, digest))
-    return None if verdict is None else verdict.ok
+class NormalCase:
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        out: Outbox,
+        signer: Signer,
+        view: ViewState,
+        log: SlotLog,
+        chain: CommittedChain,
+        checkpoints: Checkpoints,
+        catchup: Catchup,
+        proposals: Proposals,
+        housekeeping: Housekeeping,
+    ) -> None:
+        self._config = config
+        self._index = signer.index
+        self._out = out
+        self._signer = signer
+        self._view = view
+        self._log = log
+        self._chain = chain
+        self._checkpoints = checkpoints
+        self._catchup = catchup
+        self._proposals = proposals
+        self._housekeeping = housekeeping
 
+    # ------------------------------------------------------------------ peer messages
 
-def committed_digest_at(r: Replica, height: int) -> bytes | None:
-    if height == r.committed_height:
-        return r.committed_digest
-    if height == r.stable.height and height <= r.committed_height:
-        return r.stable.block_hash
-    return r.committed_digests.get(height)
+    def on_pre_prepare(self, message: SignedMessage, header: PrePrepare) -> None:
+        intake.check_pre_prepare(self._config, message, header, self._chain.height)
+        result = self._log.open(header.height).add_pre_prepare(header, message)
+        if result is VoteResult.EQUIVOCATION:
+            self._out.count("equivocation.pre-prepare")
+            return
+        payload = message.payload
+        if result is VoteResult.DUPLICATE and not payload:
+            self._out.count("duplicate.pre-prepare")
+        if payload:
+            self._log.keep_payload(header.height, header.digest, payload)
 
+    def on_prepare(self, message: SignedMessage, vote: Prepare) -> None:
+        intake.check_prepare(self._config, message, vote)
+        slot = self._log.open(vote.height)
+        self._out.count_vote(slot.add_prepare(message.sender, vote.digest, message), "prepare")
 
-def advance_slot(r: Replica, height: int) -> None:
-    slot = r.slots[height]
-    header = slot.header
-    if header is None or slot.pre_prepare is None:
-        return
-    ok = verdict(r, height, header.digest)
-    if ok is None:
-        request_validation(r, slot, header)
-        return
-    if not ok:
-        return
-    primary = r.primary
-    if (
-        r.index != primary
-        and height <= r.committed_height + r.config.max_pipeline
-        and parent_prepared(r, height, header.parent_digest)
-        and r.index not in slot.prepares
-    ):
-        vote = Prepare(r.view, height, header.digest)
-        message = r.sign_slot(r.view, height, Phase.PREPARE, header.digest, vote)
-        if message is not None:
-            slot.add_prepare(r.index, header.digest, message)
-            r.send(None, message)
-    if not slot.prepared:
-        prepares = slot.prepare_messages(header.digest, primary)
-        if len(prepares) >= r.config.quorum - 1:
-            slot.prepared = True
-            proof = PreparedProof(header, slot.pre_prepare, tuple(prepares[: r.config.quorum - 1]))
-            if height > r.committed_height:
-                r.prepared[height] = proof
-                payload = r.payloads.get((height, header.digest), b"")
-                r.out_prepared.append(PreparedRecord(proof, payload))
-    if (
-        slot.prepared
-        and parent_prepared(r, height, header.parent_digest)
-        and r.index not in slot.commits
-    ):
-        commit = Commit(r.view, height, header.digest)
-        message = r.sign_slot(r.view, height, Phase.COMMIT, header.digest, commit)
-        if message is not None:
-            slot.add_commit(r.index, header.digest, message.signature)
-            r.send(None, message)
+    def on_commit(self, message: SignedMessage, vote: Commit) -> None:
+        slot = self._log.open(vote.height)
+        result = slot.add_commit(message.sender, vote.digest, message.signature)
+        self._out.count_vote(result, "commit")
+        if result is VoteResult.NEW:
+            self._catchup.note_claim(message.sender, vote.height - 1)
 
-
-def parent_prepared(r: Replica, height: int, parent: bytes) -> bool:
-    """Chaining rule for PREPARE: h-1 committed, or prepared in this view, with that digest."""
-    if committed_digest_at(r, height - 1) == parent:
-        return True
-    below = r.slots.get(height - 1)
-    return below is not None and below.prepared and below.digest == parent
-
-
-def request_validation(r: Replica, slot: Slot, header: PrePrepare) -> None:
-    height, digest = header.height, header.digest
-    payload = r.payloads.get((height, digest))
-    if payload is None:
-        limit = r.committed_height + PRE_PREPARE_LOOKAHEAD_PIPELINES * r.config.max_pipeline
-        if not slot.payload_requested and height <= limit:
-            slot.payload_requested = True
-            request = sign(r.key, r.config.chain_id, r.index, BlockRequest(height, digest))
-            r.send(None, request)
-        return
-    if (height, digest) in r.pending_validations:
-        return
-    parent_ready = (
-        height - 1 == r.committed_height and header.parent_digest == r.committed_digest
-    ) or verdict(r, height - 1, header.parent_digest) is True
-    if parent_ready and height - 1 >= r.committed_height:
-        r.pending_validations[(height, digest)] = (r.view, header.parent_digest)
-        r.out_validate.append(
-            ValidateRequest(r.view, height, digest, header.parent_digest, payload)
-        )
-
-
-def commit_next(r: Replica) -> bool:
-    """Commit height committed+1 if a quorum certified it and it executed; True if done."""
-    height = r.committed_height + 1
-    slot = r.slots.get(height) if r.active else None
-    if slot is not None and slot.header is not None:
-        header = slot.header
-        votes = slot.commit_votes(header.digest)
-        if len(votes) >= r.config.quorum:
-            verdict = r.verdicts.get((height, header.digest))
-            if verdict is None:
-                request_validation(r, slot, header)
-            elif not verdict.ok:
-                r.count("certified_block_invalid")
-                r.out_halt = (
-                    f"block {height} ({header.digest.hex()[:16]}) is certified by a quorum "
-                    "but does not validate here"
-                )
-            elif header.parent_digest != r.committed_digest:
-                r.count("certified_block_forks")
-            elif (height, header.digest) in r.payloads:
-                payload = r.payloads[(height, header.digest)]
-                commit(r, r.view, header, payload, verdict.state_root, tuple(votes))
-                return True
-    if slot is not None:
-        for digest in slot.commit_digests():
-            if digest != slot.digest and len(slot.commit_votes(digest)) >= r.config.quorum:
-                housekeeping.raise_target(r, height)  # certified elsewhere, we hold another header
-    block = r.catchup.get(height)
-    if block is None:
-        return False
-    if block.parent_digest != r.committed_digest:
-        r.count("catchup.bad_parent")
-        del r.catchup[height]
-        return False
-    key = (height, block.digest)
-    verdict = r.verdicts.get(key)
-    if verdict is None:
-        if key not in r.pending_validations:
-            r.pending_validations[key] = (block.certificate.view, block.parent_digest)
-            r.out_validate.append(
-                ValidateRequest(
-                    block.certificate.view,
-                    height,
-                    block.digest,
-                    block.parent_digest,
-                    block.payload,
-                )
-            )
-        return False
-    del r.catchup[height]
-    if not verdict.ok:
-        r.count("catchup.certified_block_invalid")
-        r.out_halt = (
-            f"block {height} ({block.digest.hex()[:16]}) is certified by a quorum "
-            "but does not validate here"
-        )
-        return False
-    header = PrePrepare(block.certificate.view, height, block.digest, block.parent_digest)
-    commit(
-        r,
-        block.certificate.view,
-        header,
-        block.payload,
-        verdict.state_root,
-        block.certificate.votes,
-    )
-    return True
-
-
-def commit(
-    r: Replica,
-    view: int,
-    header: PrePrepare,
-    payload: bytes,
-    state_root: bytes,
-    votes: tuple[tuple[int, bytes], ...],
-) -> None:
-    height = header.height
-    assert height == r.committed_height + 1 and header.parent_digest == r.committed_digest
-    r.out_committed.append(
-        CommittedBlock(
-            view, height, header.digest, header.parent_digest, payload, state_root, votes
-        )
-    )
-    r.committed_height, r.committed_digest = height, header.digest
-    r.committed_digests[height] = header.digest
-    oldest_kept = height - r.config.watermark_window - r.config.max_pipeline
-    if oldest_kept in r.committed_digests:
-        del r.committed_digests[oldest_kept]
-    r.commit_proof = CommitProof(view, height, header.digest, votes)
-    r.progress_since_retransmit = True
-    r.ticks_since_commit = 0
-    r.proposal_skipped = False
-    if r.active:
-        # Progress (PBFT §4.4, and Aardvark's reading of it): the view works, so the
-        # timeout goes back to its base and the no-progress timer restarts.
-        r.consecutive_view_changes = 0
-        r.vc_timer = 0
-    for h in [h for h in r.prepared if h <= height]:
-        del r.prepared[h]
-    for key in [k for k in r.payloads if k[0] <= height]:
-        del r.payloads[key]
-    for key in [k for k in r.verdicts if k[0] <= height]:
-        del r.verdicts[key]
-    if is_checkpoint_height(r.config, height) and height > r.stable.height:
-        body = Checkpoint(height, header.digest, state_root)
-        message = sign(r.key, r.config.chain_id, r.index, body)
-        r.send(None, message)
-        housekeeping.record_checkpoint(r, message, body)
-
-
-def maybe_request_proposal(r: Replica) -> None:
-    if (
-        not r.active
-        or r.primary != r.index
-        or not r.pending
-        or r.proposal_outstanding is not None
-        or r.proposal_skipped
-    ):
-        return
-    top = max(
-        [h for h, s in r.slots.items() if s.header is not None],
-        default=r.committed_height,
-    )
-    top = max(top, r.committed_height)
-    height = top + 1
-    if height <= max(r.stable.height, r.view_base):
-        return  # behind the view's base or our own stable checkpoint: catch up first
-    if height - r.committed_height > r.config.max_pipeline:
-        return
-    if height > r.stable.height + r.config.watermark_window:
-        return
-    parent = r.committed_digest if top == r.committed_height else r.slots[top].digest
-    if parent is None or verdict(r, top, parent) is not True:
-        return
-    if (r.view, height, Phase.PRE_PREPARE) in r.signed:
-        return  # signed before a restart; the payload went with it
-    request = ProposalRequest(r.view, height, parent)
-    r.proposal_outstanding = request
-    r.out_propose = request
-
-
-def prune_verdicts(r: Replica, keep: set[tuple[int, bytes]]) -> None:
-    """Drop verdicts outside ``keep``, and any whose parent is neither committed nor kept:
-    the driver layers each execution result on its parent's, so the set of live results
-    must stay closed under ancestors (see ``Replica.live_blocks``)."""
-    kept: dict[tuple[int, bytes], Verdict] = {}
-    for key in sorted(r.verdicts):
-        result = r.verdicts[key]
-        height = key[0]
-        if key not in keep:
-            continue
+    def on_block(self, message: SignedMessage, reply: BlockReply) -> bool:
+        """A payload we asked peers for; True if it was new and kept."""
+        slot = self._log.get(reply.height)
         if (
-            committed_digest_at(r, height - 1) == result.parent
-            or (height - 1, result.parent) in kept
+            slot is None
+            or slot.digest != reply.digest
+            or self._log.has_payload(reply.height, reply.digest)
         ):
-            kept[key] = result
-    r.verdicts = kept
+            self._out.count("unsolicited_block")
+            return False
+        intake.check_block_payload(self._config, message, reply)
+        self._log.store_payload(reply.height, reply.digest, message.payload)
+        return True
+
+    # ------------------------------------------------------------------ driver answers
+
+    def propose(
+        self,
+        view: int,
+        height: int,
+        digest: bytes,
+        parent_digest: bytes,
+        payload: bytes,
+        state_root: bytes,
+    ) -> None:
+        if (
+            self._proposals.outstanding != ProposalRequest(view, height, parent_digest)
+            or not self._view.active
+            or height <= max(self._checkpoints.low, self._view.view_base)
+        ):
+            # Superseded (a view change, a withdrawal) while the driver was building it.
+            self._out.count("stale_proposal")
+            return
+        if not payload_matches(self._config, payload, digest):
+            raise DriverMisuse("proposed payload is oversized or does not hash to its digest")
+        if len(state_root) != HASH_SIZE:
+            raise DriverMisuse("state_root must be 32 bytes")
+        self._proposals.answered()
+        header = PrePrepare(view, height, digest, parent_digest)
+        message = self._signer.sign_slot(view, height, Phase.PRE_PREPARE, digest, header, payload)
+        if message is not None:
+            slot = self._log.open(height)
+            if slot.header is None:
+                slot.pre_prepared(header, message)
+                self._log.store_payload(height, digest, payload)
+                self._log.record_verdict(height, digest, Verdict(True, state_root, parent_digest))
+                self._out.send(None, message)
+        self.advance()
+
+    def validated(
+        self, view: int, height: int, digest: bytes, ok: bool, state_root: bytes | None
+    ) -> None:
+        asked = self._log.validation_asked(height, digest)
+        if asked is None or asked[0] != view:
+            # Asked in a view we have left (its parent's state may be gone): ask again.
+            self._out.count("stale_verdict")
+            return
+        if ok and (state_root is None or len(state_root) != HASH_SIZE):
+            raise DriverMisuse("an ok verdict needs the 32-byte state root")
+        root = state_root if ok and state_root is not None else bytes(HASH_SIZE)
+        self._log.validation_answered(height, digest, Verdict(ok, root, asked[1]))
+        if not ok:
+            self._out.count("invalid_proposal")
+        self.advance()
+
+    # ------------------------------------------------------------------ moving forward
+
+    def advance(self) -> None:
+        """Move every slot as far as its votes allow, commit in order, ask for a proposal."""
+        if self._view.active:
+            self._advance_slots()
+        while self._commit_next():
+            if self._view.active:
+                self._advance_slots()
+        self._catchup.maybe_fetch(
+            self._chain.height, self._housekeeping.ticks_since_commit, self._view.active
+        )
+        self._maybe_request_proposal()
+
+    def _advance_slots(self) -> None:
+        # Committed heights have nothing left to do (their votes are out or not needed).
+        for height in self._log.heights_above(self._chain.height):
+            slot = self._log.get(height)
+            if slot is not None:  # a commit below may garbage-collect slots
+                self._advance_slot(height, slot)
+
+    def committed_digest_at(self, height: int) -> bytes | None:
+        return self._chain.digest_at(height, self._checkpoints.stable)
+
+    def _verdict(self, height: int, digest: bytes) -> bool | None:
+        if height <= self._chain.height:
+            known = self.committed_digest_at(height)
+            return None if known is None else known == digest
+        verdict = self._log.verdict(height, digest)
+        return None if verdict is None else verdict.ok
+
+    def _parent_prepared(self, height: int, parent: bytes) -> bool:
+        """Chaining rule for PREPARE: h-1 committed, or prepared in this view, with that digest."""
+        if self.committed_digest_at(height - 1) == parent:
+            return True
+        below = self._log.get(height - 1)
+        return below is not None and below.prepared and below.digest == parent
+
+    def _advance_slot(self, height: int, slot: Slot) -> None:
+        header = slot.header
+        if header is None or slot.pre_prepare is None:
+            return
+        ok = self._verdict(height, header.digest)
+        if ok is None:
+            self._request_validation(slot, header)
+            return
+        if not ok:
+            return
+        config, index, view = self._config, self._index, self._view.view
+        primary = config.primary(view)
+        if (
+            index != primary
+            and height <= self._chain.height + config.max_pipeline
+            and self._parent_prepared(height, header.parent_digest)
+            and index not in slot.prepares
+        ):
+            vote = Prepare(view, height, header.digest)
+            message = self._signer.sign_slot(view, height, Phase.PREPARE, header.digest, vote)
+            if message is not None:
+                slot.add_prepare(index, header.digest, message)
+                self._out.send(None, message)
+        if not slot.prepared:
+            prepares = slot.prepare_messages(header.digest, primary)
+            if len(prepares) >= config.quorum - 1:
+                slot.mark_prepared()
+                proof = PreparedProof(
+                    header, slot.pre_prepare, tuple(prepares[: config.quorum - 1])
+                )
+                if height > self._chain.height:
+                    self._log.add_prepared(height, proof)
+                    payload = self._log.payload(height, header.digest)
+                    self._out.persist_prepared(PreparedRecord(proof, payload or b""))
+        if (
+            slot.prepared
+            and self._parent_prepared(height, header.parent_digest)
+            and index not in slot.commits
+        ):
+            commit = Commit(view, height, header.digest)
+            message = self._signer.sign_slot(view, height, Phase.COMMIT, header.digest, commit)
+            if message is not None:
+                slot.add_commit(index, header.digest, message.signature)
+                self._out.send(None, message)
+
+    def _request_validation(self, slot: Slot, header: PrePrepare) -> None:
+        height, digest = header.height, header.digest
+        payload = self._log.payload(height, digest)
+        if payload is None:
+            limit = self._chain.height + PRE_PREPARE_LOOKAHEAD_PIPELINES * self._config.max_pipeline
+            if not slot.payload_requested and height <= limit:
+                slot.mark_payload_requested()
+                self._out.send(None, self._signer.sign(BlockRequest(height, digest)))
+            return
+        if self._log.validation_asked(height, digest) is not None:
+            return
+        chain = self._chain
+        parent_ready = (
+            height - 1 == chain.height and header.parent_digest == chain.digest
+        ) or self._verdict(height - 1, header.parent_digest) is True
+        if parent_ready and height - 1 >= chain.height:
+            view = self._view.view
+            self._log.ask_validation(height, digest, view, header.parent_digest)
+            self._out.validate(ValidateRequest(view, height, digest, header.parent_digest, payload))
+
+    def _commit_next(self) -> bool:
+        """Commit height committed+1 if a quorum certified it and it executed; True if done."""
+        height = self._chain.height + 1
+        quorum = self._config.quorum
+        slot = self._log.get(height) if self._view.active else None
+        if slot is not None and slot.header is not None:
+            header = slot.header
+            votes = slot.commit_votes(header.digest)
+            if len(votes) >= quorum:
+                verdict = self._log.verdict(height, header.digest)
+                if verdict is None:
+                    self._request_validation(slot, header)
+                elif not verdict.ok:
+                    self._out.count("certified_block_invalid")
+                    self._out.halt(_certified_invalid(height, header.digest))
+                elif header.parent_digest != self._chain.digest:
+                    self._out.count("certified_block_forks")
+                else:
+                    payload = self._log.payload(height, header.digest)
+                    if payload is not None:
+                        view = self._view.view
+                        self._commit(view, header, payload, verdict.state_root, tuple(votes))
+                        return True
+        if slot is not None:
+            for digest in slot.commit_digests():
+                if digest != slot.digest and len(slot.commit_votes(digest)) >= quorum:
+                    # Certified elsewhere, while we hold another header.
+                    self._catchup.raise_target(height)
+        return self._commit_fetched(height)
+
+    def _commit_fetched(self, height: int) -> bool:
+        """Commit a certified block from catch-up at ``height`` once it executed here."""
+        block = self._catchup.get(height)
+        if block is None:
+            return False
+        if block.parent_digest != self._chain.digest:
+            self._out.count("catchup.bad_parent")
+            self._catchup.drop(height)
+            return False
+        view = block.certificate.view
+        verdict = self._log.verdict(height, block.digest)
+        if verdict is None:
+            if self._log.validation_asked(height, block.digest) is None:
+                self._log.ask_validation(height, block.digest, view, block.parent_digest)
+                self._out.validate(
+                    ValidateRequest(view, height, block.digest, block.parent_digest, block.payload)
+                )
+            return False
+        self._catchup.drop(height)
+        if not verdict.ok:
+            self._out.count("catchup.certified_block_invalid")
+            self._out.halt(_certified_invalid(height, block.digest))
+            return False
+        header = PrePrepare(view, height, block.digest, block.parent_digest)
+        self._commit(view, header, block.payload, verdict.state_root, block.certificate.votes)
+        return True
+
+    def _commit(
+        self,
+        view: int,
+        header: PrePrepare,
+        payload: bytes,
+        state_root: bytes,
+        votes: tuple[tuple[int, bytes], ...],
+    ) -> None:
+        height = header.height
+        chain = self._chain
+        assert height == chain.height + 1 and header.parent_digest == chain.digest
+        self._out.commit(
+            CommittedBlock(
+                view, height, header.digest, header.parent_digest, payload, state_root, votes
+            )
+        )
+        config = self._config
+        chain.append(
+            CommitProof(view, height, header.digest, votes),
+            keep_below=config.watermark_window + config.max_pipeline,
+        )
+        self._housekeeping.on_commit()
+        self._proposals.reopen()
+        self._view.progress()
+        self._log.forget_committed(height)
+        if is_checkpoint_height(config, height) and height > self._checkpoints.low:
+            body = Checkpoint(height, header.digest, state_root)
+            message = self._signer.sign(body)
+            self._out.send(None, message)
+            self._checkpoints.record(message, body)
+
+    def _maybe_request_proposal(self) -> None:
+        view, proposals, chain = self._view, self._proposals, self._chain
+        if (
+            not view.active
+            or self._config.primary(view.view) != self._index
+            or not proposals.pending
+            or proposals.outstanding is not None
+            or proposals.skipped
+        ):
+            return
+        top = max(self._log.top_pre_prepared(default=chain.height), chain.height)
+        height = top + 1
+        if height <= max(self._checkpoints.low, view.view_base):
+            return  # behind the view's base or our own stable checkpoint: catch up first
+        if height - chain.height > self._config.max_pipeline:
+            return
+        if height > self._checkpoints.high:
+            return
+        parent = chain.digest if top == chain.height else self._log.slots[top].digest
+        if parent is None or self._verdict(top, parent) is not True:
+            return
+        if self._signer.signed_at(view.view, height, Phase.PRE_PREPARE) is not None:
+            return  # signed before a restart; the payload went with it
+        request = ProposalRequest(view.view, height, parent)
+        proposals.ask(request)
+        self._out.propose(request)
+
+    # ------------------------------------------------------------------ for the timers
+
+    def trailing_a_live_view(self) -> bool:
+        """This replica trails a live view: a block above its head is certified in this
+        view, or f+1 peers claim higher heights and it is still committing (catching up).
+        A claim alone is not enough: if nothing commits here, the timer must run."""
+        if (
+            self._catchup.target > self._chain.height
+            and self._housekeeping.ticks_since_commit < self._config.view_change_timeout_ticks // 2
+        ):
+            return True
+        return self._log.any_certified_above(self._chain.height, self._config.quorum)
 
 
-def adopt_certificate(r: Replica, proof: CommitProof) -> None:
-    """A verified commit certificate learnt from a VIEW-CHANGE or NEW-VIEW, for a block we
-    hold ourselves (our prepared certificate and its payload): queue it like a fetched
-    block. The base of a NEW-VIEW may be committed only at a Byzantine replica (it
-    gathered our COMMITs and kept its own); we must not depend on it to serve the block."""
-    height = proof.height
-    if (
-        height <= r.committed_height
-        or height in r.catchup
-        or height > r.committed_height + MAX_CATCHUP_BLOCKS
-    ):
-        return
-    prepared = r.prepared.get(height)
-    payload = r.payloads.get((height, proof.digest))
-    if prepared is None or prepared.header.digest != proof.digest or payload is None:
-        return
-    r.catchup[height] = CatchupBlock(proof.digest, prepared.header.parent_digest, payload, proof)
+def _certified_invalid(height: int, digest: bytes) -> str:
+    return (
+        f"block {height} ({digest.hex()[:16]}) is certified by a quorum but does not validate here"
+    )

@@ -15,6 +15,10 @@ from consensus.messages import CommitProof, SignedMessage
 from consensus.records import PersistBatch, PreparedRecord, SignedSlot
 
 
+class DriverMisuse(RuntimeError):
+    """The driver broke the contract (e.g. proposed a payload that does not hash to its digest)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Outbound:
     """Send ``message`` to validator ``to``, or to every other validator when ``to`` is None."""

@@ -20,7 +20,8 @@ Inputs (each returns a Ready):
         a block fetched after a FetchRequest, with its commit certificate
     ``start()``                           once, right after construction or ``restore``
 
-Driver contract — handle every Ready in this order:
+Driver contract — handle every Ready in this order (consensus/testing.py is the reference
+driver that does exactly this):
     1. ``persist``: make it durable (fsync; one transaction is best) — the hard state
        replaces the previous one, signed slots and prepared records are upserted by key.
        Nothing of this Ready may leave the process before this is done.
@@ -36,76 +37,79 @@ Driver contract — handle every Ready in this order:
     6. ``fetch``: fetch those committed blocks and certificates from any peers, feed them in
        height order to ``committed_block_from_peer``; retries are yours, the replica also
        repeats the request while it stays behind.
+    ``halt`` set: stop (a quorum-certified block does not validate here: our state is bad).
 Restart: ``Replica.restore(config, key, persisted, head)`` with everything persisted and the
 last committed block (height, digest, certificate) from the block store.
+
+The rooms
+---------
+This file holds the inputs, the routing of peer messages (by body type) and the flush.
+The parts own their state and are its only writers: view.py (view, activity, timers,
+backoff), slots.py (the slot log), committed.py (the committed head), checkpoints.py
+(stable checkpoint, watermarks, garbage collection), catchup.py (targets, claims,
+fetched blocks), proposals.py (the mempool's news, the proposal asked for), signer.py
+(the key and the double-sign guard), housekeeping.py (tick counters, STATUS,
+retransmission, serving peers), outbox.py (the Ready under construction). The protocol's
+decisions are in normal_case.py (§4.2) and view_changes.py (§4.4); intake.py checks every
+peer message; diagnostics.py explains what a replica waits for. No part imports this file.
 
 House rules: a peer's bad message raises :class:`Rejected` inside, is counted in
 ``statistics()`` under ``rejected.<reason>`` and changes nothing; the driver's mistakes raise
 :class:`DriverMisuse`; our own broken invariants are ``assert``s. No clock, no randomness,
-no set iteration, no floats. Message intake and the driver inputs live here; the normal
-case in consensus/normal_case.py; checkpoints, catch-up and timers in
-consensus/housekeeping.py; view changes in consensus/replica_views.py; diagnostics in
-consensus/diagnostics.py.
+no set iteration, no floats.
 """
 
 from __future__ import annotations
 
-from consensus import diagnostics, housekeeping, intake, normal_case, replica_views
-from consensus.certificates import (
-    Rejected,
-    genesis_checkpoint,
-    verify_commit_proof,
-)
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from consensus import intake
+from consensus.catchup import Catchup
+from consensus.certificates import Rejected, signature_valid
+from consensus.checkpoints import Checkpoints
+from consensus.committed import CommittedChain
 from consensus.config import ConfigError, ReplicaConfig
-from consensus.limits import (  # re-exported: the caps are part of the replica's contract
-    MAX_CATCHUP_BLOCKS,
-    MAX_VIEW_CHANGES_PER_SENDER,
-)
-from consensus.log import (
-    DUPLICATE,
-    EQUIVOCATION,
-    CatchupBlock,
-    CheckpointVotes,
-    Slot,
-    Verdict,
-    ViewChangeVotes,
-)
+from consensus.diagnostics import Parts, replica_status
+from consensus.housekeeping import Housekeeping
+from consensus.intake import FutureBuffer
 from consensus.messages import (
+    BlockReply,
+    BlockRequest,
     Body,
+    Checkpoint,
     CheckpointProof,
+    Commit,
     CommitProof,
-    PreparedProof,
+    NewView,
+    Prepare,
     PrePrepare,
     SignedMessage,
-    sign,
+    Status,
+    ViewChange,
 )
-from consensus.ready import (
-    CommittedBlock,
-    FetchRequest,
-    Outbound,
-    ProposalRequest,
-    Ready,
-    ReplicaStatus,
-    ValidateRequest,
-    ViewChangeNote,
-    ViewChangeReason,
-)
-from consensus.records import (
-    CommittedHead,
-    HardState,
-    PersistBatch,
-    PersistedState,
-    Phase,
-    PreparedRecord,
-    SignedSlot,
-)
+from consensus.normal_case import NormalCase
+from consensus.outbox import Outbox
+from consensus.proposals import Proposals
+from consensus.ready import DriverMisuse, ProposalRequest, Ready, ReplicaStatus
+from consensus.records import CommittedHead, HardState, PersistedState, Phase, SignedSlot
+from consensus.signer import GuardKey, Signer
+from consensus.slots import BlockKey, Slot, SlotLog, Verdict
+from consensus.view import ViewChangeVotes, ViewState
+from consensus.view_changes import ViewChanges
+from consensus.viewchange import NewViewPlan
 from crypto.encoding import DecodeError
-from crypto.hashing import HASH_SIZE, sha256
 from crypto.keys import PrivateKey
 
+__all__ = ["DriverMisuse", "Rejected", "Replica"]
 
-class DriverMisuse(RuntimeError):
-    """The driver broke the contract (e.g. proposed a payload that does not hash to its digest)."""
+B = TypeVar("B", bound=Body)
+Handler = Callable[[SignedMessage, Any], None]
+
+
+def _route(body_type: type[B], handler: Callable[[SignedMessage, B], None]) -> tuple[type, Handler]:
+    """One row of the routing table; the type checker sees that the handler takes that body."""
+    return body_type, handler
 
 
 class Replica:
@@ -115,73 +119,37 @@ class Replica:
         if key.public_key not in config.validators:
             raise ConfigError("this key is not one of the genesis validators")
         self.config = config
-        self.key = key
         self.index = config.validators.index(key.public_key)
-        # --- view
-        self.view = 0
-        self.active = True
-        self.consecutive_view_changes = 0
-        #: Ticks without a commit while work waits (reset by every commit): a silent or
-        #: stuck primary. Its timeout doubles with each view change that made no progress.
-        self.vc_timer = 0
-        #: Ticks the same includable request has been the oldest one waiting (reset when
-        #: it changes): a primary that commits blocks but leaves that request out.
-        self.censor_timer = 0
-        #: Heights at or below this are decided for the whole current view (the NEW-VIEW's
-        #: base): nothing there is pre-prepared, prepared or committed again in this view.
-        self.view_base = config.genesis_height
-        self.my_view_change: SignedMessage | None = None
-        self.new_view_message: SignedMessage | None = None
-        #: Valid VIEW-CHANGEs for views above ours (or ours while it is not active).
-        self.view_changes = ViewChangeVotes(MAX_VIEW_CHANGES_PER_SENDER)
-        # --- committed chain
-        self.committed_height = config.genesis_height
-        self.committed_digest = config.genesis_digest
-        self.commit_proof: CommitProof | None = None
-        self.committed_digests: dict[int, bytes] = {config.genesis_height: config.genesis_digest}
-        self.stable: CheckpointProof = genesis_checkpoint(config)
-        self.checkpoint_votes = CheckpointVotes()
-        # --- the current view's log, prepared certificates, payloads and verdicts
-        self.slots: dict[int, Slot] = {}
-        self.prepared: dict[int, PreparedProof] = {}
-        self.payloads: dict[tuple[int, bytes], bytes] = {}
-        self.verdicts: dict[tuple[int, bytes], Verdict] = {}
-        #: (height, digest) -> (view asked in, parent digest)
-        self.pending_validations: dict[tuple[int, bytes], tuple[int, bytes]] = {}
-        self.signed: dict[tuple[int, int, str], SignedSlot] = {}
-        # --- requests and proposals
-        self.pending = False
-        self.oldest_waiting: bytes | None = None
-        self.proposal_outstanding: ProposalRequest | None = None
-        self.proposal_skipped = False
-        # --- catch-up and liveness helpers
-        self.catchup: dict[int, CatchupBlock] = {}
-        self.catchup_target = config.genesis_height
-        self.peer_claims: dict[int, int] = {}
-        self.fetch_timer = 0
-        self.fetch_outstanding = False
-        self.retransmit_timer = 0
-        self.progress_since_retransmit = False
-        self.status_timer = 0
-        self.ticks = 0
-        self.ticks_since_commit = 0
-        self.new_view_sent_at: dict[int, int] = {}
-        self.checkpoint_sent_at: dict[int, int] = {}
-        self.block_replies: dict[int, int] = {}
-        self.buffered: dict[int, list[SignedMessage]] = {}
-        self.buffered_bytes: dict[int, int] = {}
-        # --- output under construction, and counters
-        self.hard_dirty = False
-        self.out_signed: list[SignedSlot] = []
-        self.out_prepared: list[PreparedRecord] = []
-        self.out_messages: list[Outbound] = []
-        self.out_committed: list[CommittedBlock] = []
-        self.out_validate: list[ValidateRequest] = []
-        self.out_propose: ProposalRequest | None = None
-        self.out_fetch: FetchRequest | None = None
-        self.out_halt: str | None = None
-        self.out_notes: list[ViewChangeNote] = []
-        self.stats: dict[str, int] = {}
+        self.out = Outbox()
+        self.signer = Signer(config, key, self.index, self.out)
+        self.view_state = ViewState(config.genesis_height)
+        self.log = SlotLog()
+        self.chain = CommittedChain(config.genesis_height, config.genesis_digest)
+        self.catchup = Catchup(config, self.index, self.out)
+        self.checkpoints = Checkpoints(
+            config, self.out, self.log, self.chain, self.signer, self.catchup
+        )
+        self.proposals = Proposals()
+        self.future = FutureBuffer()
+        parts = (self.view_state, self.log, self.chain, self.checkpoints, self.catchup)
+        self.housekeeping = Housekeeping(config, self.out, self.signer, *parts)
+        self.normal = NormalCase(
+            config, self.out, self.signer, *parts, self.proposals, self.housekeeping
+        )
+        self.changes = ViewChanges(config, self.out, self.signer, *parts, self.proposals)
+        self._handlers: dict[type, Handler] = dict(
+            [
+                _route(PrePrepare, self._on_pre_prepare),
+                _route(Prepare, self._on_prepare),
+                _route(Commit, self._on_commit),
+                _route(Checkpoint, self._on_checkpoint),
+                _route(Status, self.housekeeping.on_status),
+                _route(BlockRequest, self.housekeeping.on_block_request),
+                _route(BlockReply, self._on_block),
+                _route(ViewChange, self._on_view_change),
+                _route(NewView, self._on_new_view),
+            ]
+        )
 
     # ================================================================== construction
 
@@ -193,43 +161,25 @@ class Replica:
         r = cls(config, key)
         if head.height > config.genesis_height and head.certificate is None:
             raise DriverMisuse("a committed head above genesis needs its commit certificate")
-        r.committed_height, r.committed_digest, r.commit_proof = (
-            head.height,
-            head.digest,
-            head.certificate,
-        )
-        r.committed_digests = {head.height: head.digest}
+        r.chain.resume(head)
         hard = persisted.hard_state
         if hard is not None:
-            r.view, r.active = hard.view, hard.view_active
-            r.stable = hard.checkpoint
-            r.my_view_change = None if hard.view_active else hard.view_change
-            r.new_view_message = hard.new_view if hard.view_active else None
-        for record in persisted.signed:
-            stale = record.view < r.view or (
-                record.phase in (Phase.PRE_PREPARE, Phase.PREPARE, Phase.COMMIT)
-                and record.height <= r.stable.height
-            )
-            if not stale:
-                r.signed[record.key] = record
-        floor = max(head.height, r.stable.height)
-        for rec in persisted.prepared:
-            known = r.prepared.get(rec.height)
-            if rec.height > floor and (known is None or rec.proof.header.view > known.header.view):
-                r.prepared[rec.height] = rec.proof
-                if rec.payload:
-                    r.payloads[(rec.height, rec.proof.header.digest)] = rec.payload
-        r.catchup_target = max(r.catchup_target, r.stable.height)
-        replica_views.restore_view(r)
-        r.hard_dirty = True
+            r.view_state.resume(hard)
+            r.checkpoints.resume(hard.checkpoint)
+        stable_height = r.checkpoints.low
+        r.signer.restore(persisted.signed, r.view_state.view, stable_height)
+        r.log.restore_prepared(persisted.prepared, max(head.height, stable_height))
+        r.catchup.resume(stable_height)
+        r.changes.restore()
+        r.out.persist_hard_state()
         return r
 
     def start(self) -> Ready:
         """First output after construction or restore: persist, announce, resend in-flight votes."""
-        self.hard_dirty = True
-        housekeeping.broadcast_status(self)
-        housekeeping.retransmit(self)
-        normal_case.advance(self)
+        self.out.persist_hard_state()
+        self.housekeeping.broadcast_status()
+        self.housekeeping.retransmit()
+        self.normal.advance()
         return self._flush()
 
     # ================================================================== inputs
@@ -239,39 +189,36 @@ class Replica:
         try:
             message = SignedMessage.decode(raw)
         except DecodeError:
-            self.count("rejected.malformed")
+            self.out.count("rejected.malformed")
             return self._flush()
         return self.step(message)
 
     def step(self, message: SignedMessage) -> Ready:
         """A decoded message from a peer. Invalid ones are counted and change nothing."""
         try:
-            intake.step(self, message)
+            self._step(message)
         except Rejected as exc:
-            self.count(f"rejected.{exc.reason}")
+            self.out.count(f"rejected.{exc.reason}")
         return self._flush()
 
     def tick(self) -> Ready:
-        self.ticks += 1
-        self.ticks_since_commit += 1
-        self.block_replies.clear()
-        self.status_timer += 1
-        if self.status_timer >= self.config.status_ticks:
-            self.status_timer = 0
-            housekeeping.broadcast_status(self)
-        self.retransmit_timer += 1
-        if self.retransmit_timer >= self.config.retransmit_ticks:
-            self.retransmit_timer = 0
-            if not self.progress_since_retransmit:
-                housekeeping.retransmit(self)
-            self.progress_since_retransmit = False
-        self.fetch_timer += 1
-        if self.fetch_outstanding and self.fetch_timer >= 2 * self.config.retransmit_ticks:
-            self.fetch_outstanding = False
-        housekeeping.view_change_timer(self)
+        self.housekeeping.on_tick()
+        self.catchup.on_tick()
+        timeout = self.view_state.on_tick(
+            self.config,
+            self.changes.votes,
+            requests_pending=self.proposals.pending,
+            oldest_waiting=self.proposals.oldest_waiting,
+            in_flight=self.log.in_flight(self.chain.height),
+            committed_height=self.chain.height,
+            trailing=self.normal.trailing_a_live_view,
+        )
+        if timeout is not None:
+            self.out.note(timeout.view, timeout.reason, timeout.detail)
+            self._leave_view(timeout.view)
         # Re-drive everything once per tick: work that waited on an answer which came back
         # stale (a view change in between) is asked again here, whatever else happens.
-        normal_case.advance(self)
+        self.normal.advance()
         return self._flush()
 
     def requests_pending(self, pending: bool, oldest_waiting: bytes | None = None) -> Ready:
@@ -279,15 +226,9 @@ class Replica:
         the next block exists (its nonce is its sender's next committed one); requests that
         cannot be included yet (nonce gaps) must not count, or every primary looks silent.
         ``oldest_waiting``: the longest-waiting such request, watched by the censorship timer."""
-        self.pending = pending
-        if oldest_waiting != self.oldest_waiting:
-            self.oldest_waiting = oldest_waiting
-            self.censor_timer = 0
-        if pending:
-            self.proposal_skipped = False
-        else:
-            self.proposal_outstanding = None
-        normal_case.advance(self)
+        if self.proposals.mempool_changed(pending, oldest_waiting):
+            self.view_state.oldest_request_changed()
+        self.normal.advance()
         return self._flush()
 
     def propose(
@@ -299,59 +240,17 @@ class Replica:
         payload: bytes,
         state_root: bytes,
     ) -> Ready:
-        request = self.proposal_outstanding
-        if (
-            request != ProposalRequest(view, height, parent_digest)
-            or not self.active
-            or height <= max(self.stable.height, self.view_base)
-        ):
-            # Superseded (a view change, a withdrawal) while the driver was building it.
-            self.count("stale_proposal")
-            return self._flush()
-        if (
-            len(payload) > self.config.max_block_bytes
-            or self.config.block_digest(payload) != digest
-        ):
-            raise DriverMisuse("proposed payload is oversized or does not hash to its digest")
-        if len(state_root) != HASH_SIZE:
-            raise DriverMisuse("state_root must be 32 bytes")
-        self.proposal_outstanding = None
-        header = PrePrepare(view, height, digest, parent_digest)
-        message = self.sign_slot(view, height, Phase.PRE_PREPARE, digest, header, payload)
-        if message is not None:
-            slot = self.slots.setdefault(height, Slot())
-            if slot.header is None:
-                slot.header, slot.pre_prepare = header, message.without_payload()
-                self.payloads[(height, digest)] = payload
-                self.verdicts[(height, digest)] = Verdict(True, state_root, parent_digest)
-                self.send(None, message)
-        normal_case.advance(self)
+        self.normal.propose(view, height, digest, parent_digest, payload, state_root)
         return self._flush()
 
     def skip_proposal(self, view: int, height: int) -> Ready:
-        request = self.proposal_outstanding
-        if request is not None and (request.view, request.height) == (view, height):
-            self.proposal_outstanding = None
-            self.proposal_skipped = True
+        self.proposals.skip(view, height)
         return self._flush()
 
     def proposal_validated(
         self, view: int, height: int, digest: bytes, ok: bool, state_root: bytes | None
     ) -> Ready:
-        key = (height, digest)
-        pending = self.pending_validations.get(key)
-        if pending is None or pending[0] != view:
-            # Asked in a view we have left (its parent's state may be gone): ask again.
-            self.count("stale_verdict")
-            return self._flush()
-        if ok and (state_root is None or len(state_root) != HASH_SIZE):
-            raise DriverMisuse("an ok verdict needs the 32-byte state root")
-        del self.pending_validations[key]
-        root = state_root if ok and state_root is not None else bytes(HASH_SIZE)
-        self.verdicts[key] = Verdict(ok, root, pending[1])
-        if not ok:
-            self.count("invalid_proposal")
-        normal_case.advance(self)
+        self.normal.validated(view, height, digest, ok, state_root)
         return self._flush()
 
     def committed_block_from_peer(
@@ -364,134 +263,248 @@ class Replica:
     ) -> Ready:
         """A certified block fetched from a peer; verified here before anything else."""
         try:
-            if height <= self.committed_height or height in self.catchup:
-                self.count("catchup.stale")
-                return self._flush()
-            if height > self.committed_height + MAX_CATCHUP_BLOCKS:
-                raise Rejected("catchup_too_far", f"height {height}")
-            if (certificate.height, certificate.digest) != (height, digest):
-                raise Rejected("catchup_certificate_mismatch")
-            if (
-                len(payload) > self.config.max_block_bytes
-                or self.config.block_digest(payload) != digest
-            ):
-                raise Rejected("catchup_bad_payload")
-            verify_commit_proof(self.config, certificate)
+            queued = self.catchup.receive(
+                height, digest, parent_digest, payload, certificate, self.chain.height
+            )
         except Rejected as exc:
-            self.count(f"rejected.{exc.reason}")
+            self.out.count(f"rejected.{exc.reason}")
             return self._flush()
-        self.catchup[height] = CatchupBlock(digest, parent_digest, payload, certificate)
-        normal_case.advance(self)
+        if queued:
+            self.normal.advance()
         return self._flush()
+
+    # ================================================================== routing
+
+    def _step(self, message: SignedMessage) -> None:
+        """Check, then hand the typed body to its handler. Raises Rejected."""
+        try:
+            body = intake.check(
+                self.config,
+                self.index,
+                message,
+                self.view_state,
+                self.checkpoints.low,
+                self.chain.height,
+            )
+        except intake.AboveWindow as exc:
+            if signature_valid(self.config, message):
+                self.catchup.note_claim(message.sender, exc.claimed_height)
+            raise
+        self._handlers[type(body)](message, body)
+        self.out.count(f"accepted.{message.kind}")
+
+    def _held_for_later(self, message: SignedMessage, view: int) -> bool:
+        """Votes for a view we are not active in yet wait until we are."""
+        if view > self.view_state.view or not self.view_state.active:
+            self.future.add(message)
+            self.out.count("buffered")
+            return True
+        return False
+
+    def _replay_buffered(self) -> None:
+        """Process buffered messages of the view just entered; keep later views' ones."""
+        for message in self.future.take():
+            try:
+                self._step(message)
+            except Rejected as exc:
+                self.out.count(f"rejected.{exc.reason}")
+
+    def _on_pre_prepare(self, message: SignedMessage, header: PrePrepare) -> None:
+        if not self._held_for_later(message, header.view):
+            self.normal.on_pre_prepare(message, header)
+            self.normal.advance()
+
+    def _on_prepare(self, message: SignedMessage, vote: Prepare) -> None:
+        if not self._held_for_later(message, vote.view):
+            self.normal.on_prepare(message, vote)
+            self.normal.advance()
+
+    def _on_commit(self, message: SignedMessage, vote: Commit) -> None:
+        if not self._held_for_later(message, vote.view):
+            self.normal.on_commit(message, vote)
+            self.normal.advance()
+
+    def _on_block(self, message: SignedMessage, reply: BlockReply) -> None:
+        if self.normal.on_block(message, reply):
+            self.normal.advance()
+
+    def _on_checkpoint(self, message: SignedMessage, body: Checkpoint) -> None:
+        if body.height <= self.checkpoints.low:
+            self.out.count("stale_checkpoint")
+        elif self.checkpoints.record(message, body):
+            self.normal.advance()
+
+    def _on_view_change(self, message: SignedMessage, vc: ViewChange) -> None:
+        if not self.changes.on_view_change(message, vc):
+            return
+        target = self.changes.join_target()
+        if target is not None:
+            self._leave_view(target)
+        self._maybe_send_new_view()
+
+    def _on_new_view(self, message: SignedMessage, nv: NewView) -> None:
+        plan = self.changes.on_new_view(message, nv)
+        if plan is not None:
+            self._enter_view(plan, message)
+
+    # ------------------------------------------------------------------ view transitions
+
+    def _leave_view(self, new_view: int) -> None:
+        self.changes.leave(new_view)
+        self._replay_buffered()
+        self._maybe_send_new_view()
+
+    def _maybe_send_new_view(self) -> None:
+        due = self.changes.new_view_due()
+        if due is not None:
+            self._enter_view(*due)
+
+    def _enter_view(self, plan: NewViewPlan, message: SignedMessage) -> None:
+        self.changes.enter(plan, message)
+        self._replay_buffered()
+        self.normal.advance()
 
     # ================================================================== queries
 
     def statistics(self) -> dict[str, int]:
-        return dict(sorted(self.stats.items()))
+        return dict(sorted(self.out.stats.items()))
 
     def status(self) -> ReplicaStatus:
-        return diagnostics.replica_status(self)
+        parts = Parts(
+            self.config,
+            self.index,
+            self.view_state,
+            self.changes.votes,
+            self.log,
+            self.chain,
+            self.checkpoints.low,
+            self.catchup,
+            self.proposals,
+        )
+        return replica_status(parts, self.statistics())
 
     def live_blocks(self) -> list[tuple[int, bytes]]:
         """(height, digest) of uncommitted blocks whose execution results the replica may
         still ask the driver to build on; the driver may drop any other overlay."""
-        return sorted(k for k, v in self.verdicts.items() if v.ok)
+        return self.log.live_blocks()
 
     def payload_for(self, height: int, digest: bytes) -> bytes | None:
         """The payload of an uncommitted block this replica holds (drivers may serve it)."""
-        return self.payloads.get((height, digest))
+        return self.log.payload(height, digest)
 
     def memory_footprint(self) -> dict[str, int]:
         """Sizes of every growing structure, for the bounded-memory checks."""
         return {
-            "slots": len(self.slots),
-            "slot_votes": sum(len(s.prepares) + len(s.commits) for s in self.slots.values()),
-            "prepared": len(self.prepared),
-            "payloads": len(self.payloads),
-            "verdicts": len(self.verdicts),
-            "pending_validations": len(self.pending_validations),
-            "signed": len(self.signed),
-            "checkpoint_votes": self.checkpoint_votes.size(),
-            "view_changes": self.view_changes.size(),
-            "buffered": sum(len(b) for b in self.buffered.values()),
-            "catchup": len(self.catchup),
-            "committed_digests": len(self.committed_digests),
+            **self.log.footprint(),
+            "signed": len(self.signer.signed),
+            "checkpoint_votes": self.checkpoints.votes.size(),
+            "view_changes": self.changes.votes.size(),
+            "buffered": self.future.size(),
+            "catchup": len(self.catchup.blocks),
+            "committed_digests": len(self.chain.digests),
         }
 
     @property
     def primary(self) -> int:
-        return self.config.primary(self.view)
-
-    # ================================================================== signing and output
-    def count_vote(self, result: str, kind: str) -> None:
-        if result == EQUIVOCATION:
-            self.count(f"equivocation.{kind}")
-        elif result == DUPLICATE:
-            self.count(f"duplicate.{kind}")
+        return self.config.primary(self.view_state.view)
 
     def sign_slot(
         self, view: int, height: int, phase: Phase, digest: bytes, body: Body, payload: bytes = b""
     ) -> SignedMessage | None:
         """Sign through the double-sign guard: one digest per (view, height, phase), ever."""
-        known = self.signed.get((view, height, phase))
-        if known is not None:
-            if known.digest != digest:
-                self.count("guard.refused_conflicting_signature")
-                return None
-            return known.message
-        message = sign(self.key, self.config.chain_id, self.index, body, payload)
-        record = SignedSlot(view, height, phase, digest, message)
-        self.signed[record.key] = record
-        self.out_signed.append(record)
-        return message
+        return self.signer.sign_slot(view, height, phase, digest, body, payload)
 
-    def sign_once(self, view: int, phase: Phase, body: Body) -> SignedMessage:
-        """Sign a per-view message (VIEW-CHANGE, NEW-VIEW) through the guard, or reuse it."""
-        known = self.signed.get((view, 0, phase))
-        if known is not None:
-            return known.message
-        message = sign(self.key, self.config.chain_id, self.index, body)
-        record = SignedSlot(view, 0, phase, sha256(message.body), message)
-        self.signed[record.key] = record
-        self.out_signed.append(record)
-        return message
+    # ------------------------------------------------------------------ read-only views of
+    # the parts' fields, under the names drivers, tools and tests have always used
 
-    def hard_state(self) -> HardState:
+    @property
+    def view(self) -> int:
+        return self.view_state.view
+
+    @property
+    def active(self) -> bool:
+        return self.view_state.active
+
+    @property
+    def view_base(self) -> int:
+        return self.view_state.view_base
+
+    @property
+    def vc_timer(self) -> int:
+        return self.view_state.vc_timer
+
+    @property
+    def censor_timer(self) -> int:
+        return self.view_state.censor_timer
+
+    @property
+    def committed_height(self) -> int:
+        return self.chain.height
+
+    @property
+    def committed_digest(self) -> bytes:
+        return self.chain.digest
+
+    @property
+    def stable(self) -> CheckpointProof:
+        return self.checkpoints.stable
+
+    @property
+    def catchup_target(self) -> int:
+        return self.catchup.target
+
+    @property
+    def peer_claims(self) -> dict[int, int]:
+        return self.catchup.peer_claims
+
+    @property
+    def ticks(self) -> int:
+        return self.housekeeping.ticks
+
+    @property
+    def pending(self) -> bool:
+        return self.proposals.pending
+
+    @property
+    def proposal_outstanding(self) -> ProposalRequest | None:
+        return self.proposals.outstanding
+
+    @property
+    def proposal_skipped(self) -> bool:
+        return self.proposals.skipped
+
+    @property
+    def slots(self) -> dict[int, Slot]:
+        return self.log.slots
+
+    @property
+    def payloads(self) -> dict[BlockKey, bytes]:
+        return self.log.payloads
+
+    @property
+    def verdicts(self) -> dict[BlockKey, Verdict]:
+        return self.log.verdicts
+
+    @property
+    def signed(self) -> dict[GuardKey, SignedSlot]:
+        return self.signer.signed
+
+    @property
+    def view_changes(self) -> ViewChangeVotes:
+        return self.changes.votes
+
+    @property
+    def buffered(self) -> dict[int, list[SignedMessage]]:
+        return self.future.buffered
+
+    # ================================================================== output
+
+    def _hard_state(self) -> HardState:
+        view = self.view_state
         return HardState(
-            self.view, self.active, self.stable, self.my_view_change, self.new_view_message
-        )
-
-    def send(self, to: int | None, message: SignedMessage) -> None:
-        self.out_messages.append(Outbound(to, message))
-
-    def note(self, view: int, reason: ViewChangeReason, detail: str) -> None:
-        self.out_notes.append(ViewChangeNote(view, reason, detail))
-        self.count(f"view_change.{reason.value}")
-
-    def count(self, key: str) -> None:
-        self.stats[key] = self.stats.get(key, 0) + 1
+            view.view, view.active, self.checkpoints.stable, view.my_view_change,
+            view.new_view_message,
+        )  # fmt: skip
 
     def _flush(self) -> Ready:
-        persist = None
-        if self.hard_dirty or self.out_signed or self.out_prepared:
-            persist = PersistBatch(
-                self.hard_state() if self.hard_dirty else None,
-                tuple(self.out_signed),
-                tuple(self.out_prepared),
-            )
-        ready = Ready(
-            persist,
-            tuple(self.out_messages),
-            tuple(self.out_committed),
-            tuple(self.out_validate),
-            self.out_propose,
-            self.out_fetch,
-            self.out_halt,
-            tuple(self.out_notes),
-        )
-        self.hard_dirty = False
-        self.out_signed, self.out_prepared, self.out_messages = [], [], []
-        self.out_committed, self.out_validate = [], []
-        self.out_propose, self.out_fetch, self.out_halt = None, None, None
-        self.out_notes = []
-        return ready
+        return self.out.flush(self._hard_state() if self.out.hard_state_changed else None)

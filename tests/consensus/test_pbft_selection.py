@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pbft_harness import KEYS, Cluster, make_config
 
-from consensus import normal_case
 from consensus.certificates import genesis_checkpoint
 from consensus.messages import (
     CommitProof,
@@ -152,7 +151,7 @@ def test_live_execution_results_stay_closed_under_ancestors() -> None:
     for height, digest in live:
         verdict = laggard.verdicts[(height, digest)]
         parent_ok = (
-            normal_case.committed_digest_at(laggard, height - 1) == verdict.parent
+            laggard.normal.committed_digest_at(height - 1) == verdict.parent
             or (height - 1, verdict.parent) in live
         )
         assert parent_ok
