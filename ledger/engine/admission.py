@@ -49,7 +49,7 @@ MIN_CLIENT_BACKLOG: Final = 2_000
 #: The commit rate is measured over windows of about this long.
 RATE_WINDOW_MS: Final = 2_000
 #: What a refused client is told to wait before retrying.
-RETRY_AFTER_MS: Final = 1_000
+RETRY_AFTER_MS: Final = 2_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -209,7 +209,7 @@ class Engine:
         in_ancestors, after = self.speculative.ancestry(parent)
         decision = self.proposer.decide(
             now_ms,
-            waiting=len(self.mempool) - len(in_ancestors),
+            waiting=self.mempool.includable_count - len(in_ancestors),
             in_flight=bool(in_ancestors),
         )
         if isinstance(decision, Defer):
@@ -270,7 +270,10 @@ class Engine:
             results.append({"tx_hash": outcome.hash.hex(), "status": "pending"})
         kind = "admission.submitted" if event.from_client else "admission.gossiped"
         self.count(kind, len(results))
-        return self._tell_pending()
+        # Something new may be includable: tell the core even if the oldest request is the
+        # same, so a primary that skipped a proposal (nothing new then) is asked again.
+        added = any(r["status"] == "pending" for r in results)
+        return self._tell_pending(force=added)
 
     def _add(self, tx: AdmittedTx, nonce: int, read_height: int, from_client: bool) -> None:
         if from_client:

@@ -197,6 +197,11 @@ class Mempool:
     def dropped(self, tx_hash: bytes) -> Dropped | None:
         return self._dropped.get(tx_hash)
 
+    @property
+    def includable_count(self) -> int:
+        """Transactions in includable runs (no nonce gap before them)."""
+        return self._includable
+
     def has_includable(self) -> bool:
         """A correct primary could include something here in the next block."""
         return bool(self._ready)

@@ -51,7 +51,7 @@ from ledger.chain.execute import ChainRules
 from ledger.chain.store import Store
 from ledger.chain.types import CommitCertificate
 from ledger.config import NodeConfig
-from ledger.engine.admission import Backpressure, VerifiedCache
+from ledger.engine.admission import RETRY_AFTER_MS, Backpressure, VerifiedCache
 from ledger.engine.blocks import BlockCache
 from ledger.engine.engine import Engine
 from ledger.engine.events import (
@@ -329,7 +329,7 @@ class Node:
                     "status": "rejected",
                     "code": "busy",
                     "error": "the node is verifying as many transactions as it can; retry later",
-                    "retry_after_ms": 1_000,
+                    "retry_after_ms": RETRY_AFTER_MS,
                 }
                 for _ in raws
             ]
