@@ -15,6 +15,9 @@ one key (see world.py). Every strategy draws from the run's one seeded generator
                   window, view changes for distant views, absurd status claims.
 
 ``mutate`` and ``flood`` validators also serve corrupted blocks to catch-up fetches.
+
+House rule: a strategy reaches the world only through the :class:`Network` protocol (this
+module never imports world.py).
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from __future__ import annotations
 import random
 from collections import deque
 from dataclasses import replace
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 from consensus.certificates import genesis_checkpoint
+from consensus.config import ReplicaConfig
 from consensus.messages import (
     BlockRequest,
     Checkpoint,
@@ -39,14 +43,10 @@ from consensus.messages import (
     sign,
 )
 from consensus.ready import Outbound
-from consensus.sim.driver import FetchedBlock
-from consensus.sim.model import block_payload, parse_block
+from consensus.sim.driver import FetchedBlock, SimDriver
+from consensus.sim.model import Plan, block_payload, parse_block
 from crypto.encoding import DecodeError
 from crypto.hashing import sha256
-
-if TYPE_CHECKING:
-    from consensus.sim.driver import SimDriver
-    from consensus.sim.world import Simulation
 
 #: Old messages a mutating validator remembers for replays.
 REPLAY_HISTORY: Final = 64
@@ -56,6 +56,21 @@ FLOOD_BURST: Final = 6
 Sends = list[tuple[int | None, SignedMessage]]
 
 
+class Network(Protocol):
+    """What a strategy uses of the simulated world (consensus/sim/world.py)."""
+
+    @property
+    def rng(self) -> random.Random: ...
+
+    @property
+    def config(self) -> ReplicaConfig: ...
+
+    @property
+    def plan(self) -> Plan: ...
+
+    def send(self, driver: SimDriver, to: int | None, message: SignedMessage) -> None: ...
+
+
 def _to(targets: list[int], message: SignedMessage) -> Sends:
     return [(i, message) for i in targets]
 
@@ -63,7 +78,7 @@ def _to(targets: list[int], message: SignedMessage) -> Sends:
 class Strategy:
     name = "honest"
 
-    def __init__(self, world: Simulation, driver: SimDriver) -> None:
+    def __init__(self, world: Network, driver: SimDriver) -> None:
         self.world = world
         self.driver = driver
         self.rng: random.Random = world.rng
@@ -92,7 +107,7 @@ class Silent(Strategy):
 class Withhold(Strategy):
     name = "withhold"
 
-    def __init__(self, world: Simulation, driver: SimDriver) -> None:
+    def __init__(self, world: Network, driver: SimDriver) -> None:
         super().__init__(world, driver)
         others = self._others()
         self.victims = [i for i in others if self.rng.randrange(2) == 0] or [
@@ -117,7 +132,7 @@ class Withhold(Strategy):
 class Equivocate(Strategy):
     name = "equivocate"
 
-    def __init__(self, world: Simulation, driver: SimDriver) -> None:
+    def __init__(self, world: Network, driver: SimDriver) -> None:
         super().__init__(world, driver)
         self.alternative: dict[tuple[int, int], bytes] = {}
 
@@ -150,7 +165,7 @@ class Equivocate(Strategy):
 class Mutate(Strategy):
     name = "mutate"
 
-    def __init__(self, world: Simulation, driver: SimDriver) -> None:
+    def __init__(self, world: Network, driver: SimDriver) -> None:
         super().__init__(world, driver)
         self.history: deque[SignedMessage] = deque(maxlen=REPLAY_HISTORY)
 

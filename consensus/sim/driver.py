@@ -1,23 +1,36 @@
-"""The simulated node driver: what the trio driver will do, minus the I/O.
+"""The simulated node driver: the reference Ready driver with simulated effects.
 
-One :class:`SimDriver` per endpoint wraps a real :class:`~consensus.replica.Replica` and
-follows the driver contract of consensus/replica.py to the letter: persist (to an
-in-memory "disk" that survives crashes), apply committed blocks (the "block store", also
-surviving), send, then schedule validations, proposals and fetches as timed events. A
-crash throws away the replica, the overlays and the mempool; a restart rebuilds the
-replica with ``Replica.restore`` from the disk and the block store.
+One :class:`SimDriver` per endpoint wraps a real :class:`~consensus.replica.Replica`; the
+contract's order is :class:`consensus.testing.ReadyDriver`'s. Here each effect is
+simulated: persist to an in-memory "disk" that survives crashes, apply committed blocks to
+a "block store" (also surviving), send through the simulated network, and schedule
+validations, proposals and fetches as timed events. A crash throws away the replica, the
+overlays and the mempool; a restart rebuilds the replica with ``Replica.restore`` from the
+disk and the block store.
+
+House rules: the world is reached only through the :class:`World` protocol (this module
+never imports world.py); every random choice is the world's seeded generator.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Protocol
 
+from consensus.config import ReplicaConfig
 from consensus.messages import CommitProof, SignedMessage
-from consensus.ready import CommittedBlock, Outbound, ProposalRequest, Ready, ValidateRequest
-from consensus.records import CommittedHead, HardState, PersistedState, PreparedRecord, SignedSlot
+from consensus.ready import (
+    CommittedBlock,
+    FetchRequest,
+    Outbound,
+    ProposalRequest,
+    Ready,
+    ValidateRequest,
+)
+from consensus.records import CommittedHead, PersistBatch
 from consensus.replica import Replica
+from consensus.sim.checker import Checker
 from consensus.sim.model import (
     GENESIS_STATE_ROOT,
     MAX_REQUESTS_PER_BLOCK,
@@ -26,12 +39,10 @@ from consensus.sim.model import (
     parse_block,
     request_key,
 )
+from consensus.testing import MemoryDisk, ReadyDriver
 from crypto.encoding import DecodeError
 from crypto.hashing import sha256
 from crypto.keys import PrivateKey
-
-if TYPE_CHECKING:
-    from consensus.sim.world import Simulation
 
 #: Blocks per fetch reply.
 MAX_BLOCKS_PER_FETCH_REPLY = 32
@@ -49,20 +60,6 @@ class Overlay:
     state_root: bytes
 
 
-@dataclass
-class Disk:
-    hard_state: HardState | None = None
-    signed: dict[tuple[int, int, str], SignedSlot] = field(default_factory=dict)
-    prepared: dict[int, PreparedRecord] = field(default_factory=dict)
-
-    def persisted(self) -> PersistedState:
-        return PersistedState(
-            self.hard_state,
-            tuple(self.signed[k] for k in sorted(self.signed)),
-            tuple(self.prepared[h] for h in sorted(self.prepared)),
-        )
-
-
 @dataclass(frozen=True, slots=True)
 class FetchedBlock:
     height: int
@@ -72,10 +69,31 @@ class FetchedBlock:
     certificate: CommitProof
 
 
-class SimDriver:
-    def __init__(
-        self, world: Simulation, eid: int, index: int, key: PrivateKey, honest: bool
-    ) -> None:
+class World(Protocol):
+    """What a simulated node uses of the simulated world (consensus/sim/world.py)."""
+
+    @property
+    def config(self) -> ReplicaConfig: ...
+
+    @property
+    def checker(self) -> Checker: ...
+
+    @property
+    def submitted(self) -> set[int]: ...
+
+    def send(self, driver: SimDriver, to: int | None, message: SignedMessage) -> None: ...
+
+    def after_exec(
+        self, driver: SimDriver, what: str, request: ValidateRequest | ProposalRequest
+    ) -> None: ...
+
+    def fetch(self, driver: SimDriver, low: int, high: int) -> None: ...
+
+    def note_commit(self, driver: SimDriver, block: CommittedBlock) -> None: ...
+
+
+class SimDriver(ReadyDriver):
+    def __init__(self, world: World, eid: int, index: int, key: PrivateKey, honest: bool) -> None:
         self.world = world
         self.eid = eid
         self.index = index
@@ -84,7 +102,7 @@ class SimDriver:
         #: Builds different blocks from the same requests (a twin's second face).
         self.variant = False
         self.outgoing: Outgoing | None = None
-        self.disk = Disk()
+        self.disk = MemoryDisk()
         self.chain: list[CommittedBlock] = []
         self.applied: set[int] = set()
         self.state_root = GENESIS_STATE_ROOT
@@ -129,48 +147,14 @@ class SimDriver:
     def handle(self, ready: Ready) -> None:
         if self.replica is None:
             return
-        persist = ready.persist
-        if persist is not None:  # 1. persist before anything leaves
-            if persist.hard_state is not None:
-                self.disk.hard_state = persist.hard_state
-            for record in persist.signed:
-                self.disk.signed[record.key] = record
-            for prepared in persist.prepared:
-                self.disk.prepared[prepared.height] = prepared
-            self._prune_disk()
-        for block in ready.committed:  # 2. the block store
-            self._apply(block)
-        for out in ready.messages:  # 3. send
-            if self.honest:
-                self.world.checker.on_send(self.index, out.message)
-            sends = self.outgoing(out) if self.outgoing is not None else [(out.to, out.message)]
-            for to, message in sends:
-                self.world.send(self, to, message)
-        for request in ready.validate:  # 4. validate (takes a little virtual time)
-            self.world.after_exec(self, "validate", request)
-        if ready.propose is not None:  # 5. build a proposal
-            self.world.after_exec(self, "propose", ready.propose)
-        if ready.fetch is not None:  # 6. fetch from a peer
-            self.world.fetch(self, ready.fetch.from_height, ready.fetch.to_height)
-        if ready.halt is not None and self.honest:  # a certified block invalid here
-            self.world.checker.on_halt(self.index, ready.halt)
+        super().handle(ready)
         self.update_pending()
 
-    def _prune_disk(self) -> None:
-        hard = self.disk.hard_state
-        if hard is None or len(self.disk.signed) < 64:
-            return
-        for key in [
-            k
-            for k, r in self.disk.signed.items()
-            if r.view < hard.view or 0 < r.height <= hard.checkpoint.height
-        ]:
-            del self.disk.signed[key]
-        committed = self.head[0]
-        for height in [h for h in self.disk.prepared if h <= committed]:
-            del self.disk.prepared[height]
+    def persist(self, batch: PersistBatch) -> None:
+        self.disk.write(batch)
+        self.disk.prune(self.head[0])
 
-    def _apply(self, block: CommittedBlock) -> None:
+    def apply_committed(self, block: CommittedBlock) -> None:
         previous = self.head[1]
         ids: list[int] | None
         try:
@@ -191,6 +175,27 @@ class SimDriver:
         for digest in [d for d, o in self.overlays.items() if o.height <= block.height]:
             del self.overlays[digest]
         self.world.note_commit(self, block)
+
+    def send(self, out: Outbound) -> None:
+        if self.honest:
+            self.world.checker.on_send(self.index, out.message)
+        sends = self.outgoing(out) if self.outgoing is not None else [(out.to, out.message)]
+        for to, message in sends:
+            self.world.send(self, to, message)
+
+    def validate(self, request: ValidateRequest) -> None:
+        self.world.after_exec(self, "validate", request)  # takes a little virtual time
+
+    def build_proposal(self, request: ProposalRequest) -> None:
+        self.world.after_exec(self, "propose", request)
+
+    def fetch(self, request: FetchRequest) -> None:
+        self.world.fetch(self, request.from_height, request.to_height)
+
+    def halt(self, reason: str) -> None:
+        # The run goes on (the report must be complete); the checker records a violation.
+        if self.honest:
+            self.world.checker.on_halt(self.index, reason)
 
     def update_pending(self, force: bool = False) -> None:
         if self.replica is None:

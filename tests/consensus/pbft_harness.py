@@ -1,25 +1,33 @@
 """A hand-driven cluster of real replicas for the scripted PBFT tests.
 
 Messages go into one FIFO queue and are delivered when the test says so; a ``drop``
-predicate models loss and partitions. The in-memory "driver" of each node persists what
-the replica asks for, validates blocks immediately (a block is the canonical record
-``["test-block", 1, height, parent, label]`` and its digest is its SHA-256), builds
-proposals when asked for heights up to ``budget``, and serves fetches from the other
-nodes' committed chains.
+predicate models loss and partitions. Each node is the reference Ready driver
+(consensus/testing.py) with immediate effects: it persists to memory, validates blocks at
+once (a block is the canonical record ``["test-block", 1, height, parent, label]`` and its
+digest is its SHA-256), builds proposals when asked for heights up to ``budget``, serves
+fetches from the other nodes' committed chains, and stops on ``halt``.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from consensus.config import ReplicaConfig
 from consensus.messages import SignedMessage
-from consensus.ready import CommittedBlock, Ready
-from consensus.records import CommittedHead, HardState, PersistedState, PreparedRecord, SignedSlot
+from consensus.ready import (
+    CommittedBlock,
+    FetchRequest,
+    Outbound,
+    ProposalRequest,
+    Ready,
+    ValidateRequest,
+)
+from consensus.records import CommittedHead
 from consensus.replica import Replica
+from consensus.testing import MemoryDisk, ReadyDriver
 from crypto.encoding import DecodeError, as_bytes, as_int, decode, encode_record, record_fields
 from crypto.hashing import sha256
 from crypto.keys import PrivateKey
@@ -66,33 +74,91 @@ def make_config(n: int = 4, **overrides: Any) -> ReplicaConfig:
     return ReplicaConfig(**params)
 
 
-@dataclass
-class Disk:
-    hard_state: HardState | None = None
-    signed: dict[tuple[int, int, str], SignedSlot] = field(default_factory=dict)
-    prepared: dict[int, PreparedRecord] = field(default_factory=dict)
-    blocks: list[CommittedBlock] = field(default_factory=list)
+class Disk(MemoryDisk):
+    """The persisted records and the block store."""
 
-    def persisted(self) -> PersistedState:
-        return PersistedState(
-            self.hard_state,
-            tuple(self.signed[k] for k in sorted(self.signed)),
-            tuple(self.prepared[h] for h in sorted(self.prepared)),
-        )
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks: list[CommittedBlock] = []
 
 
-@dataclass
-class Node:
-    index: int
-    replica: Replica
-    disk: Disk = field(default_factory=Disk)
-    sent: list[SignedMessage] = field(default_factory=list)
-    readies: list[Ready] = field(default_factory=list)
-    up: bool = True
+class Node(ReadyDriver):
+    """One validator: a replica and its driver, whose effects take no time."""
+
+    def __init__(self, cluster: Cluster, index: int, replica: Replica) -> None:
+        self.cluster = cluster
+        self.index = index
+        self.replica = replica
+        self.disk: Disk = Disk()
+        self.sent: list[SignedMessage] = []
+        self.readies: list[Ready] = []
+        self.up = True
+        self.halted: str | None = None
 
     @property
     def committed(self) -> list[CommittedBlock]:
         return self.disk.blocks
+
+    def handle(self, ready: Ready) -> None:
+        self.readies.append(ready)
+        super().handle(ready)
+
+    def apply_committed(self, block: CommittedBlock) -> None:
+        blocks = self.disk.blocks
+        expected = blocks[-1].height + 1 if blocks else self.cluster.config.genesis_height + 1
+        assert block.height == expected, "commits out of order"
+        blocks.append(block)
+
+    def send(self, out: Outbound) -> None:
+        self.sent.append(out.message)
+        n = len(self.cluster.nodes)
+        targets = [out.to] if out.to is not None else [j for j in range(n) if j != self.index]
+        for j in targets:
+            self.cluster.queue.append((self.index, j, out.message))
+
+    def validate(self, request: ValidateRequest) -> None:
+        cluster = self.cluster
+        if not cluster.auto_validate or self.index in cluster.stalled:
+            return
+        height, parent, _ = parse_payload(request.payload)
+        ok = (
+            height == request.height
+            and parent == request.parent_digest
+            and request.digest not in cluster.invalid
+            and self.index not in cluster.diverged
+        )
+        self.handle(
+            self.replica.proposal_validated(
+                request.view, request.height, request.digest, ok, sha256(b"state" + request.digest)
+            )
+        )
+
+    def build_proposal(self, request: ProposalRequest) -> None:
+        cluster = self.cluster
+        if request.height > cluster.config.genesis_height + cluster.budget:
+            self.handle(self.replica.skip_proposal(request.view, request.height))
+            return
+        cluster.labels += 1
+        payload = make_payload(request.height, request.parent_digest, b"b%d" % cluster.labels)
+        digest = sha256(payload)
+        self.handle(
+            self.replica.propose(
+                request.view,
+                request.height,
+                digest,
+                request.parent_digest,
+                payload,
+                sha256(b"state" + digest),
+            )
+        )
+
+    def fetch(self, request: FetchRequest) -> None:
+        if self.cluster.serve_fetches:
+            self.cluster.serve_fetch(self.index, request.from_height, request.to_height)
+
+    def halt(self, reason: str) -> None:
+        self.halted = reason
+        self.up = False
 
 
 class Cluster:
@@ -100,7 +166,7 @@ class Cluster:
         self, n: int = 4, *, budget: int = 0, auto_validate: bool = True, **config: Any
     ) -> None:
         self.config = make_config(n, **config)
-        self.nodes = [Node(i, Replica(self.config, KEYS[i])) for i in range(n)]
+        self.nodes = [Node(self, i, Replica(self.config, KEYS[i])) for i in range(n)]
         self.queue: deque[tuple[int, int, SignedMessage]] = deque()
         self.budget = budget
         self.auto_validate = auto_validate
@@ -118,72 +184,7 @@ class Cluster:
     # ------------------------------------------------------------------ driver behaviour
 
     def handle(self, i: int, ready: Ready) -> None:
-        node = self.nodes[i]
-        node.readies.append(ready)
-        if ready.persist is not None:
-            if ready.persist.hard_state is not None:
-                node.disk.hard_state = ready.persist.hard_state
-            for record in ready.persist.signed:
-                known = node.disk.signed.get(record.key)
-                assert known is None or known.digest == record.digest, "guard record rewritten"
-                node.disk.signed[record.key] = record
-            for prepared in ready.persist.prepared:
-                node.disk.prepared[prepared.height] = prepared
-        for block in ready.committed:
-            expected = (
-                node.disk.blocks[-1].height + 1
-                if node.disk.blocks
-                else self.config.genesis_height + 1
-            )
-            assert block.height == expected, "commits out of order"
-            node.disk.blocks.append(block)
-        for out in ready.messages:
-            node.sent.append(out.message)
-            targets = (
-                [out.to] if out.to is not None else [j for j in range(len(self.nodes)) if j != i]
-            )
-            for j in targets:
-                self.queue.append((i, j, out.message))
-        if self.auto_validate and i not in self.stalled:
-            for request in ready.validate:
-                height, parent, _ = parse_payload(request.payload)
-                ok = (
-                    height == request.height
-                    and parent == request.parent_digest
-                    and request.digest not in self.invalid
-                    and i not in self.diverged
-                )
-                self.handle(
-                    i,
-                    node.replica.proposal_validated(
-                        request.view,
-                        request.height,
-                        request.digest,
-                        ok,
-                        sha256(b"state" + request.digest),
-                    ),
-                )
-        if ready.propose is not None:
-            request = ready.propose
-            if request.height <= self.config.genesis_height + self.budget:
-                self.labels += 1
-                payload = make_payload(request.height, request.parent_digest, b"b%d" % self.labels)
-                digest = sha256(payload)
-                self.handle(
-                    i,
-                    node.replica.propose(
-                        request.view,
-                        request.height,
-                        digest,
-                        request.parent_digest,
-                        payload,
-                        sha256(b"state" + digest),
-                    ),
-                )
-            else:
-                self.handle(i, node.replica.skip_proposal(request.view, request.height))
-        if ready.fetch is not None and self.serve_fetches:
-            self.serve_fetch(i, ready.fetch.from_height, ready.fetch.to_height)
+        self.nodes[i].handle(ready)
 
     def serve_fetch(self, i: int, lo: int, hi: int) -> None:
         best = max((n for n in self.nodes if n.index != i and n.up), key=lambda n: len(n.committed))
