@@ -10,6 +10,9 @@ block format: ``block_digest`` (the block hash of an opaque payload, or None if 
 is malformed) and ``verify_signature`` (defaults to :func:`crypto.keys.verify`; the
 simulator passes a memoising wrapper so n replicas in one process verify each signature
 once).
+
+House rule: immutable once built; the core never reads a global setting, the genesis file
+or an environment variable.
 """
 
 from __future__ import annotations

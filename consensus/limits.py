@@ -3,6 +3,9 @@
 The configuration (genesis) bounds the protocol: the watermark window, the pipeline, block
 sizes. These bound what a peer can make a replica hold: buffers for views and heights it
 has not reached, certified blocks waiting for their predecessor, replies served.
+
+House rule: constants only; a bound every replica of a chain must agree on belongs in the
+configuration, not here.
 """
 
 from __future__ import annotations

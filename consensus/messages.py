@@ -15,6 +15,9 @@ certificates and view changes can carry small signed headers instead of whole bl
 Decoding is strict (crypto.encoding rejects every non-canonical spelling) and bounded by the
 caps below. Messages are compared, deduplicated and checked for equivocation by their
 content (sender, kind, body), never by signature bytes.
+
+House rule: values and encodings only — no state, and no signature or certificate checks
+(those are consensus/certificates.py's).
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Every input method of :class:`consensus.replica.Replica` returns one :class:`Rea
 order in which the driver handles it is part of the contract (see the module docstring of
 consensus/replica.py): persist, then commit, then send, then start validations, the
 proposal and fetches.
+
+House rule: values only; nothing here acts on a Ready (consensus/testing.py is the
+reference driver that does).
 """
 
 from __future__ import annotations

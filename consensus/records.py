@@ -18,6 +18,9 @@ Pruning (the driver may, never must): delete SignedSlots whose view is below
 view-change and new-view phases, which carry height 0 and go with their view), and
 PreparedRecords at or below the last committed height. The replica ignores stale records
 on restore anyway.
+
+House rule: values and encodings only; the driver stores them, the replica never reads or
+writes a disk.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 A commit certificate is nothing but q COMMIT signatures over the same body, so the body
 is defined once, here, and both sides use it.
+
+House rule: this body never changes without a new record version — every commit
+certificate ever issued is signed over it.
 """
 
 from __future__ import annotations

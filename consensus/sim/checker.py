@@ -13,6 +13,8 @@
 * liveness — checked by the runner: after the heal, every request commits everywhere.
 
 A violation is recorded (kind, time, detail); the run goes on so the report is complete.
+
+House rule: observes only; it never changes a replica or the course of the run.
 """
 
 from __future__ import annotations

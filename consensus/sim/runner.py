@@ -3,6 +3,9 @@
 The report's ``trace_hash`` is SHA-256 over the per-seed trace hashes in seed order: the
 same seeds and parameters give the same hash, in any process, on any machine. Every
 failing seed comes with the exact ``quorum sim`` command that reproduces it.
+
+House rule: no randomness or clock of its own; a seed and the parameters fully determine
+a run.
 """
 
 from __future__ import annotations

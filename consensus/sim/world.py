@@ -9,6 +9,8 @@ and an index; each twin sees (and is seen by) one group of honest validators onl
 network drops messages on blocked links during partitions, loses and duplicates them at
 the plan's rates until the heal, and delays each by ``base + jitter`` ms (reordering).
 Clients submit each request to every endpoint and resubmit what is not committed.
+
+House rule: the only randomness is the run's ``random.Random(seed)``; no clock, no I/O.
 """
 
 from __future__ import annotations
