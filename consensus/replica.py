@@ -9,9 +9,10 @@ Inputs (each returns a Ready):
     ``receive(raw)`` / ``step(message)``  a message from a peer (bytes or decoded envelope)
     ``tick()``                            called every ``config.tick_ms`` of wall time
     ``requests_pending(pending, oldest_waiting)``  the mempool changed: ``pending`` says
-        there are requests that may go into a new block; ``oldest_waiting`` names the oldest
-        uncommitted request (its hash) — the view-change timer runs while something waits,
-        and restarts when the oldest one changes (so a censoring primary is replaced)
+        there are requests a correct primary could put in the next block (never ones behind
+        a nonce gap); ``oldest_waiting`` names the oldest of them — the no-progress timer
+        runs while something waits and restarts on every commit; the censorship timer
+        restarts when the oldest one changes (so a censoring primary is replaced)
     ``propose(view, height, digest, parent_digest, payload, state_root)``  answer to a
         ProposalRequest: the block built and executed on ``parent_digest``
     ``skip_proposal(view, height)``      answer to a ProposalRequest: nothing to propose

@@ -64,6 +64,8 @@ MAX_FETCHED_PER_EVENT: Final = 64
 #: gossiped again (at most REGOSSIP_LIMIT per tick).
 REGOSSIP_AFTER_MS: Final = 3_000
 REGOSSIP_LIMIT: Final = 512
+#: Requests a backup re-sends when its view-change timer is half way (see _on_tick).
+RELAY_ON_TIMER: Final = 256
 
 #: Renders a receipt for a client (the node's JSON; the simulator passes a smaller one).
 ReceiptRenderer = Callable[[Receipt], dict[str, Any]]
@@ -237,6 +239,17 @@ class Engine:
         again = self.mempool.to_regossip(
             self.now_ms, older_than_ms=REGOSSIP_AFTER_MS, limit=REGOSSIP_LIMIT
         )
+        replica = self.replica
+        if (
+            replica.active
+            and replica.primary != replica.index
+            and replica.vc_timer == replica.config.view_change_timeout_ticks // 2
+        ):
+            # PBFT's backups relay a request whose timer runs to the primary (OSDI'99
+            # §4.4): half way to a view change, send the oldest includable requests again,
+            # in case the primary never got them (gossip is fire and forget).
+            again = again + self.mempool.oldest_runs(RELAY_ON_TIMER)
+            self.count("gossip.relayed_on_timer")
         if again:
             self._outputs.gossip.extend(again)
             self.count("gossip.repeated", len(again))

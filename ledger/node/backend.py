@@ -243,7 +243,7 @@ def status_json(node: Node) -> dict[str, Any]:
             "includable": node.mempool.statistics().includable,
             "bytes": node.mempool.size_bytes,
         },
-        "counters": dict(sorted(node.counters.items())),
+        "counters": dict(sorted({**node.engine.counters, **node.counters}.items())),
         "consensus": replica.statistics,
     }
 
