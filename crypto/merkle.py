@@ -68,6 +68,43 @@ def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
     return proof
 
 
+class MerkleLevels:
+    """Every level of one RFC 6962 tree, built once from its leaf hashes, so audit paths
+    cost O(log n) each (a node serving many proofs of one block builds it once)."""
+
+    def __init__(self, hashes: Sequence[bytes]) -> None:
+        if not hashes:
+            raise ValueError("a tree to prove inclusion in has at least one leaf")
+        levels = [list(hashes)]
+        while len(levels[-1]) > 1:
+            level = levels[-1]
+            nxt = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            if len(level) % 2:
+                nxt.append(level[-1])
+            levels.append(nxt)
+        self._levels = levels
+
+    @property
+    def size(self) -> int:
+        return len(self._levels[0])
+
+    @property
+    def root(self) -> bytes:
+        return self._levels[-1][0]
+
+    def audit_path(self, index: int) -> list[bytes]:
+        """The same path as :func:`inclusion_proof` (leaf-side first)."""
+        if not 0 <= index < self.size:
+            raise IndexError(f"leaf index {index} out of range for a tree of {self.size} leaves")
+        path: list[bytes] = []
+        for level in self._levels[:-1]:
+            sibling = index ^ 1
+            if sibling < len(level):  # a promoted odd last node has no sibling here
+                path.append(level[sibling])
+            index //= 2
+        return path
+
+
 def verify_inclusion(
     leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
 ) -> bool:

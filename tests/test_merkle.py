@@ -358,3 +358,26 @@ def test_property_any_single_mutation_fails(data: list[bytes], draw: st.DataObje
         at = draw.draw(st.integers(0, len(proof) - 1), label="element")
         args = (leaf, index, size, proof[:at] + proof[at + 1 :], root)
     assert not verify_inclusion(*args)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 13, 64, 100])
+def test_merkle_levels_give_the_rfc_6962_audit_paths(size: int) -> None:
+    """The levels a node keeps per block give the same paths as computing them from the
+    leaves each time (RFC 6962 section 2.1.1), and they verify."""
+    from crypto.merkle import (
+        MerkleLevels,
+        inclusion_proof,
+        leaf_hash,
+        merkle_root,
+        verify_inclusion,
+    )
+
+    leaves = [i.to_bytes(4, "big") * 3 for i in range(size)]
+    tree = MerkleLevels([leaf_hash(d) for d in leaves])
+    assert tree.root == merkle_root(leaves) and tree.size == size
+    for i in range(size):
+        path = tree.audit_path(i)
+        assert path == inclusion_proof(leaves, i)
+        assert verify_inclusion(leaves[i], i, size, path, tree.root)
+    with pytest.raises(IndexError):
+        tree.audit_path(size)

@@ -35,6 +35,7 @@ from typing import Any, Final
 from rich.console import Console
 
 from crypto.keys import PrivateKey
+from genesis.document import Genesis
 from ledger.bench.plan import (
     DEFAULT_VERIFY_SAMPLES,
     TRANSFER_GAS,
@@ -73,6 +74,8 @@ class BurstOptions:
     idle_s: float = DEFAULT_IDLE_S
     drain_timeout_s: float = DEFAULT_BURST_DRAIN_S
     verify_samples: int = DEFAULT_VERIFY_SAMPLES
+    #: Blocks walked are verified against it when known (see BenchOptions.genesis).
+    genesis: Genesis | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +209,11 @@ def run_burst(
     note(f"burst 1/4: closed-loop capacity run, {opts.capacity_s:g} s")
     capacity_doc = run_bench(
         BenchOptions(
-            opts.nodes, opts.funded, duration_s=opts.capacity_s, verify_samples=opts.verify_samples
+            opts.nodes,
+            opts.funded,
+            duration_s=opts.capacity_s,
+            verify_samples=opts.verify_samples,
+            genesis=opts.genesis,
         ),
         console,
         note,
@@ -235,6 +242,7 @@ def run_burst(
                 rate=rate,
                 drain_timeout_s=opts.drain_timeout_s,
                 verify_samples=opts.verify_samples,
+                genesis=opts.genesis,
             ),
             console,
             note,

@@ -20,6 +20,7 @@ from contracts import examples
 from contracts.interpreter import contract_address
 from crypto import keys
 from crypto.keys import PrivateKey
+from genesis.document import Genesis
 from ledger.chain.types import Call, Deploy, Payload, Transaction, Transfer
 from ledger.client import (
     ClientError,
@@ -97,6 +98,9 @@ class BenchOptions:
     max_txs: int | None = None
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
     verify_samples: int = DEFAULT_VERIFY_SAMPLES
+    #: When known (a testnet's, or --genesis), every block walked is verified against it
+    #: (commit certificate, transaction list): a commit is counted only from those.
+    genesis: Genesis | None = None
 
     @property
     def mode(self) -> str:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 import trio
 
 from ledger.client import AsyncQuorumClient, ClientError
+from ledger.light import LightClient, VerificationError
 
 if TYPE_CHECKING:
     from ledger.bench.load import LoadRun
@@ -49,6 +50,8 @@ class Walk:
     block_hashes: dict[int, str] = field(default_factory=dict)
     tx_counts: dict[int, int] = field(default_factory=dict)
     ours: dict[bytes, int] = field(default_factory=dict)  # our tx hash -> height
+    #: Blocks whose certificate and transaction list verified against the genesis.
+    verified: int = 0
     error: str | None = None
 
 
@@ -57,9 +60,12 @@ async def walk_blocks(
     heights: range,
     accepted: dict[bytes, float],
     into: Walk,
+    light: LightClient | None = None,
 ) -> list[bytes]:
     """Fetch the blocks at ``heights`` (a few at a time); returns our hashes found.
 
+    With ``light``, a block counts only once its commit certificate and transaction list
+    verify against the genesis; one that does not is an error, never a commit.
     Never raises (trio would wrap it in an exception group): failures go to ``into.error``.
     """
     limiter = trio.CapacityLimiter(WALK_CONCURRENCY)
@@ -75,6 +81,13 @@ async def walk_blocks(
         if block is None:
             into.error = f"{client.base_url} has no block {h}"
             return
+        if light is not None:
+            try:
+                light.verify_block(block)
+            except VerificationError as exc:
+                into.error = f"{client.base_url}: block {h} does not verify: {exc}"
+                return
+            into.verified += 1
         into.block_hashes[h] = str(block["hash"])
         into.tx_counts[h] = int(block["header"]["tx_count"])
         for text in block["transactions"]:
@@ -229,6 +242,11 @@ def report(
         "receipts_sampled": checked,
         "lost": lost,
         "agree": agree,
+        # Commits above are counted from blocks whose certificates verified against the
+        # genesis (when the bench knows it: a testnet's, or --genesis).
+        "blocks_verified": sum(w.verified for w in walks),
+        "verified": opts.genesis is not None,
+        "walk_errors": [w.error for w in walks if w.error],
         "forked_heights": forks[:10],
         "height_per_node": [max(w.block_hashes, default=start) for w in walks],
         "measured": len(latencies),

@@ -77,6 +77,7 @@ from ledger.bench.report import (
     walk_blocks,
 )
 from ledger.client import AsyncQuorumClient
+from ledger.light import LightClient
 
 
 async def _run(opts: BenchOptions, plan: Plan, console: Console | None) -> dict[str, Any]:
@@ -101,6 +102,7 @@ async def _drive(run: LoadRun, console: Console | None) -> dict[str, Any]:
     n = len(opts.nodes)
     total_s = opts.warmup_s + opts.duration_s
     walks = [Walk() for _ in range(n)]
+    light = LightClient(opts.genesis) if opts.genesis is not None else None
     start = min(plan.start_heights)
     with LiveView(console, total_s) as view:
         async with trio.open_nursery() as background:
@@ -142,6 +144,7 @@ async def _drive(run: LoadRun, console: Console | None) -> dict[str, Any]:
                         range(walked + 1, head + 1),
                         run.accepted,
                         walks[ref],
+                        light,
                     )
                     outstanding.difference_update(found)
                     walked = head
@@ -170,6 +173,7 @@ async def _drive(run: LoadRun, console: Console | None) -> dict[str, Any]:
                 range(start + 1, top + 1),
                 run.accepted,
                 walks[node],
+                light,
             )
     unreachable = [url for url, w in zip(opts.nodes, walks, strict=True) if w.error]
     # The reference node may have been walked past the final height: trim it.

@@ -19,17 +19,22 @@ Never: build a proof from anything but the store's committed data, or decide val
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from crypto.merkle import inclusion_proof
+from crypto.merkle import MerkleLevels, leaf_hash
 from crypto.smt_proof import Proof
 from ledger.chain.execute import ChainTip
 from ledger.chain.state_tree import StateTree
 from ledger.chain.state_tree_nodes import NodeReader
 from ledger.chain.store import Store
 from ledger.chain.types import BlockHeader, CommitCertificate, Receipt, Transaction
+
+#: Blocks whose Merkle trees a node keeps for transaction proofs.
+BLOCK_TREES_CACHED = 32
 
 
 class RecordingTip:
@@ -134,8 +139,45 @@ def prove_state(store: Store, keys: Sequence[bytes]) -> StateProof:
     return StateProof(tip.height, header, certificate, reads)
 
 
-def prove_transaction(store: Store, tx_hash: bytes) -> tuple[Transaction, TxProof] | None:
+class BlockTrees:
+    """The tx_root and receipts_root trees of recently proven blocks (bounded, LRU): a
+    block's leaves are read and hashed once, then every proof in it costs O(log n).
+    Committed blocks never change, so an entry is never stale."""
+
+    def __init__(self, capacity: int = BLOCK_TREES_CACHED) -> None:
+        self._capacity = capacity
+        self._trees: OrderedDict[int, tuple[MerkleLevels, MerkleLevels, list[bytes]]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()  # API reads run in several worker threads
+
+    def get(self, store: Store, height: int) -> tuple[MerkleLevels, MerkleLevels, list[bytes]]:
+        with self._lock:
+            found = self._trees.get(height)
+            if found is not None:
+                self._trees.move_to_end(height)
+                return found
+        hashes = store.get_block_tx_hashes(height)
+        receipts = store.get_block_receipt_raws(height)
+        if not hashes or len(receipts) != len(hashes):
+            raise AssertionError(f"block {height} is incomplete in the store")
+        built = (
+            MerkleLevels([leaf_hash(h) for h in hashes]),
+            MerkleLevels([leaf_hash(r) for r in receipts]),
+            receipts,
+        )
+        with self._lock:
+            self._trees[height] = built
+            while len(self._trees) > self._capacity:
+                self._trees.popitem(last=False)
+        return built
+
+
+def prove_transaction(
+    store: Store, tx_hash: bytes, trees: BlockTrees | None = None
+) -> tuple[Transaction, TxProof] | None:
     """A committed transaction with the proof of it and its receipt, or None."""
+    trees = trees or BlockTrees(1)
     with store.holding():
         found = store.get_transaction(tx_hash)
         if found is None:
@@ -143,17 +185,16 @@ def prove_transaction(store: Store, tx_hash: bytes) -> tuple[Transaction, TxProo
         tx, height, position = found
         header = store.get_header(height)
         certificate = store.get_certificate(height)
-        hashes = store.get_block_tx_hashes(height)
-        receipts = store.get_block_receipts(height)
-    if header is None or certificate is None or len(receipts) != len(hashes):
+        tx_tree, receipt_tree, receipts = trees.get(store, height)
+    if header is None or certificate is None:
         raise AssertionError(f"block {height} is incomplete in the store")
     return tx, TxProof(
         height,
         position,
-        len(hashes),
+        tx_tree.size,
         header,
         certificate,
-        tuple(inclusion_proof(hashes, position)),
-        receipts[position],
-        tuple(inclusion_proof([r.raw for r in receipts], position)),
+        tuple(tx_tree.audit_path(position)),
+        Receipt.decode(receipts[position]),
+        tuple(receipt_tree.audit_path(position)),
     )

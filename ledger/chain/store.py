@@ -348,6 +348,18 @@ class Store:
             self._check_open()
             yield
 
+    def get_block_receipt_raws(self, height: int) -> list[bytes]:
+        """Block ``height``'s receipts as stored (canonical bytes, the receipts_root leaves)."""
+        with self._reading():
+            return [
+                bytes(r)
+                for r in self._conn.execute(
+                    select(receipts_table.c.raw)
+                    .where(receipts_table.c.height == height)
+                    .order_by(receipts_table.c.position)
+                ).scalars()
+            ]
+
     def get_block_tx_hashes(self, height: int) -> list[bytes]:
         """The hashes of block ``height``'s transactions, in order (the tx_root leaves)."""
         with self._reading():
@@ -552,17 +564,10 @@ class Store:
 
     def get_block_receipts(self, height: int) -> list[Receipt]:
         """The receipts of block ``height`` in transaction order (empty if no such block)."""
-        with self._reading():
-            raws = (
-                self._conn.execute(
-                    select(receipts_table.c.raw)
-                    .where(receipts_table.c.height == height)
-                    .order_by(receipts_table.c.position)
-                )
-                .scalars()
-                .all()
-            )
-        return [self._decode(Receipt.decode, raw, f"a receipt of block {height}") for raw in raws]
+        return [
+            self._decode(Receipt.decode, raw, f"a receipt of block {height}")
+            for raw in self.get_block_receipt_raws(height)
+        ]
 
     def get_transaction(self, tx_hash: bytes) -> tuple[Transaction, int, int] | None:
         """``(transaction, height, position)`` of a committed transaction, or None."""

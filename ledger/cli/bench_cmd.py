@@ -23,6 +23,7 @@ from rich.table import Table
 
 from crypto.keyfile import load_key
 from crypto.keys import PrivateKey
+from genesis.document import Genesis
 from ledger.bench import burst as burst_defaults
 from ledger.bench import plan
 from ledger.cli.output import (
@@ -71,6 +72,18 @@ def _targets(
     if not funded:
         raise CommandError("no funded accounts (the testnet has none; give --key FILE)", EXIT_USAGE)
     return tuple(url.rstrip("/") for url in nodes), tuple(funded)
+
+
+def _testnet_genesis(directory: Path) -> Genesis | None:
+    """The genesis of the testnet in ``directory`` (its first node's), to verify blocks."""
+    from genesis.checks import GenesisError
+    from genesis.document import load_genesis
+
+    try:
+        doc = json.loads((directory / MANIFEST_FILE_NAME).read_text(encoding="utf-8"))
+        return load_genesis(directory / str(doc["nodes"][0]["name"]) / "genesis.json")
+    except (OSError, ValueError, KeyError, IndexError, TypeError, GenesisError):
+        return None
 
 
 def render(d: dict[str, Any], console: Console) -> None:
@@ -268,6 +281,9 @@ def bench(
         max_txs=max_txs,
         drain_timeout_s=drain_timeout,
         verify_samples=verify_samples,
+        genesis=_testnet_genesis(directory or Path(DEFAULT_TESTNET_DIR))
+        if directory is not None or not node_urls
+        else None,
     )
     console = None if as_json else out.err_console
     try:
@@ -388,6 +404,9 @@ def burst(
         idle_s=idle,
         drain_timeout_s=drain_timeout,
         verify_samples=verify_samples,
+        genesis=_testnet_genesis(directory or Path(DEFAULT_TESTNET_DIR))
+        if directory is not None or not node_urls
+        else None,
     )
     console = None if as_json else out.err_console
     try:
@@ -510,3 +529,50 @@ def _render_figures(title: str, figures: dict[str, Any], console: Console) -> No
             shown = f"{number:,.1f}" if isinstance(number, float) else f"{number:,}"
             table.add_row(f"{name} {key}".strip(), shown)
     console.print(table)
+
+
+@bench.command("reads")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), help="Testnet directory.")
+@click.option("--node", "node_url", help="Node RPC URL (default: the testnet's first node).")
+@click.option(
+    "--genesis",
+    "genesis_file",
+    type=click.Path(path_type=Path),
+    help="Genesis to verify against (default: the testnet's).",
+)
+@click.option(
+    "--count", type=click.IntRange(1, 1_000_000), default=500, show_default=True,
+    help="Reads of each kind.",
+)  # fmt: skip
+@json_option
+@command_errors
+def reads(
+    directory: Path | None,
+    node_url: str | None,
+    genesis_file: Path | None,
+    count: int,
+    as_json: bool,
+) -> None:
+    """What verifiable reads cost: round trips with and without proofs, proof sizes, and
+    the light client's verifications per second."""
+    from genesis.checks import GenesisError
+    from genesis.document import load_genesis
+    from ledger.bench.reads import measure_reads
+    from ledger.light import VerificationError
+
+    where = directory or Path(DEFAULT_TESTNET_DIR)
+    nodes, _ = _testnet(where) if node_url is None else ([node_url], [])
+    try:
+        genesis = (
+            load_genesis(genesis_file) if genesis_file is not None else _testnet_genesis(where)
+        )
+    except GenesisError as exc:
+        raise CommandError(str(exc)) from None
+    if genesis is None:
+        raise CommandError("no genesis to verify against: give --dir or --genesis")
+    out = Output(as_json)
+    try:
+        figures = measure_reads(nodes[0], genesis, count)
+    except VerificationError as exc:
+        raise CommandError(f"a read did not verify: {exc}") from None
+    out.emit(figures, lambda c: _render_figures("quorum bench reads", figures, c))

@@ -18,7 +18,7 @@ from contracts.container import parse_container
 from ledger import render
 from ledger.chain.accounts import EMPTY_ACCOUNT, Account, account_key, code_key, storage_key
 from ledger.chain.execute import query_contract
-from ledger.chain.proofs import RecordingTip, prove_state, prove_transaction
+from ledger.chain.proofs import BlockTrees, RecordingTip, prove_state, prove_transaction
 from ledger.engine.engine import dropped_answer
 from ledger.node.api import ApiError
 from ledger.node.node import Node
@@ -29,6 +29,7 @@ class NodeService:
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        self.block_trees = BlockTrees()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(node))
 
@@ -56,7 +57,7 @@ class NodeService:
 
         def read() -> dict[str, Any] | None:
             if proof:
-                proven = prove_transaction(store, tx_hash)
+                proven = prove_transaction(store, tx_hash, self.block_trees)
                 if proven is None:
                     return None
                 tx, tx_proof = proven
