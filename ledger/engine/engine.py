@@ -64,6 +64,8 @@ MAX_FETCHED_PER_EVENT: Final = 64
 #: gossiped again (at most REGOSSIP_LIMIT per tick).
 REGOSSIP_AFTER_MS: Final = 3_000
 REGOSSIP_LIMIT: Final = 512
+#: A skipped proposal with includable requests waiting is asked for again this soon.
+RETRY_PROPOSAL_MS: Final = 100
 #: Requests a backup re-sends when its view-change timer is half way (see _on_tick).
 RELAY_ON_TIMER: Final = 256
 
@@ -206,7 +208,10 @@ class Engine:
         """The batching policy: build a block now (a work item), or skip and ask later."""
         self.now_ms = max(self.now_ms, now_ms)
         parent = self.speculative.parent(request.height, request.parent_digest)
-        if parent is None or not self.mempool.has_includable():
+        if parent is None:
+            return self._skip(request, "no_parent")
+        if not self.mempool.has_includable():
+            self.count("proposals.skipped.nothing_includable")
             return self.replica.skip_proposal(request.view, request.height)
         in_ancestors, after = self.speculative.ancestry(parent)
         decision = self.proposer.decide(
@@ -226,7 +231,7 @@ class Engine:
             after=after,
         )
         if not candidates:
-            return self.replica.skip_proposal(request.view, request.height)
+            return self._skip(request, "nothing_selected")
         self.proposer.proposed(now_ms)
         return BuildWork(request, parent, tuple(candidates), now_ms)
 
@@ -361,10 +366,9 @@ class Engine:
                     dropped.append(found)
         self._answer_dropped(dropped)
         if not executed.block.transactions:
-            self.count("proposals.empty")
-            return self._merge(
-                self.replica.skip_proposal(request.view, request.height), self._tell_pending()
-            )
+            reasons = sorted({reason.code for _, reason in event.skipped})
+            self.last_rejection = f"an empty proposal: every candidate skipped ({reasons})"
+            return self._merge(self._skip(request, "empty"), self._tell_pending())
         self.proposer.observe_execution(len(executed.block.transactions), event.elapsed_us)
         self.speculative.add(executed)
         payload = executed.block.encode()
@@ -404,6 +408,15 @@ class Engine:
         for record in dropped:
             self._outputs.answers.append((record.tx_hash, dropped_answer(record)))
             self.count(f"mempool.dropped.{record.reason.value}")
+
+    def _skip(self, request: ProposalRequest, why: str) -> Ready:
+        """Skip a proposal although something includable waits: ask again shortly, or a
+        primary with work and nothing in flight would wait for an event that never comes
+        (no admission, no commit) while the backups' timers run."""
+        self.count(f"proposals.skipped.{why}")
+        if self.mempool.has_includable():
+            self._wake_at(self.now_ms + RETRY_PROPOSAL_MS)
+        return self.replica.skip_proposal(request.view, request.height)
 
     def _wake_at(self, at_ms: int) -> None:
         current = self._outputs.wake_at_ms
