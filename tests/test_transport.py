@@ -442,6 +442,34 @@ def test_bounded_queues_drop_the_oldest_and_deliver_the_rest_on_connect() -> Non
     run(main)
 
 
+def test_consensus_messages_go_ahead_of_bulk_and_bulk_is_dropped_first() -> None:
+    """A PRE-PREPARE must not wait behind megabytes of gossip on the same link (issue 12's
+    last view change): the writer takes consensus messages first, and a full queue drops
+    the oldest gossip before any consensus message."""
+    settings = TransportSettings(max_queue_messages=6, max_queue_bytes=10_000)
+
+    async def main() -> None:
+        nodes = await make_nodes((1,))
+        async with open_node(nodes[1], settings) as net:
+            for i in range(4):
+                net.send(0, b"gossip%d" % i, bulk=True)  # the rogue is offline: all wait
+            for i in range(4):
+                net.send(0, b"vote%d" % i)
+            stats = net.statistics().peers[0]
+            assert (stats.queued_messages, stats.dropped_messages) == (6, 2)
+            stream, result = await dial(nodes[1].port, ROGUE, KEYS[1])
+            assert result is not None
+            got: list[bytes] = []
+            with trio.fail_after(DEADLINE_S):
+                while len(got) < 6:
+                    for payload in result.receiver.receive_data(await stream.receive_some()):
+                        got += split_messages(payload)
+            assert got == [b"vote0", b"vote1", b"vote2", b"vote3", b"gossip2", b"gossip3"]
+            await stream.aclose()
+
+    run(main)
+
+
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError):
         TransportSettings(max_queue_messages=0)

@@ -297,7 +297,7 @@ class Node:
             blocks = await trio.to_thread.run_sync(read_blocks, self.store, wanted)
             if blocks and self.net is not None:
                 reply = wire.encode_blocks(blocks)
-                self.net.send(sender, reply)
+                self.net.send(sender, reply, bulk=True)
                 self.counters["catchup.blocks_served"] += len(blocks)
                 sent = len(reply)
         finally:
@@ -416,7 +416,7 @@ class Node:
                     self._gossip[: wire.MAX_GOSSIP_TXS],
                     self._gossip[wire.MAX_GOSSIP_TXS :],
                 )
-                self.net.broadcast(wire.encode_tx_gossip(batch))
+                self.net.broadcast(wire.encode_tx_gossip(batch), bulk=True)
                 self.counters["gossip.sent"] += len(batch)
 
     def wait_for(self, tx_hash: bytes) -> Waiter:

@@ -18,10 +18,13 @@ Theory of operation:
   handshakes run at once; extra connections are closed at once. Failures are counted by
   reason (the :class:`~crypto.handshake.HandshakeFailure` values, plus "timeout",
   "closed", "io error", "wrong direction", "too many pending").
-* **Queues.** Each peer has one outgoing queue capped in messages and bytes, kept across
-  reconnects. When full, the *oldest* messages are dropped and counted: consensus
-  tolerates loss and fresher messages (the current view and height) are worth more than
-  stale ones. Messages a writer had taken when its link died are lost, not counted.
+* **Queues.** Each peer has two outgoing lanes sharing one cap in messages and bytes, kept
+  across reconnects: consensus messages, and *bulk* (transaction gossip, catch-up
+  replies), which the writer takes only when no consensus message waits — a PRE-PREPARE
+  never waits behind megabytes of gossip (CometBFT's channel priorities). When full, the
+  *oldest* bulk messages are dropped first, then the oldest consensus ones, and counted:
+  consensus tolerates loss and fresher messages (the current view and height) are worth
+  more than stale ones. Messages a writer had taken when its link died are lost.
 * **Writer.** Takes everything queued (up to ``max_coalesced_bytes`` of plaintext) into one
   frame and one ``send_all``: many small messages cost one encryption and one syscall. An
   idle link sends an empty frame every ``keepalive_interval_s``.
@@ -123,6 +126,7 @@ class _Peer:
     public_key: bytes
     address: HostPort | None
     queue: deque[bytes] = field(default_factory=deque)
+    bulk: deque[bytes] = field(default_factory=deque)
     queued_bytes: int = 0
     wakeup: trio.Event = field(default_factory=trio.Event)
     link: _Link | None = None
@@ -182,19 +186,20 @@ class PeerNetwork:
 
     # -- the node's interface
 
-    def send(self, peer_index: int, message: bytes) -> None:
-        """Queue ``message`` for one peer; never blocks (a full queue drops its oldest)."""
+    def send(self, peer_index: int, message: bytes, *, bulk: bool = False) -> None:
+        """Queue ``message`` for one peer; never blocks (a full queue drops its oldest).
+        ``bulk`` messages (gossip, catch-up) go after every waiting consensus message."""
         peer = self._peers.get(peer_index)
         if peer is None:
             raise ValueError(f"{peer_index} is not the index of another validator")
         self._check_message(message)
-        self._enqueue(peer, message)
+        self._enqueue(peer, message, bulk)
 
-    def broadcast(self, message: bytes) -> None:
+    def broadcast(self, message: bytes, *, bulk: bool = False) -> None:
         """Queue ``message`` for every other validator; never blocks."""
         self._check_message(message)
         for peer in self._peers.values():
-            self._enqueue(peer, message)
+            self._enqueue(peer, message, bulk)
 
     @property
     def listen_addresses(self) -> tuple[str, ...]:
@@ -234,29 +239,31 @@ class PeerNetwork:
                 f"message of {len(message)} bytes is over the cap of {self._max_message_bytes}"
             )
 
-    def _enqueue(self, peer: _Peer, message: bytes) -> None:
-        queue = peer.queue
-        queue.append(message)
+    def _enqueue(self, peer: _Peer, message: bytes, bulk: bool = False) -> None:
+        (peer.bulk if bulk else peer.queue).append(message)
         peer.queued_bytes += len(message)
         max_messages = self._settings.max_queue_messages
         max_bytes = self._settings.max_queue_bytes
-        while len(queue) > max_messages or peer.queued_bytes > max_bytes:
-            peer.queued_bytes -= len(queue.popleft())
+        while len(peer.queue) + len(peer.bulk) > max_messages or peer.queued_bytes > max_bytes:
+            lane = peer.bulk if peer.bulk else peer.queue
+            peer.queued_bytes -= len(lane.popleft())
             peer.dropped_messages += 1
         peer.wakeup.set()
 
     def _take_batch(self, peer: _Peer) -> list[bytes]:
-        queue = peer.queue
         limit = self._settings.max_coalesced_bytes
         batch: list[bytes] = []
         size = 0
-        while queue:
-            cost = LENGTH_PREFIX_SIZE + len(queue[0])
-            if batch and size + cost > limit:
+        for lane in (peer.queue, peer.bulk):  # consensus first
+            while lane:
+                cost = LENGTH_PREFIX_SIZE + len(lane[0])
+                if batch and size + cost > limit:
+                    break
+                message = lane.popleft()
+                batch.append(message)
+                size += cost
+            if lane:
                 break
-            message = queue.popleft()
-            batch.append(message)
-            size += cost
         peer.queued_bytes -= size - LENGTH_PREFIX_SIZE * len(batch)
         return batch
 
@@ -450,7 +457,7 @@ class PeerNetwork:
                 self._end_link(link, COUNTER_EXHAUSTED)
                 return
             batch: list[bytes] = []
-            if peer.queue:
+            if peer.queue or peer.bulk:
                 batch = self._take_batch(peer)
             else:
                 if peer.wakeup.is_set():  # stale: set for messages already taken
@@ -488,7 +495,7 @@ def _peer_statistics(peer: _Peer) -> PeerStatistics:
         messages_in=peer.messages_in,
         frames_in=peer.frames_in,
         bytes_in=peer.bytes_in,
-        queued_messages=len(peer.queue),
+        queued_messages=len(peer.queue) + len(peer.bulk),
         queued_bytes=peer.queued_bytes,
         dropped_messages=peer.dropped_messages,
         connections=peer.connections,
