@@ -33,7 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
-from consensus.config import ReplicaConfig
 from consensus.ready import CommittedBlock, FetchRequest, Ready, ViewChangeReason, merge_readies
 from consensus.replica import Replica
 from crypto import keys
@@ -42,8 +41,8 @@ from genesis.builder import build_genesis
 from genesis.document import ConsensusParams, Genesis
 from ledger.chain.execute import ChainRules
 from ledger.chain.types import CommitCertificate, Transaction, Transfer, TxRejected
-from ledger.engine.admission import Backpressure, Gate, VerifiedCache, admit_raw
-from ledger.engine.blocks import BlockCache
+from ledger.engine.admission import Gate, VerifiedCache, admit_raw
+from ledger.engine.assemble import assemble_engine
 from ledger.engine.engine import Engine
 from ledger.engine.events import (
     Built,
@@ -57,10 +56,8 @@ from ledger.engine.events import (
     Wake,
 )
 from ledger.engine.mempool import Mempool
-from ledger.engine.proposer import Proposer
 from ledger.engine.speculative import (
     BuildWork,
-    SpeculativeBlocks,
     ValidateWork,
     run_build,
     run_commit_execution,
@@ -157,7 +154,7 @@ class LoadReport:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-EngineFactory = Callable[..., Engine]
+EngineClass = type[Engine]
 
 
 class _MemoVerified(VerifiedCache):
@@ -188,39 +185,18 @@ class SimValidator:
         self.chain = MemoryChain(genesis)
         self.rules = ChainRules.from_genesis(genesis)
         self.mempool = Mempool(max_txs=50_000, max_bytes=64 * 1024 * 1024)
-        self.blocks = BlockCache(
-            max_block_bytes=self.rules.max_block_bytes + 1024, known=lambda: self.mempool.by_raw
-        )
-        params = genesis.consensus
-        config = ReplicaConfig(
-            chain_id=genesis.chain_id,
-            validators=self.rules.validators,
-            genesis_height=genesis.initial_height - 1,
-            genesis_digest=genesis.hash(),
-            genesis_state_root=self.chain.genesis_state_root,
-            block_digest=self.blocks.digest,
-            checkpoint_interval=params.checkpoint_interval,
-            watermark_window=params.watermark_window,
-            max_pipeline=params.max_pipeline,
-            view_change_timeout_ms=params.view_change_timeout_ms,
-            max_view_change_timeout_ms=params.max_view_change_timeout_ms,
-            max_block_bytes=params.max_block_bytes,
-            tick_ms=TICK_MS,
-        )
         self.verified = _MemoVerified(sim.signature_memo)
-        self.engine = sim.engine_factory(
-            replica=Replica(config, key),
-            rules=self.rules,
-            speculative=SpeculativeBlocks(self.chain.tip()),
+        self.engine = assemble_engine(
+            genesis,
+            tip=self.chain.tip(),
+            genesis_state_root=self.chain.genesis_state_root,
             mempool=self.mempool,
-            proposer=Proposer(
-                max_block_txs=self.rules.max_block_txs,
-                view_change_timeout_ms=params.view_change_timeout_ms,
-            ),
-            blocks=self.blocks,
+            replica=lambda config: Replica(config, key),
             render_receipt=lambda receipt: {},
-            backpressure=Backpressure(),
+            tick_ms=TICK_MS,
+            engine_class=sim.engine_class,
         )
+        self.blocks = self.engine.blocks
         self.cpu_free_us = 0
         self.cost_us = 0  # of the job being run
         #: Jobs waiting for the CPU: consensus work first, then admission (the node gives
@@ -386,11 +362,11 @@ class LoadSim:
     subclass with an old rule to show what it did)."""
 
     def __init__(
-        self, seed: int, params: LoadParams, *, engine_factory: EngineFactory = Engine
+        self, seed: int, params: LoadParams, *, engine_factory: EngineClass = Engine
     ) -> None:
         self.seed = seed
         self.params = params
-        self.engine_factory = engine_factory
+        self.engine_class = engine_factory
         self.rng = random.Random(seed)
         self.now_us = 0
         self._queue: list[tuple[int, int, int, int, Any]] = []
@@ -692,7 +668,5 @@ def _starter(v: SimValidator) -> Callable[[], None]:
     return lambda: v.handle([v.engine.start()])
 
 
-def run_load(
-    seed: int, params: LoadParams, *, engine_factory: EngineFactory = Engine
-) -> LoadReport:
+def run_load(seed: int, params: LoadParams, *, engine_factory: EngineClass = Engine) -> LoadReport:
     return LoadSim(seed, params, engine_factory=engine_factory).run()

@@ -30,7 +30,6 @@ from typing import Any, Final
 
 import trio
 
-from consensus.config import ReplicaConfig
 from consensus.messages import CommitProof
 from consensus.ready import (
     CommittedBlock,
@@ -51,9 +50,8 @@ from ledger.chain.execute import ChainRules
 from ledger.chain.store import Store
 from ledger.chain.types import CommitCertificate
 from ledger.config import NodeConfig
-from ledger.engine.admission import RETRY_AFTER_MS, Backpressure, VerifiedCache
-from ledger.engine.blocks import BlockCache
-from ledger.engine.engine import Engine
+from ledger.engine.admission import RETRY_AFTER_MS, VerifiedCache
+from ledger.engine.assemble import assemble_engine
 from ledger.engine.events import (
     Built,
     Checked,
@@ -66,10 +64,8 @@ from ledger.engine.events import (
     Wake,
 )
 from ledger.engine.mempool import Mempool
-from ledger.engine.proposer import Proposer
 from ledger.engine.speculative import (
     BuildWork,
-    SpeculativeBlocks,
     ValidateWork,
     run_build,
     run_commit_execution,
@@ -135,27 +131,7 @@ class Node:
         self.rules = ChainRules.from_genesis(genesis)
         self.names = tuple(v.name for v in genesis.validators)
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
-        params = genesis.consensus
         self.mempool = Mempool(max_txs=config.mempool_max_txs, max_bytes=config.mempool_max_bytes)
-        self.blocks = BlockCache(
-            max_block_bytes=self.rules.max_block_bytes + 1024, known=lambda: self.mempool.by_raw
-        )
-        self.replica_config = ReplicaConfig(
-            chain_id=genesis.chain_id,
-            validators=self.rules.validators,
-            genesis_height=genesis.initial_height - 1,
-            genesis_digest=genesis.hash(),
-            genesis_state_root=store.genesis_state_root,
-            block_digest=self.blocks.digest,
-            checkpoint_interval=params.checkpoint_interval,
-            watermark_window=params.watermark_window,
-            max_pipeline=params.max_pipeline,
-            view_change_timeout_ms=params.view_change_timeout_ms,
-            max_view_change_timeout_ms=params.max_view_change_timeout_ms,
-            max_block_bytes=params.max_block_bytes,
-            tick_ms=TICK_MS,
-            validator_names=self.names,
-        )
         items = store.consensus_meta_items()
         self._record_keys: set[str] = {k for k, _ in items}
         certificate = (
@@ -172,23 +148,19 @@ class Node:
                 certificate.view, certificate.height, certificate.block_hash, certificate.votes
             ),
         )
-        self.replica = Replica.restore(
-            self.replica_config, key, persist.load_persisted(items), head
-        )
-        self.verified = VerifiedCache()
-        self.engine = Engine(
-            replica=self.replica,
-            rules=self.rules,
-            speculative=SpeculativeBlocks(store.tip()),
+        self.engine = assemble_engine(
+            genesis,
+            tip=store.tip(),
+            genesis_state_root=store.genesis_state_root,
             mempool=self.mempool,
-            proposer=Proposer(
-                max_block_txs=self.rules.max_block_txs,
-                view_change_timeout_ms=params.view_change_timeout_ms,
-            ),
-            blocks=self.blocks,
+            replica=lambda c: Replica.restore(c, key, persist.load_persisted(items), head),
             render_receipt=render.receipt_json,
-            backpressure=Backpressure(),
+            tick_ms=TICK_MS,
         )
+        self.replica = self.engine.replica
+        self.replica_config = self.replica.config
+        self.blocks = self.engine.blocks
+        self.verified = VerifiedCache()
         self.waiters: dict[bytes, list[Waiter]] = {}
         self.net: PeerNetwork | None = None
         self._nursery: trio.Nursery | None = None
