@@ -14,8 +14,9 @@ Never: measure anything here; option parsing, the harness call and the printing 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -72,6 +73,41 @@ def _targets(
     if not funded:
         raise CommandError("no funded accounts (the testnet has none; give --key FILE)", EXIT_USAGE)
     return tuple(url.rstrip("/") for url in nodes), tuple(funded)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _target_options(command: _F) -> _F:
+    """``--dir``, ``--node`` and ``--key``: the network a bench loads, and its accounts."""
+    for option in reversed(
+        (
+            click.option(
+                "--dir",
+                "directory",
+                type=click.Path(path_type=Path),
+                help="Testnet directory: its nodes and funded accounts "
+                f"(default ./{DEFAULT_TESTNET_DIR}).",
+            ),
+            click.option(
+                "--node",
+                "node_urls",
+                multiple=True,
+                metavar="URL",
+                help="A node's RPC URL (repeat; replaces the testnet's nodes).",
+            ),
+            click.option(
+                "--key",
+                "key_files",
+                multiple=True,
+                type=click.Path(path_type=Path),
+                help="A funded account's unencrypted key file "
+                "(repeat; replaces the testnet's accounts).",
+            ),
+        )
+    ):
+        command = option(command)
+    return command
 
 
 def _testnet_genesis(directory: Path) -> Genesis | None:
@@ -140,28 +176,9 @@ def render(d: dict[str, Any], console: Console) -> None:
 
 
 @click.group(
-    "bench", invoke_without_command=True, subcommand_metavar="[burst | link | vm] [ARGS]..."
+    "bench", invoke_without_command=True, subcommand_metavar="[burst | reads | link | vm] [ARGS]..."
 )
-@click.option(
-    "--dir",
-    "directory",
-    type=click.Path(path_type=Path),
-    help=f"Testnet directory: its nodes and funded accounts (default ./{DEFAULT_TESTNET_DIR}).",
-)
-@click.option(
-    "--node",
-    "node_urls",
-    multiple=True,
-    metavar="URL",
-    help="A node's RPC URL (repeat; replaces the testnet's nodes).",
-)
-@click.option(
-    "--key",
-    "key_files",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="A funded account's unencrypted key file (repeat; replaces the testnet's accounts).",
-)
+@_target_options
 @click.option(
     "--duration",
     type=click.FloatRange(0.1, 3600),
@@ -253,7 +270,8 @@ def bench(
     loop at --rate), and checks every accepted transaction committed on every node.
 
     `quorum bench burst` runs the overload scenario of issue 12 (capacity, a burst at 3x
-    it, an idle watch, a probe). `quorum bench link` and `quorum bench vm` time one
+    it, an idle watch, a probe); `quorum bench reads` what verifiable reads cost.
+    `quorum bench link` and `quorum bench vm` time one
     encrypted peer link and the contract VM in this process instead. The options above
     do not apply to these subcommands (burst has its own --dir, --node and --key).
     """
@@ -307,26 +325,7 @@ def bench(
 
 
 @bench.command("burst")
-@click.option(
-    "--dir",
-    "directory",
-    type=click.Path(path_type=Path),
-    help=f"Testnet directory: its nodes and funded accounts (default ./{DEFAULT_TESTNET_DIR}).",
-)
-@click.option(
-    "--node",
-    "node_urls",
-    multiple=True,
-    metavar="URL",
-    help="A node's RPC URL (repeat; replaces the testnet's nodes).",
-)
-@click.option(
-    "--key",
-    "key_files",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="A funded account's unencrypted key file (repeat; replaces the testnet's accounts).",
-)
+@_target_options
 @click.option(
     "--capacity-duration",
     type=click.FloatRange(0.1, 3600),
