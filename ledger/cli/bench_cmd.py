@@ -110,6 +110,13 @@ def _target_options(command: _F) -> _F:
     return command
 
 
+def _bench_genesis(directory: Path | None, node_urls: tuple[str, ...]) -> Genesis | None:
+    """The genesis blocks are verified against: the testnet's, unless only --node was given."""
+    if directory is None and node_urls:
+        return None
+    return _testnet_genesis(directory or Path(DEFAULT_TESTNET_DIR))
+
+
 def _testnet_genesis(directory: Path) -> Genesis | None:
     """The genesis of the testnet in ``directory`` (its first node's), to verify blocks."""
     from genesis.checks import GenesisError
@@ -299,9 +306,7 @@ def bench(
         max_txs=max_txs,
         drain_timeout_s=drain_timeout,
         verify_samples=verify_samples,
-        genesis=_testnet_genesis(directory or Path(DEFAULT_TESTNET_DIR))
-        if directory is not None or not node_urls
-        else None,
+        genesis=_bench_genesis(directory, node_urls),
     )
     console = None if as_json else out.err_console
     try:
@@ -403,9 +408,7 @@ def burst(
         idle_s=idle,
         drain_timeout_s=drain_timeout,
         verify_samples=verify_samples,
-        genesis=_testnet_genesis(directory or Path(DEFAULT_TESTNET_DIR))
-        if directory is not None or not node_urls
-        else None,
+        genesis=_bench_genesis(directory, node_urls),
     )
     console = None if as_json else out.err_console
     try:
