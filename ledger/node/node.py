@@ -346,20 +346,30 @@ class Node:
         fresh = [r for r in raws if not seen(r)]
         if not fresh:
             return
-        checked = await offload(
-            lambda: check_batch(
-                fresh,
-                verified=self.verified,
-                rules=self.rules,
-                store=self.store,
-                stop_codes=BYZANTINE_GOSSIP_CODES,
-                known=self.blocks.transactions,
-            ),
-            len(fresh),
-        )
-        results = await self._admitted(checked, from_client=False)
+        self._verifying += len(fresh)
+        try:
+            checked = await offload(
+                lambda: check_batch(
+                    fresh,
+                    verified=self.verified,
+                    rules=self.rules,
+                    store=self.store,
+                    stop_codes=BYZANTINE_GOSSIP_CODES,
+                    known=self.blocks.transactions,
+                ),
+                len(fresh),
+            )
+        finally:
+            self._verifying -= len(fresh)
+        # Handed over without waiting for the consensus loop: gossip intake must keep
+        # verifying while the loop writes a block, or a primary busy committing starves
+        # itself of the transactions it should propose next (issue 12's last view change:
+        # an empty mempool at the primary, 7,632 transactions in its gossip inbox).
+        await self._events_send.send(Submitted(tuple(checked), self._clock_ms(), False))
         self.counters["gossip.received"] += len(fresh)
-        self.counters["gossip.rejected"] += sum(1 for r in results if r["status"] == "rejected")
+        self.counters["gossip.rejected"] += sum(
+            1 for item in checked if isinstance(item.outcome, Exception)
+        )
         bad = next(
             (
                 item.outcome.code
@@ -490,7 +500,15 @@ class Node:
             if note.reason is ViewChangeReason.ENTERED:
                 log.info("entered view %d: %s", note.view, note.detail)
             else:
-                log.info("view change to %d (%s): %s", note.view, note.reason.value, note.detail)
+                pool = self.mempool.statistics()
+                oldest = self.mempool.oldest_includable()
+                log.info(
+                    "view change to %d (%s): %s; here: %d waiting, %d includable from %d "
+                    "senders, oldest includable %s, gossip inbox %d",
+                    note.view, note.reason.value, note.detail, pool.transactions,
+                    pool.includable, pool.includable_senders,
+                    "none" if oldest is None else oldest.hex()[:16], self.gossip_in.queued_txs,
+                )  # fmt: skip
             self.counters[f"view_change.{note.reason.value}"] += 1
 
     async def _validate(self, request: ValidateRequest) -> Ready:
