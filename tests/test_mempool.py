@@ -334,3 +334,21 @@ def test_invariants_under_random_operations(ops: list[tuple[str, int, int]]) -> 
         for h in p.pending_hashes():
             t = p.get(h)
             assert t is not None and t.nonce >= nonces[t.sender_address]
+
+
+def test_under_backpressure_a_resubmission_is_told_what_it_is() -> None:
+    """Backpressure applies after the duplicate and nonce checks: a client resending what
+    the pool already holds, or a used nonce, hears that (and the node can answer with the
+    committed result), not a 'busy' that invites it to retry forever."""
+    p = pool()
+    t = tx(0, 0)
+    add(p, t)
+    with pytest.raises(TxRejected) as info:
+        p.add(AdmittedTx(t), 0, height=0, now_ms=0, client_limit=0)
+    assert info.value.code == "duplicate"
+    with pytest.raises(TxRejected) as info:
+        p.add(AdmittedTx(tx(1, 0)), 1, height=0, now_ms=0, client_limit=0)
+    assert info.value.code == "nonce_too_low"
+    with pytest.raises(TxRejected) as info:
+        p.add(AdmittedTx(tx(1, 1)), 1, height=0, now_ms=0, client_limit=0)
+    assert info.value.code == "busy"

@@ -294,14 +294,13 @@ class Engine:
         return self._tell_pending(force=added)
 
     def _add(self, tx: AdmittedTx, nonce: int, read_height: int, from_client: bool) -> None:
-        if from_client:
-            refused = self.mempool.gate(
-                tx.sender, len(tx.raw), nonce=tx.nonce, client_limit=self.client_limit()
-            )
-            if refused is not None:
-                raise refused
         self.mempool.add(
-            tx, nonce, height=self.head_height, now_ms=self.now_ms, read_height=read_height
+            tx,
+            nonce,
+            height=self.head_height,
+            now_ms=self.now_ms,
+            read_height=read_height,
+            client_limit=self.client_limit() if from_client else None,
         )
 
     def _rejection(self, tx: AdmittedTx | None, exc: TxRejected) -> dict[str, Any]:

@@ -289,9 +289,12 @@ class Mempool:
         height: int,
         now_ms: int,
         read_height: int | None = None,
+        client_limit: int | None = None,
     ) -> None:
         """Admit a checked transaction. ``account_nonce`` is the sender's nonce read from
-        committed state at ``read_height`` (default: ``height``, the last committed height).
+        committed state at ``read_height`` (default: ``height``, the last committed height);
+        ``client_limit``: backpressure for a client's submission (see :meth:`gate`), applied
+        after the duplicate and nonce checks, so a resubmission is told what it is.
         Raises :class:`TxRejected` (and counts it)."""
         if tx.hash in self._by_hash:
             raise self._reject("duplicate", "transaction is already in the mempool")
@@ -325,7 +328,7 @@ class Mempool:
             raise self._reject(
                 "nonce_taken", f"another transaction from this sender already has nonce {tx.nonce}"
             )
-        refused = self.gate(address, len(tx.raw))
+        refused = self.gate(address, len(tx.raw), nonce=tx.nonce, client_limit=client_limit)
         if refused is not None:
             raise refused
         if sender is None:

@@ -170,12 +170,6 @@ class _MemoVerified(VerifiedCache):
             known = self._memo[tx.hash] = tx.signature_valid()
         return known
 
-    def signature_ok(self, tx: Transaction) -> bool:
-        if tx.hash in self or self.verify(tx):
-            self.add(tx.hash)
-            return True
-        return False
-
 
 class SimValidator:
     def __init__(self, sim: LoadSim, index: int, key: keys.PrivateKey) -> None:
@@ -322,7 +316,6 @@ class SimValidator:
                     self.rules,
                     self.verified,
                     gate=gate,
-                    verify=self.verified.verify,
                     known=self.blocks.transactions,
                 )
             except TxRejected as exc:

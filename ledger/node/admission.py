@@ -9,7 +9,7 @@ the store on the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from crypto.encoding import DecodeError
@@ -19,6 +19,7 @@ from ledger.chain.types import Receipt, Transaction, TxRejected
 from ledger.engine.admission import Gate, VerifiedCache, admit_raw
 from ledger.engine.engine import commit_answer
 from ledger.engine.events import Checked
+from ledger.render import receipt_json
 
 
 def check_batch(
@@ -59,7 +60,4 @@ def check_batch(
 
 def commit_result(receipt: Receipt, height: int) -> dict[str, Any]:
     """What a client is told about a committed transaction."""
-    from ledger.render import receipt_json
-
-    render: Callable[[Receipt], dict[str, Any]] = receipt_json
-    return commit_answer(receipt, height, render)
+    return commit_answer(receipt, height, receipt_json)
