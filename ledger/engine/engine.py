@@ -253,7 +253,7 @@ class Engine:
             # PBFT's backups relay a request whose timer runs to the primary (OSDI'99
             # §4.4): half way to a view change, send the oldest includable requests again,
             # in case the primary never got them (gossip is fire and forget).
-            again = again + self.mempool.oldest_runs(RELAY_ON_TIMER)
+            again += self.mempool.to_regossip(self.now_ms, older_than_ms=0, limit=RELAY_ON_TIMER)
             self.count("gossip.relayed_on_timer")
         if again:
             self._outputs.gossip.extend(again)

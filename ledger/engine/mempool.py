@@ -402,19 +402,6 @@ class Mempool:
             active = still
         return chosen
 
-    def oldest_runs(self, limit: int) -> list[bytes]:
-        """The includable transactions of the senders ready the longest, oldest first."""
-        out: list[bytes] = []
-        for address in self._ready:
-            sender = self._senders[address]
-            for nonce in range(
-                sender.next_nonce, min(sender.run_end, sender.next_nonce + SELECT_RUN)
-            ):
-                out.append(sender.by_nonce[nonce].tx.raw)
-            if len(out) >= limit:
-                break
-        return out[:limit]
-
     def to_regossip(self, now_ms: int, *, older_than_ms: int, limit: int) -> list[bytes]:
         """Includable transactions not sent to peers for ``older_than_ms``, oldest ready
         senders first (their runs, up to :data:`SELECT_RUN` each): gossip is fire and forget,

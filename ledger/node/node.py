@@ -277,14 +277,12 @@ class Node:
 
     # ------------------------------------------------------------------ admission and gossip
 
-    async def _admitted(self, checked: list[Checked], *, from_client: bool) -> list[dict[str, Any]]:
-        """Hand checked transactions to the engine (through the consensus loop, in order
-        with everything else) and return its per-transaction answers."""
+    async def _admitted(self, checked: list[Checked]) -> list[dict[str, Any]]:
+        """Hand a client's checked transactions to the engine (through the consensus loop,
+        in order with everything else) and return its per-transaction answers."""
         done = trio.Event()
         box: list[list[dict[str, Any]]] = []
-        await self._events_send.send(
-            (Submitted(tuple(checked), self._clock_ms(), from_client), done, box)
-        )
+        await self._events_send.send((Submitted(tuple(checked), self._clock_ms(), True), done, box))
         await done.wait()
         return box[0]
 
@@ -324,7 +322,7 @@ class Node:
             )
         finally:
             self._verifying -= len(raws)
-        results = await self._admitted(checked, from_client=True)
+        results = await self._admitted(checked)
         for item, result in zip(checked, results, strict=True):
             if (
                 not isinstance(item.outcome, Exception)
