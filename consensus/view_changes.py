@@ -154,7 +154,7 @@ class ViewChanges:
     def enter(self, plan: NewViewPlan, message: SignedMessage) -> None:
         """Start view ``plan.view`` with the re-issued PRE-PREPAREs fixed in its log."""
         config = self._config
-        self._view.enter(plan.view, plan.base_height, message)
+        self._view.enter(plan.view, plan.view_base, message)
         # A new primary proposes what is pending at once, whatever it skipped in older views.
         self._proposals.reopen()
         self._out.note(
@@ -168,7 +168,10 @@ class ViewChanges:
             self._checkpoints.advance_to(plan.checkpoint)
         self._catchup.raise_target(plan.base_height)
         pre_prepares = NewView.decode(message.body).pre_prepares
-        self._log.install(plan.reissue, pre_prepares, self._checkpoints.low)
+        # Blocks committed here already are not voted on again (we serve them on fetch).
+        self._log.install(
+            plan.reissue, pre_prepares, max(self._checkpoints.low, self._chain.height)
+        )
         self._signer.forget_views_below(plan.view)
         self._log.enter_view(plan.reissue, plan.base_height, self._committed_digest_at)
         if plan.base_proof is not None:
@@ -195,9 +198,11 @@ class ViewChanges:
                 plan = verify_new_view(self._config, message, NewView.decode(message.body), {})
             except Rejected as exc:  # our own disk disagrees with our own code: a bug, loudly
                 raise AssertionError(f"persisted NEW-VIEW does not verify: {exc}") from None
-            view.resume_base(plan.base_height)
+            view.resume_base(plan.view_base)
             self._log.install(
-                plan.reissue, NewView.decode(message.body).pre_prepares, stable_height
+                plan.reissue,
+                NewView.decode(message.body).pre_prepares,
+                max(stable_height, self._chain.height),
             )
         records = [record for _, record in self._signer.records()]
         self._log.restore_own_votes(records, view.view, stable_height, self._index)

@@ -16,6 +16,13 @@ PRE-PREPAREs differ. The selection (argued in docs/CONSENSUS.md, "View change"):
    same digests. Everything above the first gap or break is dropped: no block there can
    have committed, because a committed block's certificate (and, by the chaining rules,
    its ancestors') always survives into the selection.
+4. Re-certification below a base learnt from a commit certificate: when the prepared
+   certificates also chain from the checkpoint up to the base digest (walked down from the
+   base by parent digests), those blocks are re-issued too. Their digests are fixed by
+   the base's certificate through the hash chain, so this is safe; it gives the replicas
+   that prepared them but never saw their certificates (the only replica that committed
+   them may be Byzantine and refuse to serve them) a way to certify them again in view v
+   (PBFT §4.4 re-issues everything above the stable checkpoint for the same reason).
 
 Pure functions only; the replica owns the state.
 """
@@ -24,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from consensus.certificates import Rejected, check_signed, verify_view_change
 from consensus.config import ReplicaConfig
@@ -56,6 +63,11 @@ class NewViewPlan:
     #: The prepared certificates those headers come from (same order).
     sources: tuple[PreparedProof, ...]
 
+    @property
+    def view_base(self) -> int:
+        """Heights at or below this are not voted on in the view (all re-issued are above)."""
+        return self.reissue[0].height - 1 if self.reissue else self.base_height
+
 
 def select_new_view(
     config: ReplicaConfig, view: int, view_changes: Sequence[ViewChange]
@@ -82,6 +94,10 @@ def select_new_view(
                 by_height[proof.header.height] = proof
     reissue: list[PrePrepare] = []
     sources: list[PreparedProof] = []
+    if base_proof is not None:
+        for proof in _recertify(view_changes, checkpoint, base_height, base_digest):
+            reissue.append(replace(proof.header, view=view))
+            sources.append(proof)
     parent = base_digest
     height = base_height + 1
     ceiling = checkpoint.height + config.watermark_window
@@ -96,6 +112,35 @@ def select_new_view(
     return NewViewPlan(
         view, checkpoint, base_height, base_digest, base_proof, tuple(reissue), tuple(sources)
     )
+
+
+def _recertify(
+    view_changes: Sequence[ViewChange],
+    checkpoint: CheckpointProof,
+    base_height: int,
+    base_digest: bytes,
+) -> list[PreparedProof]:
+    """Prepared certificates for every height in (checkpoint, base] that chain, by parent
+    digests, from the checkpoint block to the base block; empty unless all of them do.
+    At each height the matching certificate with the highest view wins (ties: first)."""
+    found: list[PreparedProof] = []
+    digest = base_digest
+    for height in range(base_height, checkpoint.height, -1):
+        best: PreparedProof | None = None
+        for vc in view_changes:
+            for proof in vc.prepared:
+                header = proof.header
+                if (header.height, header.digest) == (height, digest) and (
+                    best is None or header.view > best.header.view
+                ):
+                    best = proof
+        if best is None:
+            return []
+        found.append(best)
+        digest = best.header.parent_digest
+    if digest != checkpoint.block_hash:
+        return []
+    return found[::-1]
 
 
 def verify_new_view(

@@ -68,6 +68,9 @@ class Network(Protocol):
     @property
     def plan(self) -> Plan: ...
 
+    @property
+    def submitted(self) -> set[int]: ...
+
     def send(self, driver: SimDriver, to: int | None, message: SignedMessage) -> None: ...
 
 
@@ -89,6 +92,14 @@ class Strategy:
 
     def on_tick(self) -> None:
         return None
+
+    def observe(self, message: SignedMessage) -> None:
+        """A message the network delivered to this validator (what it can replay)."""
+        return None
+
+    def serve_fetch(self, blocks: list[FetchedBlock]) -> list[FetchedBlock]:
+        """What this validator answers to a catch-up fetch."""
+        return blocks
 
     def _sign(self, body: object, payload: bytes = b"") -> SignedMessage:
         return sign(self.driver.key, self.config.chain_id, self.driver.index, body, payload)  # type: ignore[arg-type]
@@ -165,6 +176,9 @@ class Equivocate(Strategy):
 class Mutate(Strategy):
     name = "mutate"
 
+    def serve_fetch(self, blocks: list[FetchedBlock]) -> list[FetchedBlock]:
+        return corrupt_fetched(self.rng, blocks)
+
     def __init__(self, world: Network, driver: SimDriver) -> None:
         super().__init__(world, driver)
         self.history: deque[SignedMessage] = deque(maxlen=REPLAY_HISTORY)
@@ -213,6 +227,9 @@ class Mutate(Strategy):
 
 class Flood(Strategy):
     name = "flood"
+
+    def serve_fetch(self, blocks: list[FetchedBlock]) -> list[FetchedBlock]:
+        return corrupt_fetched(self.rng, blocks)
 
     def on_tick(self) -> None:
         if self.rng.randrange(5) != 0:

@@ -1,16 +1,11 @@
-"""The invariants the simulator checks at every step, over honest replicas only.
+"""What the simulator checks at every step, and where each violation is recorded.
 
-* agreement — no two honest replicas commit different blocks at one height;
-* validity — only submitted request ids are committed, each at most once per chain;
-* hash chain — every committed block names the previous committed block as its parent,
-  both in the replica's output and inside the payload;
-* certificates — every commit certificate an honest replica outputs verifies (q distinct
-  valid COMMIT signatures over that view, height and digest);
-* no double signing — an honest replica (across crashes and restarts) never signs two
-  different PRE-PREPAREs, PREPAREs or COMMITs for one (view, height), nor two different
-  VIEW-CHANGEs or NEW-VIEWs for one view — checked on what it sends;
-* bounded memory — every log, buffer and table of every replica stays under its cap;
-* liveness — checked by the runner: after the heal, every request commits everywhere.
+The safety and liveness properties (agreement, validity, hash chain, certificates,
+carry-over of committed blocks into new views, justified votes, no double signing,
+liveness after the heal) are judged by :class:`consensus.sim.audit.Auditor`, which shares
+no code with the consensus core it checks. This module adds what needs the core's own
+numbers — bounded memory: every log, buffer and table of every replica stays under its
+cap — and an honest replica halting (it found a quorum-certified block invalid).
 
 A violation is recorded (kind, time, detail); the run goes on so the report is complete.
 
@@ -22,18 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from consensus.certificates import Rejected, verify_commit_proof
 from consensus.config import ReplicaConfig
 from consensus.limits import (
     MAX_BUFFERED_PER_SENDER,
     MAX_CATCHUP_BLOCKS,
     MAX_VIEW_CHANGES_PER_SENDER,
 )
-from consensus.messages import Kind, SignedMessage, decode_body
+from consensus.messages import SignedMessage
 from consensus.ready import CommittedBlock
 from consensus.replica import Replica
-from crypto.encoding import DecodeError
-from crypto.hashing import sha256
+from consensus.sim.audit import Auditor
 
 #: Keep at most this many violations per run in the report (all are counted).
 MAX_VIOLATIONS_KEPT: Final = 20
@@ -71,8 +64,8 @@ class Checker:
         self.config = config
         self.honest = honest
         self.caps = memory_caps(config)
-        self.decided: dict[int, bytes] = {}
-        self.signed: dict[tuple[int, str, int, int], bytes] = {}
+        genesis = (config.genesis_height, config.genesis_digest, config.genesis_state_root)
+        self.auditor = Auditor(config.chain_id, config.validators, genesis, honest, self._violate)
         self.violations: list[Violation] = []
         self.violation_count = 0
         self.commits = 0
@@ -94,75 +87,22 @@ class Checker:
         block: CommittedBlock,
         ids: list[int] | None,
         previous: bytes,
-        applied: set[int],
         submitted: set[int],
     ) -> None:
         """An honest replica's driver is about to apply ``block`` (ids parsed from it)."""
         self.commits += 1
-        known = self.decided.setdefault(block.height, block.digest)
-        if known != block.digest:
-            self._violate(
-                "agreement",
-                f"height {block.height}: node{index} committed {block.digest.hex()[:12]}, "
-                f"another honest replica {known.hex()[:12]}",
-            )
-        if block.parent_digest != previous:
-            self._violate(
-                "hash_chain", f"node{index} height {block.height}: parent is not the previous block"
-            )
-        if ids is None:
-            self._violate(
-                "validity", f"node{index} height {block.height}: undecodable or mis-chained payload"
-            )
-        else:
-            for request in ids:
-                if request not in submitted:
-                    self._violate(
-                        "validity", f"node{index} committed request {request} nobody submitted"
-                    )
-                elif request in applied:
-                    self._violate("validity", f"node{index} committed request {request} twice")
-            if len(set(ids)) != len(ids):
-                self._violate(
-                    "validity", f"node{index} height {block.height}: a request twice in one block"
-                )
-        try:
-            verify_commit_proof(self.config, block.certificate())
-        except Rejected as exc:
-            self._violate("certificate", f"node{index} height {block.height}: {exc}")
+        self.auditor.on_commit(index, block, ids, previous, submitted)
+
+    def observe(self, message: SignedMessage) -> None:
+        """Any endpoint put ``message`` on the network."""
+        self.auditor.observe(message)
 
     def on_send(self, index: int, message: SignedMessage) -> None:
-        """An honest replica is releasing ``message``: it must not contradict anything it
-        signed before, in this life or an earlier one."""
-        if message.sender != index:
-            return  # forwarding someone else's signed message (a NEW-VIEW, a checkpoint proof)
-        kind = message.kind
-        if kind in (Kind.PRE_PREPARE, Kind.PREPARE, Kind.COMMIT):
-            try:
-                body = decode_body(message)
-            except DecodeError:
-                self._violate("double_sign", f"node{index} sent an undecodable {kind}")
-                return
-            view, height = body.view, body.height  # type: ignore[union-attr]
-            key = (index, kind, view, height)
-            content = message.body
-        elif kind in (Kind.VIEW_CHANGE, Kind.NEW_VIEW):
-            try:
-                body = decode_body(message)
-            except DecodeError:
-                self._violate("double_sign", f"node{index} sent an undecodable {kind}")
-                return
-            view = body.new_view if kind == Kind.VIEW_CHANGE else body.view  # type: ignore[union-attr]
-            key = (index, kind, view, 0)
-            content = message.body
-        else:
-            return
-        digest = sha256(content)
-        known = self.signed.setdefault(key, digest)
-        if known != digest:
-            self._violate(
-                "double_sign", f"node{index} signed two different {kind} messages for view {view}"
-            )
+        """An honest replica is releasing ``message``."""
+        self.auditor.on_send(index, message)
+
+    def finish(self, requests: int, detail: str = "") -> None:
+        self.auditor.finish(requests, detail)
 
     def check_memory(self, index: int, replica: Replica) -> None:
         for name, size in replica.memory_footprint().items():

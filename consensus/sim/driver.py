@@ -164,9 +164,7 @@ class SimDriver(ReadyDriver):
         except DecodeError:
             ids = None
         if self.honest:
-            self.world.checker.on_commit(
-                self.index, block, ids, previous, self.applied, self.world.submitted
-            )
+            self.world.checker.on_commit(self.index, block, ids, previous, self.world.submitted)
         self.chain.append(block)
         self.state_root = block.state_root
         for request in ids or []:

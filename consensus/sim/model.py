@@ -39,7 +39,7 @@ MAX_REQUESTS_PER_BLOCK: Final = 8
 #: Size of the shared signature-verification memo (entries).
 MAX_VERIFY_MEMO_ENTRIES: Final = 200_000
 
-STRATEGIES: Final = ("silent", "equivocate", "twins", "mutate", "flood", "withhold")
+STRATEGIES: Final = ("silent", "equivocate", "twins", "mutate", "flood", "withhold", "forge")
 
 
 @dataclass(frozen=True, slots=True)

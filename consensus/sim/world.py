@@ -25,9 +25,10 @@ from typing import Any, Final
 from consensus.config import ReplicaConfig
 from consensus.messages import SignedMessage
 from consensus.ready import CommittedBlock, ProposalRequest, ValidateRequest
-from consensus.sim.byzantine import STRATEGY_TYPES, Strategy, corrupt_fetched
+from consensus.sim.byzantine import STRATEGY_TYPES, Strategy
 from consensus.sim.checker import Checker, Violation
 from consensus.sim.driver import FetchedBlock, SimDriver
+from consensus.sim.forgery import Forge
 from consensus.sim.model import (
     GENESIS_DIGEST,
     GENESIS_STATE_ROOT,
@@ -54,6 +55,8 @@ from crypto.hashing import sha256
     RESTART,
     CHECK,
 ) = range(11)
+#: Every Byzantine behaviour a plan can draw, by name (twins are built by the world).
+STRATEGIES_BY_NAME: Final[dict[str, type[Strategy]]] = {**STRATEGY_TYPES, Forge.name: Forge}
 #: Clients resubmit uncommitted requests this often (virtual ms).
 RESUBMIT_MS: Final = 200
 #: How often the run checks whether everything committed (virtual ms).
@@ -121,8 +124,8 @@ class Simulation:
             driver = SimDriver(self, len(self.endpoints), index, self.keys[index], honest)
             driver.variant = face == 1
             endpoint = Endpoint(len(self.endpoints), index, honest, face, driver)
-            if strategy in STRATEGY_TYPES:
-                endpoint.strategy = STRATEGY_TYPES[strategy](self, driver)
+            if strategy in STRATEGIES_BY_NAME:
+                endpoint.strategy = STRATEGIES_BY_NAME[strategy](self, driver)
                 driver.outgoing = endpoint.strategy.outgoing
             self.endpoints.append(endpoint)
 
@@ -175,6 +178,7 @@ class Simulation:
 
     def send(self, driver: SimDriver, to: int | None, message: SignedMessage) -> None:
         sender = self.endpoints[driver.eid]
+        self.checker.observe(message)
         raw = message.encode()
         # Decode once for all receivers (what each would get from the wire); bytes that do
         # not decode are delivered raw, so the replica's own decoder rejects them.
@@ -233,14 +237,16 @@ class Simulation:
             self.events += 1
             self.trace.update(b"%d %d %d;" % (at, kind, eid))
             self._dispatch(kind, eid, data)
-        if self.finished_at is None:
-            self._liveness_failure(deadline)
+        self._finish(deadline)
 
     def _dispatch(self, kind: int, eid: int, data: Any) -> None:
         if kind == DELIVER:
             message, fingerprint = data
             self.trace.update(fingerprint)
-            self.endpoints[eid].driver.on_message(message)
+            endpoint = self.endpoints[eid]
+            endpoint.driver.on_message(message)
+            if endpoint.strategy is not None and not isinstance(message, bytes):
+                endpoint.strategy.observe(message)
         elif kind == TICK:
             endpoint = self.endpoints[eid]
             endpoint.driver.on_tick()
@@ -255,8 +261,8 @@ class Simulation:
             requester, low, high = data
             server = self.endpoints[eid]
             blocks = server.driver.serve_fetch(low, high)
-            if server.strategy is not None and server.strategy.name in ("mutate", "flood"):
-                blocks = corrupt_fetched(self.rng, blocks)
+            if server.strategy is not None:
+                blocks = server.strategy.serve_fetch(blocks)
             if blocks:
                 self._transmit(server, self.endpoints[requester], FETCH_REPLY, blocks)
         elif kind == FETCH_REPLY:
@@ -300,19 +306,16 @@ class Simulation:
                 return False
         return True
 
-    def _liveness_failure(self, deadline: int) -> None:
+    def _finish(self, deadline: int) -> None:
+        """The auditor judges liveness itself, whatever the world believes."""
         waiting = []
         for endpoint in self.endpoints:
             replica = endpoint.driver.replica
             if endpoint.honest and replica is not None:
-                waiting.append(
-                    f"node{endpoint.index}: {len(endpoint.driver.applied)}/{self.requests_total} requests, "
-                    f"{replica.status().waiting_for}"
-                )
-        self.checker.time_ms = deadline
-        self.checker._violate(
-            "liveness", "not everything committed after the heal: " + " | ".join(waiting)
-        )
+                waiting.append(f"node{endpoint.index}: {replica.status().waiting_for}")
+        if self.finished_at is None:
+            self.checker.time_ms = deadline
+        self.checker.finish(self.requests_total, " | ".join(waiting))
 
     @property
     def violations(self) -> list[Violation]:

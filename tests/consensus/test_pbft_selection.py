@@ -80,7 +80,24 @@ def test_the_highest_view_certificate_wins_at_each_height() -> None:
     assert _select(old, new, _vc(5)) == [(1, X)]
 
 
-def test_a_commit_certificate_moves_the_base_and_nothing_below_it_is_reissued() -> None:
+def test_a_commit_certificate_moves_the_base_and_a_gap_below_it_is_not_reissued() -> None:
+    committed = CommitProof(0, 2, B, ((0, bytes(64)), (1, bytes(64)), (2, bytes(64))))
+    vcs = (
+        _vc(5, _prepared(0, 2, B, A)),
+        _vc(5, _prepared(0, 3, C, B), committed=committed),
+        _vc(5),
+    )
+    plan = select_new_view(CONFIG, 5, list(vcs))
+    assert (plan.base_height, plan.base_digest) == (2, B)
+    assert [(h.height, h.digest, h.parent_digest) for h in plan.reissue] == [(3, C, B)]
+    assert plan.view_base == 2
+
+
+def test_blocks_below_a_certified_base_are_recertified_when_their_chain_reaches_it() -> None:
+    """PBFT §4.4 re-issues everything above the stable checkpoint. Here a commit
+    certificate (perhaps shown only by a Byzantine replica that will not serve the blocks)
+    moves the base to 2; replicas hold prepared certificates for 1 and 2 that chain from the
+    checkpoint to the base digest, so both are re-issued and can be certified again."""
     committed = CommitProof(0, 2, B, ((0, bytes(64)), (1, bytes(64)), (2, bytes(64))))
     vcs = (
         _vc(5, _prepared(0, 1, A, GENESIS), _prepared(0, 2, B, A)),
@@ -89,14 +106,30 @@ def test_a_commit_certificate_moves_the_base_and_nothing_below_it_is_reissued() 
     )
     plan = select_new_view(CONFIG, 5, list(vcs))
     assert (plan.base_height, plan.base_digest) == (2, B)
-    assert [(h.height, h.digest, h.parent_digest) for h in plan.reissue] == [(3, C, B)]
+    assert [(h.height, h.digest, h.parent_digest) for h in plan.reissue] == [
+        (1, A, GENESIS),
+        (2, B, A),
+        (3, C, B),
+    ]
+    assert all(h.view == 5 for h in plan.reissue) and plan.view_base == 0
 
 
-def test_a_new_primary_behind_the_base_fetches_it_and_never_reproposes_below_it() -> None:
+def test_a_prepared_chain_below_the_base_that_does_not_end_at_it_is_not_reissued() -> None:
+    committed = CommitProof(0, 2, B, ((0, bytes(64)), (1, bytes(64)), (2, bytes(64))))
+    vcs = (
+        _vc(5, _prepared(0, 1, A, GENESIS), _prepared(0, 2, X, A)),
+        _vc(5, committed=committed),
+        _vc(5),
+    )
+    plan = select_new_view(CONFIG, 5, list(vcs))
+    assert plan.reissue == () and plan.view_base == 2
+
+
+def test_a_new_primary_behind_the_base_fetches_it_and_never_reproposes_it_otherwise() -> None:
     """The bug the simulator found: replica 2 committed height 1 in view 0 and its
     VIEW-CHANGE carries the certificate; the new primary (1) had not committed it. In view 1
-    nothing at or below the base is pre-prepared: the primary fetches height 1 and
-    proposes at 2."""
+    height 1 is only re-issued with the certified digest (re-certification, PBFT §4.4),
+    the primary also fetches it, and a different block there is refused."""
     cluster = Cluster(4)
     cluster.drop = lambda frm, to, msg: msg.kind == Kind.COMMIT and to != 2
     cluster.submit(1)
@@ -106,19 +139,25 @@ def test_a_new_primary_behind_the_base_fetches_it_and_never_reproposes_below_it(
     cluster.crash(0)
     cluster.tick(cluster.config.view_change_timeout(0) + 1, only=[1, 2, 3])
     primary = cluster.nodes[1].replica
-    assert primary.view == 1 and primary.active and primary.view_base == 1
-    # The new primary fetched block 1 (from replica 2) rather than re-proposing there.
+    assert primary.view == 1 and primary.active
+    # The new primary fetched block 1 (from replica 2) rather than proposing anew there.
     assert cluster.chain(1) == cluster.chain(2)
-    pre_prepared = [m for m in cluster.nodes[1].sent if m.kind == Kind.PRE_PREPARE]
-    assert all(PrePrepare.decode(m.body).height > 1 for m in pre_prepared)
-    # A pre-prepare at the base height in view 1 is rejected outright.
+    certified = cluster.chain(2)[0]
+    for message in cluster.nodes[1].sent:
+        if message.kind == Kind.PRE_PREPARE:
+            header = PrePrepare.decode(message.body)
+            assert header.height > 1 or header.digest == certified
+    # Another block at height 1 in view 1 is refused.
     payload = b"whatever"
     forged = sign(
         KEYS[1], cluster.config.chain_id, 1, PrePrepare(1, 1, sha256(payload), GENESIS), payload
     )
     target = cluster.nodes[3].replica
+    before = sum(v for k, v in target.statistics().items() if k.startswith("rejected."))
     target.receive(forged.encode())
-    assert target.statistics()["rejected.below_view_base"] == 1
+    after = sum(v for k, v in target.statistics().items() if k.startswith("rejected."))
+    assert after == before + 1 or target.statistics().get("duplicate.pre-prepare", 0) >= 1
+    assert all(s.digest != sha256(payload) for s in target.log.slots.values())
 
 
 def test_a_verdict_for_a_view_the_replica_left_is_ignored() -> None:
