@@ -63,6 +63,7 @@ class StateReader(Protocol):
 class StateOverlay(StateReader, Protocol):
     def set_state(self, key: bytes, value: bytes | None) -> None: ...
 
+
 #: The state key family of roles (see ledger/chain/accounts.py for the others).
 ROLE_PREFIX: Final = b"r"
 POLICY_KEY: Final = ROLE_PREFIX + b"p"
@@ -183,7 +184,7 @@ class Proposals:
         """The state value; None (delete the key) when nothing is pending."""
         if not self.items:
             return None
-        entries: list[Value] = [[*p.change.to_value(), list(p.voters)] for p in self.items]  # type: ignore[misc]
+        entries: list[Value] = [[*p.change.to_value(), list(p.voters)] for p in self.items]
         return encode_record(self.TAG, self.VERSION, [entries])
 
     @classmethod
