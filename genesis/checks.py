@@ -31,6 +31,8 @@ from crypto.keys import (
 
 # --------------------------------------------------------------------------- limits
 
+#: The roles of ``permissions`` (each a list of accounts, submit and deploy also ``"any"``).
+ROLE_NAMES: Final = ("submit", "deploy", "admin")
 #: Version of the canonical genesis value (part of what is hashed).
 GENESIS_FORMAT_VERSION: Final = 1
 
@@ -326,7 +328,7 @@ def _check_consensus(p: _Problems, values: Mapping[str, object], path: str = "co
 _ValidatorRaw = tuple[object, object]
 _AccountRaw = tuple[object, object]
 _ContractRaw = tuple[object, object, object, object]
-_PermissionsRaw = tuple[object, object, object]
+_PermissionsRaw = tuple[object, object, object, object]
 
 
 def _check_unique(
@@ -454,11 +456,26 @@ def _check_document(
         )
 
     if not isinstance(permissions, _Bad):
-        submit, deploy, admin = permissions
+        submit, deploy, admin, threshold = permissions
         _check_address_list(p, "permissions.submit", submit, allow_any=True)
         _check_address_list(p, "permissions.deploy", deploy, allow_any=True)
         _check_address_list(p, "permissions.admin", admin, allow_any=False)
+        _check_admin_threshold(p, threshold, admin)
     return time_ms
+
+
+def _check_admin_threshold(p: _Problems, threshold: object, admin: object) -> None:
+    """k of the m admins: 1 <= k <= m (k = 1 when there are no admins: nobody administers)."""
+    path = "permissions.admin_threshold"
+    if not _check_int(p, path, threshold, 1, MAX_PERMISSION_ENTRIES):
+        return
+    assert isinstance(threshold, int)
+    if isinstance(admin, tuple | list) and threshold > max(1, len(admin)):
+        p.add(
+            path,
+            f"{threshold} is more than the {len(admin)} admins listed in permissions.admin "
+            "(a role change needs this many distinct admins' votes: it could never pass)",
+        )
 
 
 def _check_storage_bytes(p: _Problems, path: str, what: str, value: object, limit: int) -> bool:

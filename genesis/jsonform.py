@@ -31,6 +31,7 @@ from genesis.checks import (
     MAX_STORAGE_ENTRIES,
     MAX_VALIDATORS,
     PARAM_NAMES,
+    ROLE_NAMES,
     GenesisError,
     _AccountRaw,
     _Bad,
@@ -238,13 +239,21 @@ def _parse_address_list(p: _Problems, path: str, value: object, *, allow_any: bo
 def _parse_permissions(p: _Problems, value: object) -> _PermissionsRaw | _Bad:
     if value is _BAD:  # omitted: the defaults
         value = {}
-    obj = _object(p, "permissions", value, required=(), optional=("submit", "deploy", "admin"))
+    known = (*ROLE_NAMES, "admin_threshold")
+    obj = _object(p, "permissions", value, required=(), optional=known)
     if obj is None:
         return _BAD
+    if any(key not in known for key in obj):
+        p.add(
+            "permissions",
+            f"the roles are {', '.join(ROLE_NAMES)} (each a list of addresses; submit and "
+            f"deploy may be {ANY!r}); admin_threshold is how many admins must agree",
+        )
     return (
         _parse_address_list(p, "permissions.submit", obj.get("submit", ANY), allow_any=True),
         _parse_address_list(p, "permissions.deploy", obj.get("deploy", ANY), allow_any=True),
         _parse_address_list(p, "permissions.admin", obj.get("admin", []), allow_any=False),
+        obj.get("admin_threshold", 1),
     )
 
 
@@ -283,7 +292,7 @@ def parse_genesis(obj: object) -> Genesis:
     # Everything checked: the casts below cannot fail, and the constructors re-check.
     assert not isinstance(validators, _Bad) and not isinstance(permissions, _Bad)
     assert not isinstance(accounts, _Bad) and not isinstance(contracts, _Bad)
-    submit, deploy, admin = permissions
+    submit, deploy, admin, threshold = permissions
     return Genesis(
         chain_id=_as(str, root["chain_id"]),
         genesis_time=_as(str, root["genesis_time"]),
@@ -304,6 +313,7 @@ def parse_genesis(obj: object) -> Genesis:
             submit=None if submit is None else tuple(_as(list, submit)),
             deploy=None if deploy is None else tuple(_as(list, deploy)),
             admin=tuple(_as(list, admin)),
+            admin_threshold=_as(int, threshold),
         ),
     )
 

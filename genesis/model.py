@@ -146,11 +146,17 @@ class Contract:
 
 @dataclass(frozen=True, slots=True)
 class Permissions:
-    """Who may submit transactions, deploy contracts, administer. ``None`` means anyone."""
+    """Who may submit transactions, deploy contracts, administer. ``None`` means anyone.
+
+    ``admin_threshold`` (k) is how many distinct admins must vote for the same role change
+    before it takes effect (ledger/chain/roles.py). It is in the canonical value and the
+    JSON form only when it is not 1, so documents written before it existed keep their hash.
+    """
 
     submit: tuple[bytes, ...] | None = None
     deploy: tuple[bytes, ...] | None = None
     admin: tuple[bytes, ...] = ()
+    admin_threshold: int = 1
 
     def __post_init__(self) -> None:
         for name in ("submit", "deploy", "admin"):
@@ -167,22 +173,33 @@ class Permissions:
     def is_admin(self, address: bytes) -> bool:
         return address in self.admin
 
+    @property
+    def is_open(self) -> bool:
+        """Anyone may submit and deploy, and nobody administers: nothing to keep in state."""
+        return self == Permissions()
+
     def to_value(self) -> dict[str, Value]:
-        return {
+        value: dict[str, Value] = {
             "submit": None if self.submit is None else list(self.submit),
             "deploy": None if self.deploy is None else list(self.deploy),
             "admin": list(self.admin),
         }
+        if self.admin_threshold != 1:
+            value["admin_threshold"] = self.admin_threshold
+        return value
 
     def to_json(self) -> dict[str, Any]:
         def spell(v: tuple[bytes, ...] | None) -> str | list[str]:
             return ANY if v is None else [a.hex() for a in v]
 
-        return {
+        doc: dict[str, Any] = {
             "submit": spell(self.submit),
             "deploy": spell(self.deploy),
             "admin": [a.hex() for a in self.admin],
         }
+        if self.admin_threshold != 1:
+            doc["admin_threshold"] = self.admin_threshold
+        return doc
 
 
 # --------------------------------------------------------------------------- whole document
@@ -227,7 +244,12 @@ class Genesis:
             accounts=_entries(p, "accounts", self.accounts, Account, _account_raw, 2),
             contracts=_entries(p, "contracts", self.contracts, Contract, _contract_raw, 4),
             permissions=(
-                (self.permissions.submit, self.permissions.deploy, self.permissions.admin)
+                (
+                    self.permissions.submit,
+                    self.permissions.deploy,
+                    self.permissions.admin,
+                    self.permissions.admin_threshold,
+                )
                 if isinstance(self.permissions, Permissions)
                 else _type_problem(p, "permissions", "Permissions", self.permissions)
             ),

@@ -67,9 +67,9 @@ def _decode(response: httpx.Response, *, allow_404: bool = False) -> Any:
 
 
 def _results(response: httpx.Response) -> list[dict[str, Any]]:
-    """A submission's per-transaction results; a 429 (nothing taken: backpressure) carries
-    them too, each with its code and retry_after_ms."""
-    if response.status_code == 429:
+    """A submission's per-transaction results; a 429 (nothing taken: backpressure) and a
+    403 (no sender holds the role it needs) carry them too, each with its code."""
+    if response.status_code in (403, 429):
         try:
             document = response.json()
         except ValueError:
@@ -175,6 +175,13 @@ class QuorumClient:
 
     def validators(self) -> list[dict[str, Any]]:
         return list(_decode(self._request("GET", "/v1/validators"))["validators"])
+
+    def permissions(self, *, proof: bool = False) -> dict[str, Any]:
+        """Roles and holders, the admin threshold, pending role changes; with ``proof``,
+        the state proof of all of it (check with
+        :meth:`ledger.light.LightClient.verify_permissions`)."""
+        params = {"proof": "true"} if proof else None
+        return dict(_decode(self._request("GET", "/v1/permissions", params=params)))
 
     def healthy(self) -> bool:
         try:

@@ -41,6 +41,7 @@ from ledger.chain.accounts import (
     genesis_state,
     storage_key,
 )
+from ledger.chain.roles import LISTING_KEYS, RoleTable
 from ledger.chain.state_tree import StateTree
 from ledger.chain.state_tree_nodes import MemoryNodeStore
 from ledger.chain.types import (
@@ -200,6 +201,26 @@ class LightClient:
                 f"{(account.balance, account.nonce, is_contract)} at block {head.height}"
             )
         return head, account, is_contract
+
+    def verify_permissions(self, doc: Mapping[str, Any]) -> tuple[VerifiedHead, RoleTable]:
+        """The client roles (``/v1/permissions?proof=true``): the policy, every role's
+        holders and the pending changes, each one state value proven at a certified height
+        (so the listing is complete, not just true). The node's JSON must agree."""
+        proof = doc.get("proof")
+        if not isinstance(proof, dict):
+            raise VerificationError("the node sent no proof")
+        head, values = self.verify_state(proof, list(LISTING_KEYS), "permissions")
+        try:
+            table = RoleTable.from_values(values)
+        except DecodeError as exc:
+            raise VerificationError(f"the proven roles do not decode: {exc}") from None
+        mine = table.to_json()
+        theirs = {k: doc.get(k) for k in mine}
+        if theirs != mine or doc.get("height") != head.height:
+            raise VerificationError(
+                f"the node's permissions differ from the ones proven at block {head.height}"
+            )
+        return head, table
 
     # ------------------------------------------------------------------ transactions
 

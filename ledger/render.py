@@ -19,6 +19,7 @@ from ledger.chain.types import (
     Event,
     Receipt,
     ReceiptStatus,
+    RoleChange,
     Transaction,
     Transfer,
 )
@@ -40,6 +41,12 @@ def payload_json(tx: Transaction) -> dict[str, Any]:
             "code_bytes": len(payload.code),
             "args": [abi_value(a) for a in payload.args],
             "value": payload.value,
+        }
+    if isinstance(payload, RoleChange):
+        return {
+            "action": str(payload.action),
+            "role": str(payload.role),
+            "address": payload.address.hex(),
         }
     assert isinstance(payload, Call)
     return {

@@ -32,7 +32,7 @@ from typing import Any, Final
 from crypto.keyfile import save_key
 from crypto.keys import PrivateKey
 from genesis.builder import build_genesis
-from genesis.document import Genesis, dump_genesis
+from genesis.document import Genesis, Permissions, dump_genesis
 from ledger.config import (
     CONFIG_FILE_NAME,
     GENESIS_FILE_NAME,
@@ -147,6 +147,15 @@ def _prepare_directory(directory: Path, force: bool) -> None:
     directory.mkdir(parents=True, exist_ok=True)
 
 
+def _permissions(accounts: list[PrivateKey], admins: int, threshold: int) -> Permissions:
+    """A permissioned testnet's genesis roles: every account submits and deploys, the
+    first ``admins`` administer."""
+    listed = tuple(key.address for key in accounts)
+    return Permissions(
+        submit=listed, deploy=listed, admin=listed[:admins], admin_threshold=threshold
+    )
+
+
 def init_testnet(
     directory: Path,
     *,
@@ -157,8 +166,14 @@ def init_testnet(
     chain_id: str = DEFAULT_CHAIN_ID,
     genesis_time: str | None = None,
     force: bool = False,
+    permissioned: bool = False,
+    admins: int = 1,
+    admin_threshold: int = 1,
 ) -> TestnetLayout:
-    """Create a testnet layout in ``directory``; see the module docstring."""
+    """Create a testnet layout in ``directory``; see the module docstring.
+
+    ``permissioned``: only the testnet accounts may submit and deploy, and acct0 ..
+    acct{admins-1} administer roles, ``admin_threshold`` of them per change."""
     if not 1 <= validators <= MAX_TESTNET_VALIDATORS:
         raise TestnetError(f"--validators must be between 1 and {MAX_TESTNET_VALIDATORS}")
     if not 0 <= accounts <= MAX_TESTNET_ACCOUNTS:
@@ -167,6 +182,15 @@ def init_testnet(
     if base_port < 1024 or last_port > 65535:
         raise TestnetError(
             f"ports {base_port}..{last_port} do not fit in 1024..65535: choose another --base-port"
+        )
+    if permissioned and not 1 <= admins <= accounts:
+        raise TestnetError(
+            f"--admins must be between 1 and --accounts ({accounts}): the admins are acct0.."
+        )
+    if permissioned and not 1 <= admin_threshold <= admins:
+        raise TestnetError(
+            f"--admin-threshold must be between 1 and --admins ({admins}): a change needs "
+            "that many admins' votes"
         )
     _prepare_directory(directory, force)
 
@@ -178,6 +202,7 @@ def init_testnet(
         [(name, key.public_key) for name, key in zip(names, validator_keys, strict=True)],
         [(key.address, balance) for key in account_keys],
         genesis_time=genesis_time,
+        permissions=_permissions(account_keys, admins, admin_threshold) if permissioned else None,
     )
 
     addresses = [HostPort(LOCALHOST, node_ports(base_port, i)[0]) for i in range(validators)]

@@ -71,6 +71,10 @@ class FakeNode:
     async def validators(self) -> list[dict[str, Any]]:
         return [{"name": "node0"}]
 
+    async def permissions(self, proof: bool = False) -> dict[str, Any]:
+        doc: dict[str, Any] = {"roles": {"submit": "any"}, "admin_threshold": 1, "height": 7}
+        return {**doc, "proof": {}} if proof else doc
+
     async def healthy(self) -> bool:
         return self.is_healthy
 
@@ -195,3 +199,29 @@ def test_fuzzed_submit_bodies_never_5xx(body: bytes) -> None:
     assert r.status_code < 500
     if r.status_code >= 400:
         assert "error" in r.json()
+
+
+class RefusingNode(FakeNode):
+    """Refuses every transaction whose first byte is 0xEE: its sender holds no role."""
+
+    async def submit(self, raws: list[bytes], wait: bool, timeout_ms: int) -> list[dict[str, Any]]:
+        return [
+            {"tx_hash": r.hex(), "status": "rejected", "code": "not_permitted", "error": "no role"}
+            if r[0] == 0xEE
+            else {"tx_hash": r.hex(), "status": "pending"}
+            for r in raws
+        ]
+
+
+def test_a_sender_without_the_role_gets_403_not_permitted_and_roles_are_readable() -> None:
+    client = Client(RefusingNode())
+    refused = client.post("/v1/transactions", json={"txs": ["ee01", "ee02"]})
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "not_permitted"
+    assert [r["code"] for r in refused.json()["results"]] == ["not_permitted"] * 2
+    mixed = client.post("/v1/transactions", json={"txs": ["ee01", "0102"]})
+    assert mixed.status_code == 200  # a partly refused batch: each result says why
+    listing = client.get("/v1/permissions")
+    assert listing.status_code == 200 and listing.json()["admin_threshold"] == 1
+    assert "proof" in client.get("/v1/permissions?proof=true").json()
+    assert client.get("/v1/permissions?proof=maybe").status_code == 400

@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, ClassVar, Final
 
 from crypto.encoding import as_int, decode_record, encode_record
 from crypto.keys import ADDRESS_SIZE
+from ledger.chain.roles import genesis_role_state
 
 if TYPE_CHECKING:
     from genesis.document import Genesis
 
-#: Key prefixes: one byte each, so the three families never collide.
+#: Key prefixes: one byte each, so the families never collide. Client roles live under
+#: ``b"r"`` (ledger/chain/roles.py lays out that family).
 ACCOUNT_PREFIX: Final = b"a"
 CODE_PREFIX: Final = b"c"
 STORAGE_PREFIX: Final = b"s"
@@ -72,10 +74,12 @@ def storage_key(address: bytes, key: bytes) -> bytes:
 
 
 def genesis_state(genesis: Genesis) -> dict[bytes, bytes]:
-    """The state before block ``initial_height``: genesis accounts and predeployed contracts.
+    """The state before block ``initial_height``: genesis accounts, predeployed contracts
+    and client roles.
 
     Each funded account and each contract gets an :class:`Account` with nonce 0; a
-    contract also gets its code and storage entries. Raises ValueError when an address
+    contract also gets its code and storage entries; non-default ``permissions`` put their
+    role keys in (``ledger.chain.roles.genesis_role_state``; none for an open chain). Raises ValueError when an address
     appears twice (genesis validation already refuses such documents).
     """
     state: dict[bytes, bytes] = {}
@@ -93,4 +97,5 @@ def genesis_state(genesis: Genesis) -> dict[bytes, bytes]:
         state[code_key(contract.address)] = contract.code
         for slot, value in contract.storage:
             state[storage_key(contract.address, slot)] = value
+    state.update(genesis_role_state(genesis.permissions))
     return state

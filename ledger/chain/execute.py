@@ -31,6 +31,7 @@ from contracts.state import BlockContext
 from crypto.merkle import merkle_root
 from genesis.document import Genesis, Permissions
 from ledger.chain.accounts import Account
+from ledger.chain.roles import apply_role_change, role_refusal
 from ledger.chain.state import StateOverlay
 from ledger.chain.state_tree import StateTree
 from ledger.chain.state_tree_nodes import NodeReader, OverlayNodes, TreeUpdate
@@ -42,6 +43,7 @@ from ledger.chain.types import (
     Event,
     Receipt,
     ReceiptStatus,
+    RoleChange,
     Transaction,
     Transfer,
     TxLimits,
@@ -79,6 +81,7 @@ class ChainRules:
     max_block_gas: int
     validators: tuple[bytes, ...]
     validators_hash: bytes
+    #: The genesis permissions; what counts is the roles in state (ledger/chain/roles.py).
     permissions: Permissions
     #: How far ahead of a validator's clock a proposal's timestamp may be.
     max_clock_skew_ms: int = 5_000
@@ -174,10 +177,9 @@ def check_includable(
     if tx.expiry_height is not None and tx.expiry_height < height:
         raise NotIncludable("expired", f"transaction expired at height {tx.expiry_height}")
     sender = tx.sender_address
-    if not rules.permissions.allows_submit(sender):
-        raise NotIncludable("not_permitted", "the sender may not submit transactions")
-    if isinstance(tx.payload, Deploy) and not rules.permissions.allows_deploy(sender):
-        raise NotIncludable("not_permitted", "the sender may not deploy contracts")
+    refusal = role_refusal(overlay, tx.payload, sender)
+    if refusal is not None:
+        raise NotIncludable("not_permitted", refusal)
     expected = overlay.get_account(sender).nonce
     if tx.nonce != expected:
         raise NotIncludable(
@@ -200,6 +202,8 @@ def apply_transaction(
     payload = tx.payload
     if isinstance(payload, Transfer):
         return _transfer(overlay, tx, sender, payload)
+    if isinstance(payload, RoleChange):
+        return apply_role_change(overlay, tx, payload)
     if isinstance(payload, Deploy):
         address = contracts.contract_address(sender, tx.nonce)
         result = contracts.deploy(

@@ -11,7 +11,6 @@ that need state (nonce, balance) belong to execution.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Final
@@ -35,136 +34,68 @@ from crypto.encoding import (
 )
 from crypto.hashing import HASH_SIZE, sha256
 from crypto.merkle import merkle_root
+from ledger.chain.payloads import (
+    ADDRESS_SIZE,
+    MAX_ABI_ARGS,
+    MAX_METHOD_NAME_BYTES,
+    MAX_TX_BYTES_HARD,
+    PAYLOAD_TYPES,
+    U64_MAX,
+    AbiValue,
+    Call,
+    Deploy,
+    Payload,
+    Role,
+    RoleAction,
+    RoleChange,
+    Transfer,
+    TxKind,
+    abi_args,
+)
 
-ADDRESS_SIZE: Final = keys.ADDRESS_SIZE
-U64_MAX: Final = 2**64 - 1
+__all__ = [
+    "ADDRESS_SIZE",
+    "MAX_ABI_ARGS",
+    "MAX_METHOD_NAME_BYTES",
+    "MAX_TX_BYTES_HARD",
+    "U64_MAX",
+    "AbiValue",
+    "Block",
+    "BlockHeader",
+    "Call",
+    "CommitCertificate",
+    "Deploy",
+    "Event",
+    "InvalidCertificate",
+    "Payload",
+    "Receipt",
+    "ReceiptStatus",
+    "Role",
+    "RoleAction",
+    "RoleChange",
+    "Transaction",
+    "Transfer",
+    "TxKind",
+    "TxLimits",
+    "TxRejected",
+    "check_block_body",
+    "decode_transaction",
+    "receipts_root",
+    "tx_root",
+    "validate_transaction",
+]
+
 
 #: Signature domain kind for client transactions.
 TX_SIGNATURE_KIND: Final = "tx"
 
-#: Hard format limits, independent of genesis (which may only lower them).
-MAX_TX_BYTES_HARD: Final = 1024 * 1024
-MAX_ABI_ARGS: Final = 16
-MAX_METHOD_NAME_BYTES: Final = 64
+#: Hard format limits, independent of genesis (which may only lower them); the payload
+#: limits are in ledger.chain.payloads.
 MAX_ERROR_TEXT_BYTES: Final = 1024
 MAX_EVENTS_PER_RECEIPT: Final = 256
 MAX_BLOCK_TXS_HARD: Final = 100_000
 MAX_BLOCK_BYTES_HARD: Final = 64 * 1024 * 1024
 MAX_VALIDATORS: Final = 1024
-
-AbiValue = int | bytes | str
-
-
-class TxKind(enum.StrEnum):
-    TRANSFER = "transfer"
-    DEPLOY = "deploy"
-    CALL = "call"
-
-
-def _abi_args(value: Value, name: str) -> tuple[AbiValue, ...]:
-    items = as_list(value, name, max_len=MAX_ABI_ARGS)
-    out: list[AbiValue] = []
-    for i, item in enumerate(items):
-        if isinstance(item, bool) or not isinstance(item, int | bytes | str):
-            raise DecodeError(f"{name}[{i}]: ABI arguments are integers, bytes or strings")
-        if isinstance(item, int) and not 0 <= item <= U64_MAX:
-            raise DecodeError(f"{name}[{i}]: integer outside the u64 range")
-        out.append(item)
-    return tuple(out)
-
-
-def _check_abi_args(args: tuple[AbiValue, ...]) -> None:
-    _abi_args(list(args), "args")
-
-
-@dataclass(frozen=True, slots=True)
-class Transfer:
-    """Move ``amount`` of the native currency to ``to``."""
-
-    to: bytes
-    amount: int
-
-    kind = TxKind.TRANSFER
-
-    def to_value(self) -> Value:
-        return [self.to, self.amount]
-
-    @classmethod
-    def from_value(cls, value: Value) -> Transfer:
-        items = as_list(value, "payload", max_len=2)
-        if len(items) != 2:
-            raise DecodeError("payload: a transfer has 2 fields [to, amount]")
-        return cls(
-            as_bytes(items[0], "payload.to", size=ADDRESS_SIZE), as_int(items[1], "payload.amount")
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Deploy:
-    """Create a contract from ``code``; ``args`` go to its constructor, ``value`` to its balance."""
-
-    code: bytes
-    args: tuple[AbiValue, ...] = ()
-    value: int = 0
-
-    kind = TxKind.DEPLOY
-
-    def __post_init__(self) -> None:
-        _check_abi_args(self.args)
-
-    def to_value(self) -> Value:
-        return [self.code, list(self.args), self.value]
-
-    @classmethod
-    def from_value(cls, value: Value) -> Deploy:
-        items = as_list(value, "payload", max_len=3)
-        if len(items) != 3:
-            raise DecodeError("payload: a deploy has 3 fields [code, args, value]")
-        code = as_bytes(items[0], "payload.code", max_size=MAX_TX_BYTES_HARD)
-        if not code:
-            raise DecodeError("payload.code: empty")
-        return cls(code, _abi_args(items[1], "payload.args"), as_int(items[2], "payload.value"))
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """Call ``method`` of the contract at ``to`` with ABI ``args``, sending ``value``."""
-
-    to: bytes
-    method: str
-    args: tuple[AbiValue, ...] = ()
-    value: int = 0
-
-    kind = TxKind.CALL
-
-    def __post_init__(self) -> None:
-        _check_abi_args(self.args)
-
-    def to_value(self) -> Value:
-        return [self.to, self.method, list(self.args), self.value]
-
-    @classmethod
-    def from_value(cls, value: Value) -> Call:
-        items = as_list(value, "payload", max_len=4)
-        if len(items) != 4:
-            raise DecodeError("payload: a call has 4 fields [to, method, args, value]")
-        method = as_str(items[1], "payload.method", max_size=MAX_METHOD_NAME_BYTES)
-        if not method:
-            raise DecodeError("payload.method: empty")
-        return cls(
-            as_bytes(items[0], "payload.to", size=ADDRESS_SIZE),
-            method,
-            _abi_args(items[2], "payload.args"),
-            as_int(items[3], "payload.value"),
-        )
-
-
-Payload = Transfer | Deploy | Call
-_PAYLOAD_TYPES: Final[dict[str, type[Transfer] | type[Deploy] | type[Call]]] = {
-    TxKind.TRANSFER: Transfer,
-    TxKind.DEPLOY: Deploy,
-    TxKind.CALL: Call,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +185,7 @@ class Transaction:
         f = record_fields(value, cls.TAG, cls.VERSION, 8)
         chain_id = as_str(f[0], "chain_id", max_size=50)
         kind_name = as_str(f[3], "kind", max_size=16)
-        payload_type = _PAYLOAD_TYPES.get(kind_name)
+        payload_type = PAYLOAD_TYPES.get(kind_name)
         if payload_type is None:
             raise DecodeError(f"kind: unknown transaction kind {kind_name!r}")
         expiry = None if f[6] is None else as_int(f[6], "expiry_height")
@@ -403,7 +334,7 @@ class Event:
         return cls(
             as_bytes(items[0], "event.address", size=ADDRESS_SIZE),
             as_str(items[1], "event.name", max_size=MAX_METHOD_NAME_BYTES),
-            _abi_args(items[2], "event.args"),
+            abi_args(items[2], "event.args"),
         )
 
 
@@ -451,7 +382,7 @@ class Receipt:
         status_code = as_int(f[1], "status", hi=max(ReceiptStatus))
         ret = f[3]
         if ret is not None:
-            ret = _abi_args([ret], "return_value")[0]
+            ret = abi_args([ret], "return_value")[0]
         events = as_list(f[4], "events", max_len=MAX_EVENTS_PER_RECEIPT)
         created = None if f[6] is None else as_bytes(f[6], "created_address", size=ADDRESS_SIZE)
         return cls(

@@ -38,6 +38,7 @@ def genesis_summary(g: Genesis) -> dict[str, Any]:
         "total_supply": sum(a.balance for a in g.accounts) + sum(c.balance for c in g.contracts),
         "contracts": len(g.contracts),
         "consensus": g.to_json()["consensus"],
+        "permissions": g.permissions.to_json(),
     }
 
 
@@ -59,6 +60,16 @@ def render_genesis_summary(doc: dict[str, Any], console: Console) -> None:
     )
     params = ", ".join(f"{k}={v}" for k, v in doc["consensus"].items())
     console.print(f"consensus       {params}")
+    perms = doc["permissions"]
+    if perms != {"submit": "any", "deploy": "any", "admin": []}:
+
+        def who(v: object) -> str:
+            return "any account" if v == "any" else f"{len(v)} account(s)"  # type: ignore[arg-type]
+
+        console.print(
+            f"permissions     submit: {who(perms['submit'])}, deploy: {who(perms['deploy'])}, "
+            f"admin: {who(perms['admin'])} (threshold {perms.get('admin_threshold', 1)})"
+        )
 
 
 def _parse_validator(spec: str) -> tuple[str, bytes]:

@@ -52,6 +52,11 @@ COMMANDS: Final[dict[str, LazyCommand]] = {
     "node": LazyCommand(
         "ledger.cli.node_cmd", "node", "Create a validator home and run a validator."
     ),
+    "permissions": LazyCommand(
+        "ledger.cli.permissions_cmd",
+        "permissions",
+        "Grant and revoke client roles (submit, deploy, admin) and list who holds them.",
+    ),
     "query": LazyCommand("ledger.cli.tx_cmd", "query", "Read accounts and blocks."),
     "sim": LazyCommand(
         "ledger.cli.sim_cmd",

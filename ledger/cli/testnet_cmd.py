@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ledger.cli.genesis_cmd import genesis_summary, render_genesis_summary
-from ledger.cli.output import CommandError, Output, command_errors, json_option
+from ledger.cli.output import EXIT_USAGE, CommandError, Output, command_errors, json_option
 from ledger.testnet import (
     DEFAULT_ACCOUNT_BALANCE,
     DEFAULT_BASE_PORT,
@@ -74,6 +74,26 @@ def testnet() -> None:
 )
 @click.option("--chain-id", default=DEFAULT_CHAIN_ID, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing testnet in --dir.")
+@click.option(
+    "--permissioned",
+    is_flag=True,
+    help="Only the testnet accounts may submit transactions and deploy contracts; acct0 is "
+    "the admin who grants and revokes roles (`quorum permissions`).",
+)
+@click.option(
+    "--admins",
+    type=click.IntRange(1, 10_000),
+    default=1,
+    show_default=True,
+    help="With --permissioned: acct0 .. acct{N-1} are admins.",
+)
+@click.option(
+    "--admin-threshold",
+    type=click.IntRange(1, 10_000),
+    default=1,
+    show_default=True,
+    help="With --permissioned: how many admins must vote for a role change.",
+)
 @json_option
 @command_errors
 def testnet_init(
@@ -84,9 +104,14 @@ def testnet_init(
     balance: int,
     chain_id: str,
     force: bool,
+    permissioned: bool,
+    admins: int,
+    admin_threshold: int,
     as_json: bool,
 ) -> None:
     """Lay out validator homes, genesis and funded accounts in --dir."""
+    if not permissioned and (admins != 1 or admin_threshold != 1):
+        raise CommandError("--admins and --admin-threshold need --permissioned", EXIT_USAGE)
     try:
         layout = init_testnet(
             directory,
@@ -96,6 +121,9 @@ def testnet_init(
             balance=balance,
             chain_id=chain_id,
             force=force,
+            permissioned=permissioned,
+            admins=admins,
+            admin_threshold=admin_threshold,
         )
     except TestnetError as exc:
         raise CommandError(str(exc)) from None

@@ -4,9 +4,10 @@ Theory of operation. A transaction's bytes are hashed once (SHA-256), decoded on
 against the chain's stateless rules and, unless this node verified that hash before, its
 Ed25519 signature verified once (:class:`VerifiedCache`). The result is an
 :class:`AdmittedTx`: the only thing the mempool accepts, carrying the hash, the sender's
-address and the nonce. Before the signature is verified, :func:`admit_raw` asks a *gate*
-(the mempool's caps) whether the sender may add anything at all, so an over-cap sender costs
-a decode, not a verify.
+address and the nonce. Before the signature is verified, :func:`admit_raw` checks the
+sender's role on the committed state (``ledger.chain.roles.role_refusal``: code
+``not_permitted``) and asks a *gate* (the mempool's caps) whether the sender may add
+anything at all, so an unlisted or over-cap sender costs a decode, not a verify.
 
 :class:`Backpressure` sizes the mempool a client may fill: about what the network commits in
 ``target_delay_ms`` (measured from the commit rate on an injected clock), so accepted
@@ -24,6 +25,8 @@ from typing import Final
 
 from crypto.hashing import sha256
 from ledger.chain.execute import ChainRules
+from ledger.chain.roles import role_refusal
+from ledger.chain.state import StateReader
 from ledger.chain.types import (
     Transaction,
     TxLimits,
@@ -125,12 +128,14 @@ def admit_raw(
     tx_hash: bytes | None = None,
     gate: Gate | None = None,
     known: Mapping[bytes, Transaction] | None = None,
+    roles: StateReader | None = None,
 ) -> AdmittedTx:
     """Hash, decode and check ``raw`` (verifying its signature unless already verified);
     raise :class:`TxRejected`. Pure CPU (one Ed25519 verify at most): run it off the event
     loop. ``tx_hash`` saves hashing ``raw`` when the caller already did; ``known`` maps
     bytes this node already decoded (in a block) to their transaction: neither hashed nor
-    decoded again."""
+    decoded again; ``roles`` is the committed state the sender's role is checked on (None:
+    not checked here; execution checks it either way)."""
     tx = known.get(raw) if known is not None else None
     if tx is not None:
         digest = tx.hash
@@ -141,6 +146,10 @@ def admit_raw(
     validate_transaction(tx, rules.chain_id, rules.limits, check_signature=False)
     if tx.gas_limit > rules.max_block_gas or len(raw) > rules.max_block_bytes:
         raise TxRejected("gas_limit", "the transaction does not fit in any block")
+    if roles is not None:
+        refusal = role_refusal(roles, tx.payload, tx.sender_address)
+        if refusal is not None:
+            raise TxRejected("not_permitted", refusal)
     if gate is not None and not already_verified:  # the engine applies the gate again
         refused = gate(tx.sender_address, len(raw), tx.nonce)
         if refused is not None:

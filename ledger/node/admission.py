@@ -1,7 +1,7 @@
 """Admission off the event loop: a worker thread turns a batch of raw transactions into
 :class:`~ledger.engine.events.Checked` items for the engine (each hashed, decoded and
-verified once, ledger/engine/admission.py), reading each admitted sender's committed nonce
-from the store; and the answer a client gets for a transaction already committed.
+verified once, ledger/engine/admission.py), checking each sender's role and reading its
+committed nonce on the store's committed state; and the answer a client gets for a transaction already committed.
 
 Never: verify a signature whose transaction hash is already in the verified cache, or read
 the store on the event loop.
@@ -40,7 +40,7 @@ def check_batch(
     out: list[Checked] = []
     for raw in raws:
         try:
-            admitted = admit_raw(raw, rules, verified, gate=gate, known=known)
+            admitted = admit_raw(raw, rules, verified, gate=gate, known=known, roles=store)
         except TxRejected as exc:
             out.append(Checked(exc))
             if exc.code in stop_codes:

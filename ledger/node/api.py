@@ -17,6 +17,7 @@ touches consensus state directly. Routes (all JSON unless noted)::
     POST /v1/contracts/{address}/query   {"method": str, "args": [...]}   read-only call
     GET  /v1/status                  height, head, view, primary, peers, syncing, why stalled
     GET  /v1/validators
+    GET  /v1/permissions             roles and holders, admin threshold, pending role changes
     GET  /health                     200 when serving, 503 when not
     GET  /metrics                    Prometheus text format
 """
@@ -46,6 +47,9 @@ DEFAULT_WAIT_MS: Final = 30_000
 MAX_QUERY_ARGS: Final = 16
 #: Longest contract storage key (the VM's own bound).
 MAX_STORAGE_KEY_BYTES: Final = MAX_CONTRACT_STORAGE_KEY_BYTES
+
+#: The code of a transaction whose sender lacks the role it needs (HTTP 403).
+NOT_PERMITTED: Final = "not_permitted"
 
 _HEX_RE: Final = re.compile(r"(?:0x)?([0-9a-fA-F]*)")
 
@@ -85,6 +89,9 @@ class NodeBackend(Protocol):
     async def contract(self, address: bytes) -> dict[str, Any] | None: ...
 
     async def status(self) -> dict[str, Any]: ...
+
+    async def permissions(self, proof: bool = False) -> dict[str, Any]:
+        """Roles, holders, admin threshold, pending changes; with ``proof``, their proof."""
 
     async def validators(self) -> list[dict[str, Any]]: ...
 
@@ -192,6 +199,13 @@ def build_app(backend: NodeBackend) -> Starlette:
                 status_code=429,
                 headers={"Retry-After": str(max(1, -(-max(retry_ms) // 1000)))},
             )
+        if all(r.get("code") == NOT_PERMITTED for r in results):
+            # Every transaction's sender lacks the role it needs: 403, as HTTP says it; the
+            # per-transaction results come along (a partly refused batch stays 200).
+            first = results[0]
+            return _json(
+                {"results": results, "error": first.get("error"), "code": NOT_PERMITTED}, 403
+            )
         return _json({"results": results})
 
     async def transaction(request: Request) -> Response:
@@ -261,6 +275,11 @@ def build_app(backend: NodeBackend) -> Starlette:
     async def validators(request: Request) -> Response:
         return _json({"validators": await backend.validators()})
 
+    async def permissions(request: Request) -> Response:
+        if _wants_proof(request):
+            return _json(await backend.permissions(proof=True))
+        return _json(await backend.permissions())
+
     async def health(request: Request) -> Response:
         ok = await backend.healthy()
         return _json({"healthy": ok}, 200 if ok else 503)
@@ -300,6 +319,7 @@ def build_app(backend: NodeBackend) -> Starlette:
         Route("/v1/contracts/{address}/storage/{key}", storage, methods=["GET"]),
         Route("/v1/status", status, methods=["GET"]),
         Route("/v1/validators", validators, methods=["GET"]),
+        Route("/v1/permissions", permissions, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]

@@ -19,6 +19,7 @@ from ledger import render
 from ledger.chain.accounts import EMPTY_ACCOUNT, Account, account_key, code_key, storage_key
 from ledger.chain.execute import query_contract
 from ledger.chain.proofs import BlockTrees, RecordingTip, prove_state, prove_transaction
+from ledger.chain.roles import LISTING_KEYS, RoleTable
 from ledger.engine.engine import dropped_answer
 from ledger.node.api import ApiError
 from ledger.node.node import Node
@@ -191,6 +192,22 @@ class NodeService:
                 return doc
 
         return await trio.to_thread.run_sync(run)
+
+    async def permissions(self, proof: bool = False) -> dict[str, Any]:
+        store = self.node.store
+
+        def read() -> dict[str, Any]:
+            if proof:
+                bundle = prove_state(store, list(LISTING_KEYS))
+                values = {r.key: r.value for r in bundle.reads}
+                table = RoleTable.from_values(values)
+                return {**table.to_json(), "height": bundle.height, "proof": bundle.to_json()}
+            with store.holding():
+                height = store.head_height
+                values = {key: store.get_state(key) for key in LISTING_KEYS}
+            return {**RoleTable.from_values(values).to_json(), "height": height}
+
+        return await trio.to_thread.run_sync(read)
 
     async def status(self) -> dict[str, Any]:
         return status_json(self.node)
