@@ -125,6 +125,7 @@ class NormalCase:
     ) -> None:
         if (
             self._proposals.outstanding != ProposalRequest(view, height, parent_digest)
+            or view != self._view.view
             or not self._view.active
             or height <= max(self._checkpoints.low, self._view.view_base)
         ):

@@ -235,3 +235,19 @@ def test_forgers_reach_honest_replicas_and_every_forgery_is_rejected_and_counted
                         rejected[key] = rejected.get(key, 0) + value
     assert rejected.get("rejected.bad_signature", 0) > 0
     assert sum(v for k, v in rejected.items() if "certificate" in k or "view_change" in k) > 0
+
+
+@pytest.mark.parametrize(
+    ("validators", "byzantine", "seed"),
+    [(4, 1, 33), (7, 2, 556), (7, 2, 760), (7, 2, 980)],
+)
+def test_seeds_that_found_bugs_stay_clean(validators: int, byzantine: int, seed: int) -> None:
+    """Found by the forgers and the auditor: (4, 33) and (7, 556/980) — blocks below a
+    NEW-VIEW base certified only at a Byzantine replica, never fetchable (fixed by
+    re-certification, PBFT §4.4); (7, 760) — a replica restarted in view 0 answered its
+    view-0 proposal request after jumping to view 1 by a NEW-VIEW, and PREPAREd in view 1 a
+    block the view-1 primary never proposed (§4.2)."""
+    sim = Simulation(seed, SimParams(validators=validators, byzantine=byzantine))
+    sim.run()
+    assert sim.violations == []
+    assert sim.finished_at is not None
