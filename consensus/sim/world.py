@@ -15,7 +15,6 @@ House rule: the only randomness is the run's ``random.Random(seed)``; no clock, 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import heapq
 import random
@@ -60,6 +59,8 @@ RESUBMIT_MS: Final = 200
 CHECK_MS: Final = 50
 #: Execution time of a validation or proposal (virtual ms, drawn in [1, this]).
 MAX_EXEC_MS: Final = 3
+#: Decoded messages remembered by their exact bytes, per run (entries).
+MAX_WIRE_MEMO_ENTRIES: Final = 4096
 
 
 @dataclass
@@ -112,6 +113,13 @@ class Simulation:
         self.by_index: list[list[Endpoint]] = [
             [e for e in self.endpoints if e.index == i] for i in range(n)
         ]
+        #: Every endpoint of the other validators, by sender index (a broadcast's receivers).
+        self.others: list[list[Endpoint]] = [
+            [e for e in self.endpoints if e.index != i] for i in range(n)
+        ]
+        self.wire_memo: dict[bytes, tuple[bytes | SignedMessage, bytes]] = {}
+        #: Partitions are over from this virtual ms on (links are checked only before it).
+        self.partitions_end = max((p.end for p in self.plan.partitions), default=0)
 
     def _add_endpoint(self, index: int) -> None:
         honest = index not in self.plan.byzantine
@@ -151,7 +159,7 @@ class Simulation:
             and groups.get(sender.index, 0) != receiver.face
         ):
             return False
-        if self.healed():
+        if self.healed() or self.time >= self.partitions_end:
             return True
         link = (sender.index, receiver.index)
         return not any(
@@ -175,18 +183,29 @@ class Simulation:
 
     def send(self, driver: SimDriver, to: int | None, message: SignedMessage) -> None:
         sender = self.endpoints[driver.eid]
-        raw = message.encode()
-        # Decode once for all receivers (what each would get from the wire); bytes that do
-        # not decode are delivered raw, so the replica's own decoder rejects them.
-        decoded: bytes | SignedMessage = raw
-        with contextlib.suppress(DecodeError):
-            decoded = SignedMessage.decode(raw)
-        data = (decoded, sha256(raw)[:8])
-        indices = [i for i in range(self.config.n) if i != driver.index] if to is None else [to]
-        for index in indices:
-            for receiver in self.by_index[index]:
-                if receiver.eid != sender.eid:
-                    self._transmit(sender, receiver, DELIVER, data)
+        data = self._wire(message.encode())
+        receivers = self.others[driver.index] if to is None else self.by_index[to]
+        for receiver in receivers:
+            if receiver.eid != sender.eid:
+                self._transmit(sender, receiver, DELIVER, data)
+
+    def _wire(self, raw: bytes) -> tuple[bytes | SignedMessage, bytes]:
+        """What every receiver gets off the wire for ``raw``, and its trace fingerprint.
+        Decoded once for all receivers; bytes that do not decode are delivered raw, so
+        the replica's own decoder rejects them. Memoised by the exact bytes (a STATUS or
+        a retransmitted vote is the same bytes again): decoding is a pure function."""
+        known = self.wire_memo.get(raw)
+        if known is None:
+            decoded: bytes | SignedMessage = raw
+            try:
+                decoded = SignedMessage.decode(raw)
+            except DecodeError:
+                pass
+            known = (decoded, sha256(raw)[:8])
+            if len(self.wire_memo) >= MAX_WIRE_MEMO_ENTRIES:
+                self.wire_memo.clear()
+            self.wire_memo[raw] = known
+        return known
 
     def after_exec(
         self, driver: SimDriver, what: str, request: ValidateRequest | ProposalRequest
