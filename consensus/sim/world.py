@@ -118,6 +118,8 @@ class Simulation:
             [e for e in self.endpoints if e.index != i] for i in range(n)
         ]
         self.wire_memo: dict[bytes, tuple[bytes | SignedMessage, bytes]] = {}
+        #: id(message) -> (that message, kept alive so the id stays its own; its wire data)
+        self.sent_memo: dict[int, tuple[SignedMessage, tuple[bytes | SignedMessage, bytes]]] = {}
         #: Partitions are over from this virtual ms on (links are checked only before it).
         self.partitions_end = max((p.end for p in self.plan.partitions), default=0)
 
@@ -166,24 +168,43 @@ class Simulation:
             p.start <= self.time < p.end and link in p.blocked for p in self.plan.partitions
         )
 
+    def _below(self, n: int) -> int:
+        """``self.rng.randrange(n)`` (n > 0), drawing exactly what it draws (CPython's
+        ``_randbelow_with_getrandbits``) without its argument handling: it runs for every
+        message sent."""
+        getrandbits = self.rng.getrandbits
+        k = n.bit_length()
+        r = getrandbits(k)
+        while r >= n:
+            r = getrandbits(k)
+        return r
+
     def _lost(self) -> bool:
-        return not self.healed() and self.rng.randrange(1000) < self.plan.loss_permille
+        return not self.healed() and self._below(1000) < self.plan.loss_permille
 
     def _delay(self) -> int:
-        return self.plan.base_delay_ms + self.rng.randint(0, self.plan.jitter_ms)
+        return self.plan.base_delay_ms + self._below(self.plan.jitter_ms + 1)
 
     def _transmit(self, sender: Endpoint, receiver: Endpoint, kind: int, data: Any) -> None:
         if not self._link_up(sender, receiver) or self._lost():
             return
         self.schedule(self.time + self._delay(), kind, receiver.eid, data)
-        if not self.healed() and self.rng.randrange(1000) < self.plan.duplicate_permille:
+        if not self.healed() and self._below(1000) < self.plan.duplicate_permille:
             self.schedule(self.time + self._delay(), kind, receiver.eid, data)
 
     # ------------------------------------------------------------------ driver services
 
     def send(self, driver: SimDriver, to: int | None, message: SignedMessage) -> None:
         sender = self.endpoints[driver.eid]
-        data = self._wire(message.encode())
+        # Retransmissions send the very same message object again: skip even the encode.
+        sent = self.sent_memo.get(id(message))
+        if sent is not None and sent[0] is message:
+            data = sent[1]
+        else:
+            data = self._wire(message.encode())
+            if len(self.sent_memo) >= MAX_WIRE_MEMO_ENTRIES:
+                self.sent_memo.clear()
+            self.sent_memo[id(message)] = (message, data)
         receivers = self.others[driver.index] if to is None else self.by_index[to]
         for receiver in receivers:
             if receiver.eid != sender.eid:
