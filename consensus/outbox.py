@@ -89,9 +89,9 @@ class Outbox:
     def count_vote(self, result: VoteResult, kind: str) -> None:
         """Duplicates and equivocations are counted per message kind; new votes are not."""
         if result is VoteResult.EQUIVOCATION:
-            self.count(f"equivocation.{kind}")
+            self.count("equivocation." + kind)
         elif result is VoteResult.DUPLICATE:
-            self.count(f"duplicate.{kind}")
+            self.count("duplicate." + kind)
 
     # ------------------------------------------------------------------ hand-over
 

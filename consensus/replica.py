@@ -398,15 +398,14 @@ class Replica:
 
     def memory_footprint(self) -> dict[str, int]:
         """Sizes of every growing structure, for the bounded-memory checks."""
-        return {
-            **self.log.footprint(),
-            "signed": len(self.signer.signed),
-            "checkpoint_votes": self.checkpoints.votes.size(),
-            "view_changes": self.changes.votes.size(),
-            "buffered": self.future.size(),
-            "catchup": len(self.catchup.blocks),
-            "committed_digests": len(self.chain.digests),
-        }
+        footprint = self.log.footprint()
+        footprint["signed"] = len(self.signer.signed)
+        footprint["checkpoint_votes"] = self.checkpoints.votes.size()
+        footprint["view_changes"] = self.changes.votes.size()
+        footprint["buffered"] = self.future.size()
+        footprint["catchup"] = len(self.catchup.blocks)
+        footprint["committed_digests"] = len(self.chain.digests)
+        return footprint
 
     @property
     def primary(self) -> int:

@@ -314,7 +314,7 @@ class SlotLog:
     def footprint(self) -> dict[str, int]:
         return {
             "slots": len(self.slots),
-            "slot_votes": sum(len(s.prepares) + len(s.commits) for s in self.slots.values()),
+            "slot_votes": sum([len(s.prepares) + len(s.commits) for s in self.slots.values()]),
             "prepared": len(self.prepared),
             "payloads": len(self.payloads),
             "verdicts": len(self.verdicts),

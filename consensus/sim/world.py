@@ -265,14 +265,16 @@ class Simulation:
         self.schedule(CHECK_MS, CHECK, -1)
         last_request = plan.request_times[-1] if plan.request_times else 0
         deadline = max(plan.heal_at, last_request) + self.params.liveness_bound_ms
-        while self.queue and self.finished_at is None:
-            at, _, kind, eid, data = heapq.heappop(self.queue)
+        queue, checker, trace_update = self.queue, self.checker, self.trace.update
+        pop, dispatch = heapq.heappop, self._dispatch
+        while queue and self.finished_at is None:
+            at, _, kind, eid, data = pop(queue)
             if at > deadline:
                 break
-            self.time = self.checker.time_ms = at
+            self.time = checker.time_ms = at
             self.events += 1
-            self.trace.update(b"%d %d %d;" % (at, kind, eid))
-            self._dispatch(kind, eid, data)
+            trace_update(b"%d %d %d;" % (at, kind, eid))
+            dispatch(kind, eid, data)
         if self.finished_at is None:
             self._liveness_failure(deadline)
 
