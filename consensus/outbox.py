@@ -25,7 +25,6 @@ from consensus.ready import (
 )
 from consensus.records import HardState, PersistBatch, PreparedRecord, SignedSlot
 
-
 #: The one Ready of every input that left nothing to do (Ready is an immutable value).
 EMPTY_READY = Ready()
 

@@ -15,6 +15,7 @@ House rule: the only randomness is the run's ``random.Random(seed)``; no clock, 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import random
@@ -218,10 +219,8 @@ class Simulation:
         known = self.wire_memo.get(raw)
         if known is None:
             decoded: bytes | SignedMessage = raw
-            try:
+            with contextlib.suppress(DecodeError):
                 decoded = SignedMessage.decode(raw)
-            except DecodeError:
-                pass
             known = (decoded, sha256(raw)[:8])
             if len(self.wire_memo) >= MAX_WIRE_MEMO_ENTRIES:
                 self.wire_memo.clear()

@@ -57,8 +57,8 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
     Mutant(
         "intake_skips_signature",
         "consensus/intake.py",
-        "    if not signature_valid(config, message):\n        raise Rejected(\"bad_signature\"",
-        "    if False:\n        raise Rejected(\"bad_signature\"",
+        '    if not signature_valid(config, message):\n        raise Rejected("bad_signature"',
+        '    if False:\n        raise Rejected("bad_signature"',
         (SIM_FAST_TIER,),
         "peer messages are accepted without checking the sender's signature",
     ),
