@@ -20,6 +20,7 @@ import pytest
 
 import consensus.catchup
 import consensus.certificates
+import consensus.config
 import consensus.intake
 import consensus.view_changes
 import consensus.viewchange
@@ -93,7 +94,7 @@ def test_own_quorum_arithmetic_any_two_quorums_share_an_honest_validator(
 def test_agreement_is_flagged_when_the_quorum_is_too_small(monkeypatch: pytest.MonkeyPatch) -> None:
     """PBFT §4.2: two quorums must intersect in an honest replica. With q = f + 1 an
     equivocating primary gets two blocks committed at one height."""
-    monkeypatch.setattr(type(Simulation(0, PARAMS).config), "quorum", property(lambda c: c.n // 2))
+    monkeypatch.setattr(consensus.config, "quorum_size", lambda n: n // 2)
     seeds = _seeds_with("equivocate", 6) + _seeds_with("twins", 6)
     assert _flagged("agreement", seeds) >= 1
 
