@@ -521,10 +521,11 @@ class Store(BlockReads):
             conn = self._conn
             with conn.begin():
                 install(conn, header, certificate, items, tree_update, self._executemany)
-                self._base = load_base(conn, self._info)
-                base = self._chain_base()
-                self._set_head(base)
+                base = load_base(conn, self._info)
                 capture(conn, header.height, header.state_root, self.get_nodes)
+            # Only once the transaction committed: a failed install leaves the old head.
+            self._base = base
+            self._set_head(self._chain_base())
             self._state_cache.clear()
             self._nodes.remember(tree_update)
 
