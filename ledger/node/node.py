@@ -296,7 +296,11 @@ class Node:
         (ledger/node/statesync.py), then rebuild the engine on the new head."""
         replica, now = self.replica, time.monotonic()
         behind = replica.catchup_target - replica.committed_height
-        if behind <= self.state_sync_min_blocks or now < self._next_state_sync_s:
+        if (
+            not self.config.state_sync
+            or behind <= self.state_sync_min_blocks
+            or now < self._next_state_sync_s
+        ):
             return
         assert self.net is not None
         self._next_state_sync_s = now + STATE_SYNC_RETRY_S
