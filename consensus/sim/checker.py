@@ -23,11 +23,12 @@ from consensus.limits import (
     MAX_CATCHUP_BLOCKS,
     MAX_VIEW_CHANGES_PER_SENDER,
 )
-from consensus.messages import SignedMessage
+from consensus.messages import Kind, SignedMessage, decode_body
 from consensus.ready import CommittedBlock
 from consensus.replica import Replica
 from consensus.sim.audit import Auditor
 
+_SLOT_VOTES: Final = frozenset({Kind.PRE_PREPARE, Kind.PREPARE, Kind.COMMIT})
 #: Keep at most this many violations per run in the report (all are counted).
 MAX_VIOLATIONS_KEPT: Final = 20
 
@@ -103,6 +104,21 @@ class Checker:
 
     def finish(self, requests: int, detail: str = "") -> None:
         self.auditor.finish(requests, detail)
+
+    def check_window(self, index: int, replica: Replica, message: SignedMessage) -> None:
+        """PBFT §4.2/§4.3: a replica votes for no height above its high watermark (its
+        stable checkpoint plus one window). (The low side is not checked here: a replica may
+        finish a slot in the very step whose checkpoint made that height stable.)"""
+        if message.sender != index or message.kind not in _SLOT_VOTES:
+            return
+        height = decode_body(message).height  # type: ignore[union-attr]
+        low = replica.stable.height
+        if height > low + self.config.watermark_window:
+            self._violate(
+                "window",
+                f"node{index} signed a {message.kind} at height {height}, outside its "
+                f"watermarks ({low}, {low + self.config.watermark_window}]",
+            )
 
     def check_memory(self, index: int, replica: Replica) -> None:
         for name, size in replica.memory_footprint().items():

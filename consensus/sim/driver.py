@@ -184,6 +184,8 @@ class SimDriver(ReadyDriver):
     def send(self, out: Outbound) -> None:
         if self.honest:
             self.world.checker.on_send(self.index, out.message)
+            if self.replica is not None:
+                self.world.checker.check_window(self.index, self.replica, out.message)
         sends = self.outgoing(out) if self.outgoing is not None else [(out.to, out.message)]
         for to, message in sends:
             self.world.send(self, to, message)

@@ -134,3 +134,14 @@ def test_quorum_sim_human_output() -> None:
     result = CliRunner().invoke(sim, ["--seeds", "1", "--validators", "4"])
     assert result.exit_code == 0
     assert "violations 0" in result.output and "trace_hash" in result.output
+
+
+def test_4_3_tight_watermarks_and_frequent_checkpoints_keep_every_property() -> None:
+    """PBFT §4.3: with K = 2 and a window of 4 the pipeline of 4 keeps running into the
+    high watermark and checkpoints move the low one every other block; no honest replica
+    may vote above its window or keep slots below it (the checker's window and memory
+    properties), and everything still commits."""
+    params = SimParams(checkpoint_interval=2, watermark_window=4, max_pipeline=4)
+    report = run_seeds(60, seed_start=0, params=params)
+    assert report.violations == 0, report.failures[:2]
+    assert len(report.finish_ms) == 60

@@ -30,7 +30,7 @@ from consensus.sim import SimParams
 from consensus.sim.audit import Auditor, _Bad, faulty_bound, quorum_of
 from consensus.sim.driver import SimDriver
 from consensus.sim.model import draw_plan, next_state_root, parse_block
-from consensus.sim.world import Simulation
+from consensus.sim.world import CRASH, RESTART, Simulation
 from consensus.votes import commit_vote_body
 from crypto.hashing import sha256
 
@@ -255,3 +255,38 @@ def test_seeds_that_found_bugs_stay_clean(validators: int, byzantine: int, seed:
     sim.run()
     assert sim.violations == []
     assert sim.finished_at is not None
+
+
+def _crash_the_primary_after_its_first_proposal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The view-0 primary crashes the moment its first PRE-PREPARE leaves and restarts
+    30 ms later, still in view 0, its mempool empty (clients resubmit)."""
+    original_send = SimDriver.send
+    crashed: set[int] = set()
+
+    def send(self: SimDriver, out: Outbound) -> None:
+        original_send(self, out)
+        world = self.world
+        if (
+            self.honest
+            and self.index == 0
+            and out.message.kind == Kind.PRE_PREPARE
+            and self.eid not in crashed
+            and isinstance(world, Simulation)
+        ):
+            crashed.add(self.eid)
+            world.schedule(world.time, CRASH, self.eid)
+            world.schedule(world.time + 30, RESTART, self.eid)
+
+    monkeypatch.setattr(SimDriver, "send", send)
+
+
+def test_a_primary_restarted_mid_view_only_repeats_what_it_signed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PBFT §4.2 with crash recovery: the double-sign guard's records are persisted before
+    a vote leaves and come back after a restart, so the restarted primary repeats its
+    PRE-PREPARE instead of proposing another block at the same view and height."""
+    _crash_the_primary_after_its_first_proposal(monkeypatch)
+    seeds = [s for s in range(0, 40) if 0 not in draw_plan(random.Random(s), PARAMS).byzantine]
+    for kinds in _kinds(seeds[:12]):
+        assert kinds == set()

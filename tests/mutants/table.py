@@ -32,8 +32,16 @@ _SIM: Final = "tests/consensus/test_pbft_simulator.py"
 SIM_FAST_TIER: Final = f"{_SIM}::test_b_equals_f_200_seeds_commit_everything_with_no_violations"
 #: B = f + 1 must be caught as agreement violations.
 SIM_ABOVE_F: Final = f"{_SIM}::test_b_above_f_the_checker_finds_agreement_violations"
+#: Simulator runs with K = 2, W = 4 and a pipeline of 4: the watermarks bind all the time.
+SIM_TIGHT_WATERMARKS: Final = (
+    f"{_SIM}::test_4_3_tight_watermarks_and_frequent_checkpoints_keep_every_property"
+)
 _CHECKER: Final = "tests/consensus/test_sim_checker.py"
 _AUDIT: Final = "tests/consensus/test_sim_audit.py"
+#: Simulator runs whose view-0 primary crashes right after proposing and restarts in view 0.
+SIM_RESTARTED_PRIMARY: Final = (
+    f"{_AUDIT}::test_a_primary_restarted_mid_view_only_repeats_what_it_signed"
+)
 
 
 MUTANTS: Final[tuple[Mutant, ...]] = (
@@ -128,7 +136,7 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
         "consensus/intake.py",
         "        if body.height <= stable_height:\n",
         "        if False:\n",
-        (SIM_FAST_TIER,),
+        (SIM_TIGHT_WATERMARKS, SIM_FAST_TIER),
         "votes at or below the stable checkpoint reopen collected slots",
     ),
     Mutant(
@@ -136,7 +144,7 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
         "consensus/normal_case.py",
         "        if height > self._checkpoints.high:\n            return\n",
         "",
-        (SIM_FAST_TIER,),
+        (SIM_TIGHT_WATERMARKS, SIM_FAST_TIER),
         "the primary proposes past the high watermark",
     ),
     # ------------------------------------------------------------------ checkpoints
@@ -150,12 +158,12 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
     ),
     # ------------------------------------------------------------------ double-sign guard
     Mutant(
-        "double_sign_guard_off",
+        "double_sign_guard_forgets_after_restart",
         "consensus/signer.py",
-        "        known = self.signed.get((view, height, phase))\n",
-        "        known = None\n",
-        (SIM_FAST_TIER,),
-        "the guard forgets what was signed: a second digest for one (view, height, phase)",
+        "            if not stale:\n                self.signed[record.key] = record\n",
+        "            if False:\n                self.signed[record.key] = record\n",
+        (SIM_RESTARTED_PRIMARY, SIM_FAST_TIER),
+        "a restarted replica forgets what it signed and signs another block for the same slot",
     ),
     # ------------------------------------------------------------------ auditor properties
     Mutant(
