@@ -40,7 +40,7 @@ $(LOCKED): $(RUNTIME_LOCK) $(DEV_LOCK)
 
 $(STAMP): $(LOCKED) pyproject.toml
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
-	$(PIP) check
+	$(PIP) check || { echo "the locks do not satisfy pyproject.toml: run 'make lock'"; exit 1; }
 	touch $(STAMP)
 
 lint: $(STAMP)
