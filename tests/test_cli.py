@@ -308,3 +308,56 @@ def test_testnet_init_bad_options(
 def test_unknown_command_and_option_are_usage_errors() -> None:
     assert run("frobnicate").exit_code == 2
     assert run("keys", "new", "--bogus").exit_code == 2
+
+
+# ---------------------------------------------------------------------------- contract examples
+
+
+def test_version_is_pyproject_s() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert run("--version").stdout.strip() == f"quorum, version {pyproject['project']['version']}"
+
+
+def test_contract_examples_lists_the_shipped_examples() -> None:
+    doc = run_json("contract", "examples")
+    assert [e["name"] for e in doc["examples"]] == ["lock", "registry", "token", "vote"]
+    token = doc["examples"][2]
+    assert token["summary"] == "a fixed-supply fungible token."
+    assert token["constructor"] == "constructor(supply: u64)"
+    assert "balance_of(owner: address) -> u64 readonly" in token["methods"]
+    human = run("contract", "examples")
+    assert human.exit_code == 0 and "registry" in human.stdout and "deploy token" in human.stdout
+    source = run("contract", "examples", "lock")
+    assert source.exit_code == 0 and source.stdout.startswith("; lock: named leases")
+    assert run_json("contract", "examples", "vote")["source"].startswith("; vote:")
+    assert_user_error(run("contract", "examples", "nope"), 2, "lock, registry, token, vote")
+
+
+@pytest.mark.parametrize(
+    ("target", "code", "needle"),
+    [
+        ("nosuchexample", 2, "the examples are: lock, registry, token, vote"),
+        ("missing/token.qasm", 1, "does not exist (or name an example: lock, registry"),
+        ("tokn.qasm", 1, "does not exist"),
+    ],
+)
+def test_contract_deploy_unknown_example_or_file(
+    tmp_path: Path, target: str, code: int, needle: str
+) -> None:
+    result = run("contract", "deploy", target, "--from", tmp_path / "k.json")
+    assert_user_error(result, code, needle)
+
+
+def test_contract_deploy_a_file_wins_over_an_example_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("token").write_text("not a container")
+    result = run("contract", "deploy", "token", "--from", "k.json")
+    assert_user_error(result, 1, "not a contract container")
+    Path("bad.qasm").write_text(".method f(\n")
+    assert_user_error(run("contract", "deploy", "bad.qasm", "--from", "k.json"), 1, "bad.qasm")
+    Path("dir.qasm").mkdir()
+    assert_user_error(run("contract", "deploy", "dir.qasm", "--from", "k.json"), 1, "not a file")

@@ -3,6 +3,8 @@
 The ``.qasm`` files are package data (pyproject: ``contracts = ["examples/*.qasm"]``).
 Reading them is the only file access anywhere in ``contracts/``: it reads immutable
 source that ships with the code, never state, and the VM itself never calls it.
+``quorum contract examples`` lists them and ``quorum contract deploy NAME`` deploys one by
+name, from an installed wheel as from a checkout.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ def source(name: str) -> str:
     if data is None:
         raise LookupError(f"example {name!r} is not installed with the package")
     return data.decode("utf-8")
+
+
+def summary(name: str) -> str:
+    """The one-line description that opens example ``name`` (``; token: <summary>``)."""
+    first = source(name).split("\n", 1)[0].lstrip(";").strip()
+    prefix = f"{name}:"
+    return first[len(prefix) :].strip() if first.startswith(prefix) else first
 
 
 def load(name: str) -> bytes:

@@ -20,7 +20,6 @@ from typing import Any, Final
 
 DEMO_DIR: Final = Path("demo-testnet")
 BASE_PORT: Final = int(os.environ.get("QUORUM_DEMO_PORT", "26600"))
-EXAMPLES: Final = Path(__file__).resolve().parents[2] / "contracts" / "examples"
 
 
 def banner(title: str) -> None:
@@ -116,7 +115,7 @@ def main() -> None:
         token = run_json(
             "contract",
             "deploy",
-            str(EXAMPLES / "token.qasm"),
+            "token",
             "--from",
             acct[0],
             "--args",
@@ -153,9 +152,8 @@ def main() -> None:
         )
 
         banner("A distributed lock: acquire, a competitor is refused, holder")
-        lock = run_json(
-            "contract", "deploy", str(EXAMPLES / "lock.qasm"), "--from", acct[1], "--node", rpc[1]
-        )["address"]
+        deployed = run_json("contract", "deploy", "lock", "--from", acct[1], "--node", rpc[1])
+        lock = deployed["address"]
         run(
             "contract",
             "call",

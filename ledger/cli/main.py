@@ -16,7 +16,7 @@ from typing import Final, NamedTuple
 
 import click
 
-from ledger import __version__
+from ledger import version
 
 
 class LazyCommand(NamedTuple):
@@ -100,8 +100,22 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: computed only when asked for, so other commands never pay for it."""
+    if value and not ctx.resilient_parsing:
+        click.echo(f"quorum, version {version()}")
+        ctx.exit()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="quorum")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version (pyproject's, via the installed metadata) and exit.",
+)
 def cli() -> None:
     """Quorum Ledger: a Byzantine-fault-tolerant permissioned ledger.
 

@@ -16,13 +16,13 @@ import click
 from rich.console import Console
 
 from contracts.abi import AbiError, MethodAbi, parse_cli_args
-from contracts.assembler import AssemblyError, assemble
 from contracts.container import ContainerError, parse_container
 from contracts.interpreter import contract_address
 from crypto.hashing import from_hex
 from crypto.keyfile import load_key, read_public_info
 from crypto.keys import ADDRESS_SIZE, PrivateKey
 from ledger.chain.types import Call, Deploy, Payload, ReceiptStatus, Transaction, Transfer
+from ledger.cli.contract_examples import contract_examples, load_contract
 from ledger.cli.nodes import client_error, connect, node_option
 from ledger.cli.output import (
     EXIT_FAILED,
@@ -276,19 +276,6 @@ def contract() -> None:
     """Deploy contracts, call them, and query them read-only."""
 
 
-def _load_code(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CommandError(f"contract file {path} does not exist") from None
-    if path.suffix == ".qasm":
-        try:
-            return assemble(raw.decode("utf-8"))
-        except (AssemblyError, UnicodeDecodeError) as exc:
-            raise CommandError(f"{path}: {exc}") from None
-    return raw
-
-
 def _method_abi(code: bytes, method: str | None) -> MethodAbi | None:
     try:
         abi = parse_container(code).abi
@@ -314,8 +301,11 @@ def _typed_args(method: MethodAbi | None, args: tuple[str, ...]) -> tuple[Any, .
         raise CommandError(str(exc), EXIT_USAGE) from None
 
 
+contract.add_command(contract_examples)
+
+
 @contract.command("deploy")
-@click.argument("code_file", type=click.Path(path_type=Path))
+@click.argument("contract_ref", metavar="FILE_OR_EXAMPLE")
 @from_option
 @click.option("--args", "args", multiple=True, help="A constructor argument (repeat, in order).")
 @click.option(
@@ -328,7 +318,7 @@ def _typed_args(method: MethodAbi | None, args: tuple[str, ...]) -> tuple[Any, .
 @json_option
 @command_errors
 def contract_deploy(
-    code_file: Path,
+    contract_ref: str,
     key_file: Path,
     args: tuple[str, ...],
     gas: int,
@@ -339,8 +329,8 @@ def contract_deploy(
     trust_node: bool,
     as_json: bool,
 ) -> None:
-    """Deploy a contract (.qasm source or an assembled container)."""
-    code = _load_code(code_file)
+    """Deploy a contract: a .qasm or container file, or a shipped example by name (token...)."""
+    code = load_contract(contract_ref)
     values = _typed_args(_method_abi(code, None), args)
     key = _load_sender(key_file, password_file)
     with connect(node_url) as client:
