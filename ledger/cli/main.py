@@ -58,6 +58,11 @@ COMMANDS: Final[dict[str, LazyCommand]] = {
         "Grant and revoke client roles (submit, deploy, admin) and list who holds them.",
     ),
     "query": LazyCommand("ledger.cli.tx_cmd", "query", "Read accounts and blocks."),
+    "validators": LazyCommand(
+        "ledger.cli.validators_cmd",
+        "validators",
+        "Vote validator-set changes (add, remove) and list the set with its epoch.",
+    ),
     "sim": LazyCommand(
         "ledger.cli.sim_cmd",
         "sim",

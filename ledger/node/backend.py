@@ -209,6 +209,27 @@ class NodeService:
 
         return await trio.to_thread.run_sync(read)
 
+    async def validator_set(self, proof: bool = False) -> dict[str, Any]:
+        """The active set (epoch, members with p2p), the scheduled set, pending votes."""
+        from ledger.chain import validators as vset
+
+        store = self.node.store
+        genesis_set = vset.ValidatorSet.genesis(self.node.genesis)
+        keys = list(vset.LISTING_KEYS)
+
+        def read() -> dict[str, Any]:
+            if proof:
+                bundle = prove_state(store, keys)
+                values = {r.key: r.value for r in bundle.reads}
+                doc = vset.listing(values, genesis_set)
+                return {**doc, "height": bundle.height, "proof": bundle.to_json()}
+            with store.holding():
+                height = store.head_height
+                values = {key: store.get_state(key) for key in keys}
+            return {**vset.listing(values, genesis_set), "height": height}
+
+        return await trio.to_thread.run_sync(read)
+
     async def status(self) -> dict[str, Any]:
         return status_json(self.node)
 
