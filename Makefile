@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit mutants clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck unit
+
+# Named mutations of the safety checks, each with the tests that must kill it
+# (tests/mutants/table.py); exits non-zero unless every one is killed. See docs/RELIABILITY.md.
+mutants: $(STAMP)
+	$(BIN)/python -m tests.mutants.run
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m ledger.cli.demo

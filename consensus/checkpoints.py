@@ -62,7 +62,7 @@ class CheckpointVotes:
             del self.by_height[height]
 
     def size(self) -> int:
-        return sum(len(v) for v in self.by_height.values())
+        return sum(map(len, self.by_height.values()))
 
 
 class Checkpoints:

@@ -85,6 +85,19 @@ class ReplicaConfig:
     validator_names: tuple[str, ...] = ()
     verify_signature: VerifyFn = field(default=keys.verify)
 
+    # Derived quantities, computed once in __post_init__: the core reads them on every
+    # message and tick. Not compared or printed (they follow from the fields above).
+    n: int = field(init=False, repr=False, compare=False)
+    f: int = field(init=False, repr=False, compare=False)
+    quorum: int = field(init=False, repr=False, compare=False)
+    weak_quorum: int = field(init=False, repr=False, compare=False)
+    view_change_timeout_ticks: int = field(init=False, repr=False, compare=False)
+    max_view_change_timeout_ticks: int = field(init=False, repr=False, compare=False)
+    #: Ticks without progress before a replica resends its in-flight messages.
+    retransmit_ticks: int = field(init=False, repr=False, compare=False)
+    #: Ticks between STATUS announcements (how lagging replicas learn they are behind).
+    status_ticks: int = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         problems: list[str] = []
         n = len(self.validators)
@@ -121,24 +134,23 @@ class ReplicaConfig:
             problems.append(f"max_block_bytes must be in 1..{MAX_BLOCK_BYTES_HARD}")
         if problems:
             raise ConfigError("; ".join(problems))
+        base = max(1, _ceil_div(self.view_change_timeout_ms, self.tick_ms))
+        derived = {
+            "n": n,
+            "f": max_faulty(n),
+            "quorum": quorum_size(n),
+            "weak_quorum": weak_quorum_size(n),
+            "view_change_timeout_ticks": base,
+            "max_view_change_timeout_ticks": max(
+                base, _ceil_div(self.max_view_change_timeout_ms, self.tick_ms)
+            ),
+            "retransmit_ticks": max(1, base // 4),
+            "status_ticks": max(1, base // 2),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
     # ------------------------------------------------------------------ derived quantities
-
-    @property
-    def n(self) -> int:
-        return len(self.validators)
-
-    @property
-    def f(self) -> int:
-        return max_faulty(self.n)
-
-    @property
-    def quorum(self) -> int:
-        return quorum_size(self.n)
-
-    @property
-    def weak_quorum(self) -> int:
-        return weak_quorum_size(self.n)
 
     def primary(self, view: int) -> int:
         """Index of the primary of ``view``."""
@@ -147,29 +159,9 @@ class ReplicaConfig:
     def name(self, index: int) -> str:
         return self.validator_names[index] if self.validator_names else f"node{index}"
 
-    @property
-    def view_change_timeout_ticks(self) -> int:
-        return max(1, _ceil_div(self.view_change_timeout_ms, self.tick_ms))
-
-    @property
-    def max_view_change_timeout_ticks(self) -> int:
-        return max(
-            self.view_change_timeout_ticks, _ceil_div(self.max_view_change_timeout_ms, self.tick_ms)
-        )
-
     def view_change_timeout(self, consecutive: int) -> int:
         """Ticks to wait after ``consecutive`` view changes without a commit (doubling, capped)."""
         base = self.view_change_timeout_ticks
         cap = self.max_view_change_timeout_ticks
         # Bound the shift so the integer stays small whatever the count.
         return min(cap, base << min(consecutive, 40))
-
-    @property
-    def retransmit_ticks(self) -> int:
-        """Ticks without progress before a replica resends its in-flight messages."""
-        return max(1, self.view_change_timeout_ticks // 4)
-
-    @property
-    def status_ticks(self) -> int:
-        """Ticks between STATUS announcements (how lagging replicas learn they are behind)."""
-        return max(1, self.view_change_timeout_ticks // 2)

@@ -160,4 +160,4 @@ class FutureBuffer:
         return [message for sender in sorted(buffered) for message in buffered[sender]]
 
     def size(self) -> int:
-        return sum(len(b) for b in self.buffered.values())
+        return sum(map(len, self.buffered.values()))

@@ -126,6 +126,7 @@ class NormalCase:
     ) -> None:
         if (
             self._proposals.outstanding != ProposalRequest(view, height, parent_digest)
+            or view != self._view.view
             or not self._view.active
             or height <= max(self._checkpoints.low, self._view.view_base)
         ):
@@ -240,18 +241,19 @@ class NormalCase:
             return
         config, index, view = self._config, self._index, self._view.view
         primary = config.primary(view)
+        # Cheapest tests first in each rule: most calls find our vote already in.
         if (
-            index != primary
+            index not in slot.prepares
+            and index != primary
             and height <= self._chain.height + config.max_pipeline
             and self._parent_prepared(height, header.parent_digest)
-            and index not in slot.prepares
         ):
             vote = Prepare(view, height, header.digest)
             message = self._signer.sign_slot(view, height, Phase.PREPARE, header.digest, vote)
             if message is not None:
                 slot.add_prepare(index, header.digest, message)
                 self._out.send(None, message)
-        if not slot.prepared:
+        if not slot.prepared and len(slot.prepares) >= config.quorum - 1:
             prepares = slot.prepare_messages(header.digest, primary)
             if len(prepares) >= config.quorum - 1:
                 slot.mark_prepared()
@@ -264,8 +266,8 @@ class NormalCase:
                     self._out.persist_prepared(PreparedRecord(proof, payload or b""))
         if (
             slot.prepared
-            and self._parent_prepared(height, header.parent_digest)
             and index not in slot.commits
+            and self._parent_prepared(height, header.parent_digest)
         ):
             commit = Commit(view, height, header.digest)
             message = self._signer.sign_slot(view, height, Phase.COMMIT, header.digest, commit)
@@ -302,6 +304,8 @@ class NormalCase:
         height = self._chain.height + 1
         quorum = self._config.quorum
         slot = self._log.get(height) if self._view.active else None
+        if slot is not None and len(slot.commits) < quorum:
+            slot = None  # no digest can have q COMMITs here yet
         if slot is not None and slot.header is not None:
             header = slot.header
             votes = slot.commit_votes(header.digest)

@@ -25,6 +25,9 @@ from consensus.ready import (
 )
 from consensus.records import HardState, PersistBatch, PreparedRecord, SignedSlot
 
+#: The one Ready of every input that left nothing to do (Ready is an immutable value).
+EMPTY_READY = Ready()
+
 
 class Outbox:
     """Effects of the current input, and the replica's counters (``statistics()``)."""
@@ -85,15 +88,28 @@ class Outbox:
     def count_vote(self, result: VoteResult, kind: str) -> None:
         """Duplicates and equivocations are counted per message kind; new votes are not."""
         if result is VoteResult.EQUIVOCATION:
-            self.count(f"equivocation.{kind}")
+            self.count("equivocation." + kind)
         elif result is VoteResult.DUPLICATE:
-            self.count(f"duplicate.{kind}")
+            self.count("duplicate." + kind)
 
     # ------------------------------------------------------------------ hand-over
 
     def flush(self, hard_state: HardState | None) -> Ready:
         """Everything since the last flush, as one Ready; ``hard_state`` must be given
         when :attr:`hard_state_changed` is set."""
+        if not (
+            self.hard_state_changed
+            or self.signed
+            or self.prepared
+            or self.messages
+            or self.committed
+            or self.validations
+            or self.notes
+            or self.proposal is not None
+            or self.fetch_request is not None
+            or self.halt_reason is not None
+        ):
+            return EMPTY_READY  # most ticks and many messages change nothing to act on
         persist = None
         if self.hard_state_changed or self.signed or self.prepared:
             persist = PersistBatch(hard_state, tuple(self.signed), tuple(self.prepared))

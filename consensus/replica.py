@@ -63,7 +63,7 @@ no set iteration, no floats.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from consensus import intake
 from consensus.catchup import Catchup
@@ -82,6 +82,7 @@ from consensus.messages import (
     CheckpointProof,
     Commit,
     CommitProof,
+    Kind,
     NewView,
     Prepare,
     PrePrepare,
@@ -105,6 +106,8 @@ from crypto.keys import PrivateKey
 __all__ = ["DriverMisuse", "Rejected", "Replica"]
 
 B = TypeVar("B", bound=Body)
+#: Statistics key of an accepted message, by kind (intake admits known kinds only).
+_ACCEPTED: Final = {kind.value: f"accepted.{kind.value}" for kind in Kind}
 Handler = Callable[[SignedMessage, Any], None]
 
 
@@ -307,7 +310,7 @@ class Replica:
                 self.catchup.note_claim(message.sender, exc.claimed_height)
             raise
         self._handlers[type(body)](message, body)
-        self.out.count(f"accepted.{message.kind}")
+        self.out.count(_ACCEPTED[message.kind])
 
     def _held_for_later(self, message: SignedMessage, view: int) -> bool:
         """Votes for a view we are not active in yet wait until we are."""
@@ -410,15 +413,14 @@ class Replica:
 
     def memory_footprint(self) -> dict[str, int]:
         """Sizes of every growing structure, for the bounded-memory checks."""
-        return {
-            **self.log.footprint(),
-            "signed": len(self.signer.signed),
-            "checkpoint_votes": self.checkpoints.votes.size(),
-            "view_changes": self.changes.votes.size(),
-            "buffered": self.future.size(),
-            "catchup": len(self.catchup.blocks),
-            "committed_digests": len(self.chain.digests),
-        }
+        footprint = self.log.footprint()
+        footprint["signed"] = len(self.signer.signed)
+        footprint["checkpoint_votes"] = self.checkpoints.votes.size()
+        footprint["view_changes"] = self.changes.votes.size()
+        footprint["buffered"] = self.future.size()
+        footprint["catchup"] = len(self.catchup.blocks)
+        footprint["committed_digests"] = len(self.chain.digests)
+        return footprint
 
     @property
     def primary(self) -> int:

@@ -146,10 +146,13 @@ class SlotLog:
 
     def open(self, height: int) -> Slot:
         """The slot at ``height``, created empty if needed."""
-        return self.slots.setdefault(height, Slot())
+        slot = self.slots.get(height)
+        if slot is None:
+            slot = self.slots[height] = Slot()
+        return slot
 
     def heights_above(self, height: int) -> list[int]:
-        return sorted(h for h in self.slots if h > height)
+        return [h for h in sorted(self.slots) if h > height]
 
     def in_flight(self, committed_height: int) -> list[int]:
         """Heights above the last commit with a header (in slot order)."""
@@ -314,7 +317,7 @@ class SlotLog:
     def footprint(self) -> dict[str, int]:
         return {
             "slots": len(self.slots),
-            "slot_votes": sum(len(s.prepares) + len(s.commits) for s in self.slots.values()),
+            "slot_votes": sum([len(s.prepares) + len(s.commits) for s in self.slots.values()]),
             "prepared": len(self.prepared),
             "payloads": len(self.payloads),
             "verdicts": len(self.verdicts),

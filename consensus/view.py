@@ -234,4 +234,4 @@ class ViewChangeVotes:
                 del self.by_sender[sender]
 
     def size(self) -> int:
-        return sum(len(v) for v in self.by_sender.values())
+        return sum(map(len, self.by_sender.values()))

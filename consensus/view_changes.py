@@ -155,7 +155,10 @@ class ViewChanges:
         """Start view ``plan.view`` with the re-issued PRE-PREPAREs fixed in its log."""
         config = self._config
         self._view.enter(plan.view, plan.view_base, message)
-        # A new primary proposes what is pending at once, whatever it skipped in older views.
+        # An answer to a request of an older view would be stale (we may jump here from a
+        # view we never left, e.g. after a restart); a new primary proposes what is pending
+        # at once, whatever it skipped in older views.
+        self._proposals.withdraw()
         self._proposals.reopen()
         self._out.note(
             plan.view,

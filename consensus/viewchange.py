@@ -17,8 +17,10 @@ PRE-PREPAREs differ. The selection (argued in docs/CONSENSUS.md, "View change"):
    have committed, because a committed block's certificate (and, by the chaining rules,
    its ancestors') always survives into the selection.
 4. Re-certification below a base learnt from a commit certificate: when the prepared
-   certificates also chain from the checkpoint up to the base digest (walked down from the
-   base by parent digests), those blocks are re-issued too. Their digests are fixed by
+   certificates also chain up to the base digest from a certified anchor below it (the
+   checkpoint, or a commit certificate another view change carries; walked down from the
+   base by parent digests, down to the lowest anchor reached), those blocks are re-issued
+   too. Their digests are fixed by
    the base's certificate through the hash chain, so this is safe; it gives the replicas
    that prepared them but never saw their certificates (the only replica that committed
    them may be Byzantine and refuse to serve them) a way to certify them again in view v
@@ -120,10 +122,18 @@ def _recertify(
     base_height: int,
     base_digest: bytes,
 ) -> list[PreparedProof]:
-    """Prepared certificates for every height in (checkpoint, base] that chain, by parent
-    digests, from the checkpoint block to the base block; empty unless all of them do.
-    At each height the matching certificate with the highest view wins (ties: first)."""
-    found: list[PreparedProof] = []
+    """Prepared certificates that chain, by parent digests, from a certified anchor below
+    the base up to the base block, from the lowest anchor reached; empty if none is.
+
+    Anchors are the checkpoint and the commit certificates the view changes carry (their
+    senders committed there). Walking down from the base, at each height the matching
+    certificate with the highest view wins (ties: the first)."""
+    anchors = {checkpoint.height: checkpoint.block_hash}
+    for vc in view_changes:
+        if vc.committed is not None and vc.committed.height < base_height:
+            anchors.setdefault(vc.committed.height, vc.committed.digest)
+    walked: list[PreparedProof] = []
+    reached = 0  # how many of ``walked`` lead down to an anchor
     digest = base_digest
     for height in range(base_height, checkpoint.height, -1):
         best: PreparedProof | None = None
@@ -135,12 +145,12 @@ def _recertify(
                 ):
                     best = proof
         if best is None:
-            return []
-        found.append(best)
+            break
+        walked.append(best)
         digest = best.header.parent_digest
-    if digest != checkpoint.block_hash:
-        return []
-    return found[::-1]
+        if anchors.get(height - 1) == digest:
+            reached = len(walked)
+    return walked[:reached][::-1]
 
 
 def verify_new_view(

@@ -66,6 +66,8 @@ class NodeConfig:
     mempool_max_txs: int = 50_000
     mempool_max_bytes: int = 64 * 1024 * 1024
     log_level: str = "info"
+    #: Join from a certified snapshot when far behind (false: always replay blocks).
+    state_sync: bool = True
 
     def path(self, relative: str) -> Path:
         return (self.home / relative).resolve()
@@ -92,6 +94,7 @@ class NodeConfig:
                 ],
             },
             "mempool": {"max_txs": self.mempool_max_txs, "max_bytes": self.mempool_max_bytes},
+            "sync": {"state_sync": self.state_sync},
         }
         return tomli_w.dumps(doc)
 
@@ -144,7 +147,12 @@ def load_config(home: Path) -> NodeConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     where = str(path)
-    _reject_unknown(doc, ("node", "rpc", "p2p", "mempool"), where)
+    _reject_unknown(doc, ("node", "rpc", "p2p", "mempool", "sync"), where)
+    sync = _table(doc, "sync", where)
+    _reject_unknown(sync, ("state_sync",), f"{where} [sync]")
+    state_sync = sync.get("state_sync", True)
+    if not isinstance(state_sync, bool):
+        raise ConfigError(f"{where}: sync.state_sync must be true or false")
     node = _table(doc, "node", where)
     _reject_unknown(
         node,
@@ -197,6 +205,7 @@ def load_config(home: Path) -> NodeConfig:
             mempool_max_txs=_int(mempool, "max_txs", "mempool", 50_000),
             mempool_max_bytes=_int(mempool, "max_bytes", "mempool", 64 * 1024 * 1024),
             log_level=log_level,
+            state_sync=state_sync,
         )
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None

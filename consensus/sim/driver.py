@@ -20,6 +20,7 @@ from typing import Protocol
 
 from consensus.config import ReplicaConfig
 from consensus.messages import CommitProof, SignedMessage
+from consensus.outbox import EMPTY_READY
 from consensus.ready import (
     CommittedBlock,
     FetchRequest,
@@ -111,6 +112,8 @@ class SimDriver(ReadyDriver):
         self.replica: Replica | None = None
         self.incarnation = 0
         self.last_pending: tuple[bool, bytes | None] | None = None
+        #: The mempool or the applied set changed since the replica was last told.
+        self.pending_dirty = True
 
     # ------------------------------------------------------------------ life cycle
 
@@ -134,6 +137,7 @@ class SimDriver(ReadyDriver):
         self.overlays.clear()
         self.mempool.clear()
         self.last_pending = None
+        self.pending_dirty = True
 
     def restart(self) -> None:
         height, digest = self.head
@@ -147,8 +151,10 @@ class SimDriver(ReadyDriver):
     def handle(self, ready: Ready) -> None:
         if self.replica is None:
             return
-        super().handle(ready)
-        self.update_pending()
+        if ready is not EMPTY_READY:
+            super().handle(ready)
+        if self.pending_dirty:
+            self.update_pending()
 
     def persist(self, batch: PersistBatch) -> None:
         self.disk.write(batch)
@@ -170,6 +176,7 @@ class SimDriver(ReadyDriver):
         for request in ids or []:
             self.applied.add(request)
             self.mempool.pop(request, None)
+        self.pending_dirty = True
         for digest in [d for d, o in self.overlays.items() if o.height <= block.height]:
             del self.overlays[digest]
         self.world.note_commit(self, block)
@@ -198,6 +205,7 @@ class SimDriver(ReadyDriver):
     def update_pending(self, force: bool = False) -> None:
         if self.replica is None:
             return
+        self.pending_dirty = False
         oldest = next((i for i in self.mempool if i not in self.applied), None)
         state = (oldest is not None, None if oldest is None else request_key(oldest))
         if force or state != self.last_pending:

@@ -215,8 +215,11 @@ def request_key(request_id: int) -> bytes:
 
 
 # ----------------------------------------------------------------------------- crypto memo
+# Both memos are keyed by the exact bytes of every input (public key, signature, chain id,
+# kind, message), so an altered or forged message can never hit an entry made for another.
 
 _verify_memo: dict[tuple[bytes, bytes, str, str, bytes], bool] = {}
+_sign_memo: dict[tuple[bytes, str, str, bytes], bytes] = {}
 
 
 def memo_verify(
@@ -234,5 +237,29 @@ def memo_verify(
     return known
 
 
-def validator_key(index: int) -> keys.PrivateKey:
-    return keys.PrivateKey(sha256(b"quorum-sim validator %d" % index))
+class SimKey(keys.PrivateKey):
+    """A validator key whose signatures are memoised (Ed25519 is deterministic, so signing
+    the same bytes again gives the same signature): a STATUS or a retransmitted vote is
+    signed once. A signature made here is also remembered as valid for exactly this public
+    key and these bytes — what ``keys.verify`` answers for a correct signer — so the n - 1
+    receivers of an honest message do not each run Ed25519 again. Anything else (another
+    key, a flipped bit, another kind or chain) misses the memo and is verified for real."""
+
+    __slots__ = ()
+
+    def sign(self, chain_id: str, kind: str, message: bytes) -> bytes:
+        memo_key = (self.public_key, chain_id, kind, message)
+        signature = _sign_memo.get(memo_key)
+        if signature is None:
+            if len(_sign_memo) >= MAX_VERIFY_MEMO_ENTRIES:
+                _sign_memo.clear()
+            signature = super().sign(chain_id, kind, message)
+            _sign_memo[memo_key] = signature
+            if len(_verify_memo) >= MAX_VERIFY_MEMO_ENTRIES:
+                _verify_memo.clear()
+            _verify_memo[(self.public_key, signature, chain_id, kind, message)] = True
+        return signature
+
+
+def validator_key(index: int) -> SimKey:
+    return SimKey(sha256(b"quorum-sim validator %d" % index))

@@ -94,6 +94,7 @@ class SimReport:
             "commits": self.commits,
             "events": self.events,
             "trace_hash": self.trace_hash,
+            "seeds_finished": len(finished),
             "median_finish_ms": finished[len(finished) // 2] if finished else None,
             "max_finish_ms": finished[-1] if finished else None,
             "failures": self.failures,

@@ -63,6 +63,8 @@ RESUBMIT_MS: Final = 200
 CHECK_MS: Final = 50
 #: Execution time of a validation or proposal (virtual ms, drawn in [1, this]).
 MAX_EXEC_MS: Final = 3
+#: Decoded messages remembered by their exact bytes, per run (entries).
+MAX_WIRE_MEMO_ENTRIES: Final = 4096
 
 
 @dataclass
@@ -115,6 +117,15 @@ class Simulation:
         self.by_index: list[list[Endpoint]] = [
             [e for e in self.endpoints if e.index == i] for i in range(n)
         ]
+        #: Every endpoint of the other validators, by sender index (a broadcast's receivers).
+        self.others: list[list[Endpoint]] = [
+            [e for e in self.endpoints if e.index != i] for i in range(n)
+        ]
+        self.wire_memo: dict[bytes, tuple[bytes | SignedMessage, bytes]] = {}
+        #: id(message) -> (that message, kept alive so the id stays its own; its wire data)
+        self.sent_memo: dict[int, tuple[SignedMessage, tuple[bytes | SignedMessage, bytes]]] = {}
+        #: Partitions are over from this virtual ms on (links are checked only before it).
+        self.partitions_end = max((p.end for p in self.plan.partitions), default=0)
 
     def _add_endpoint(self, index: int) -> None:
         honest = index not in self.plan.byzantine
@@ -154,43 +165,71 @@ class Simulation:
             and groups.get(sender.index, 0) != receiver.face
         ):
             return False
-        if self.healed():
+        if self.healed() or self.time >= self.partitions_end:
             return True
         link = (sender.index, receiver.index)
         return not any(
             p.start <= self.time < p.end and link in p.blocked for p in self.plan.partitions
         )
 
+    def _below(self, n: int) -> int:
+        """``self.rng.randrange(n)`` (n > 0), drawing exactly what it draws (CPython's
+        ``_randbelow_with_getrandbits``) without its argument handling: it runs for every
+        message sent."""
+        getrandbits = self.rng.getrandbits
+        k = n.bit_length()
+        r = getrandbits(k)
+        while r >= n:
+            r = getrandbits(k)
+        return r
+
     def _lost(self) -> bool:
-        return not self.healed() and self.rng.randrange(1000) < self.plan.loss_permille
+        return not self.healed() and self._below(1000) < self.plan.loss_permille
 
     def _delay(self) -> int:
-        return self.plan.base_delay_ms + self.rng.randint(0, self.plan.jitter_ms)
+        return self.plan.base_delay_ms + self._below(self.plan.jitter_ms + 1)
 
     def _transmit(self, sender: Endpoint, receiver: Endpoint, kind: int, data: Any) -> None:
         if not self._link_up(sender, receiver) or self._lost():
             return
         self.schedule(self.time + self._delay(), kind, receiver.eid, data)
-        if not self.healed() and self.rng.randrange(1000) < self.plan.duplicate_permille:
+        if not self.healed() and self._below(1000) < self.plan.duplicate_permille:
             self.schedule(self.time + self._delay(), kind, receiver.eid, data)
 
     # ------------------------------------------------------------------ driver services
 
     def send(self, driver: SimDriver, to: int | None, message: SignedMessage) -> None:
         sender = self.endpoints[driver.eid]
-        self.checker.observe(message)
-        raw = message.encode()
-        # Decode once for all receivers (what each would get from the wire); bytes that do
-        # not decode are delivered raw, so the replica's own decoder rejects them.
-        decoded: bytes | SignedMessage = raw
-        with contextlib.suppress(DecodeError):
-            decoded = SignedMessage.decode(raw)
-        data = (decoded, sha256(raw)[:8])
-        indices = [i for i in range(self.config.n) if i != driver.index] if to is None else [to]
-        for index in indices:
-            for receiver in self.by_index[index]:
-                if receiver.eid != sender.eid:
-                    self._transmit(sender, receiver, DELIVER, data)
+        # Retransmissions send the very same message object again: skip even the encode.
+        sent = self.sent_memo.get(id(message))
+        if sent is not None and sent[0] is message:
+            data = sent[1]
+        else:
+            self.checker.observe(message)  # once per message: a retransmission adds nothing
+            data = self._wire(message.encode())
+            if len(self.sent_memo) >= MAX_WIRE_MEMO_ENTRIES:
+                self.sent_memo.clear()
+            self.sent_memo[id(message)] = (message, data)
+        receivers = self.others[driver.index] if to is None else self.by_index[to]
+        for receiver in receivers:
+            if receiver.eid != sender.eid:
+                self._transmit(sender, receiver, DELIVER, data)
+
+    def _wire(self, raw: bytes) -> tuple[bytes | SignedMessage, bytes]:
+        """What every receiver gets off the wire for ``raw``, and its trace fingerprint.
+        Decoded once for all receivers; bytes that do not decode are delivered raw, so
+        the replica's own decoder rejects them. Memoised by the exact bytes (a STATUS or
+        a retransmitted vote is the same bytes again): decoding is a pure function."""
+        known = self.wire_memo.get(raw)
+        if known is None:
+            decoded: bytes | SignedMessage = raw
+            with contextlib.suppress(DecodeError):
+                decoded = SignedMessage.decode(raw)
+            known = (decoded, sha256(raw)[:8])
+            if len(self.wire_memo) >= MAX_WIRE_MEMO_ENTRIES:
+                self.wire_memo.clear()
+            self.wire_memo[raw] = known
+        return known
 
     def after_exec(
         self, driver: SimDriver, what: str, request: ValidateRequest | ProposalRequest
@@ -229,14 +268,16 @@ class Simulation:
         self.schedule(CHECK_MS, CHECK, -1)
         last_request = plan.request_times[-1] if plan.request_times else 0
         deadline = max(plan.heal_at, last_request) + self.params.liveness_bound_ms
-        while self.queue and self.finished_at is None:
-            at, _, kind, eid, data = heapq.heappop(self.queue)
+        queue, checker, trace_update = self.queue, self.checker, self.trace.update
+        pop, dispatch = heapq.heappop, self._dispatch
+        while queue and self.finished_at is None:
+            at, _, kind, eid, data = pop(queue)
             if at > deadline:
                 break
-            self.time = self.checker.time_ms = at
+            self.time = checker.time_ms = at
             self.events += 1
-            self.trace.update(b"%d %d %d;" % (at, kind, eid))
-            self._dispatch(kind, eid, data)
+            trace_update(b"%d %d %d;" % (at, kind, eid))
+            dispatch(kind, eid, data)
         self._finish(deadline)
 
     def _dispatch(self, kind: int, eid: int, data: Any) -> None:

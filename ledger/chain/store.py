@@ -35,15 +35,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy import exc as sa_exc
 
-from crypto.encoding import DecodeError
 from ledger.chain.accounts import EMPTY_ACCOUNT, Account, account_key, genesis_state
+from ledger.chain.snapshot import StateChunk
 from ledger.chain.state_tree import EMPTY_ROOT, StateTree, TreeUpdate
 from ledger.chain.state_tree_nodes import DEFAULT_NODE_CACHE_NODES, MemoryNodeStore
 from ledger.chain.store_cache import STATE_CACHE_ENTRIES, SharedNodeCache, StateCache
@@ -60,10 +60,11 @@ from ledger.chain.store_check import (
     check_root_node,
     check_sqlite,
     check_state,
+    genesis_base,
     is_new_file,
     load_head,
-    short,
 )
+from ledger.chain.store_reads import BlockReads
 from ledger.chain.store_schema import (
     CONSENSUS_META_DELETE,
     CONSENSUS_META_UPSERT,
@@ -79,20 +80,26 @@ from ledger.chain.store_schema import (
     STATE_SCAN_SQL,
     STATE_UPSERT,
     BatchStatement,
-    blocks_table,
     consensus_meta_table,
     describe_db_error,
     in_list_chunk,
     make_engine,
     meta_table,
     metadata,
-    receipts_table,
     select_nodes_batches,
     state_checksum,
     state_rows,
     state_table,
-    transactions_table,
     variable_limit,
+)
+from ledger.chain.store_snapshot import (
+    SnapshotInfo,
+    capture,
+    install,
+    load_base,
+    read_chunk,
+    snapshot_infos,
+    upgrade,
 )
 from ledger.chain.tip import CommittedTip
 from ledger.chain.types import (
@@ -100,8 +107,6 @@ from ledger.chain.types import (
     BlockHeader,
     CommitCertificate,
     Receipt,
-    Transaction,
-    tx_root,
 )
 
 if TYPE_CHECKING:
@@ -125,7 +130,7 @@ def genesis_tree(initial: Mapping[bytes, bytes]) -> TreeUpdate:
     return StateTree.empty(MemoryNodeStore()).apply(initial)
 
 
-class Store:
+class Store(BlockReads):
     """A ledger's SQLite store. Open with :meth:`Store.open`; use as a context manager.
 
     Also a ``NodeReader`` of the state tree at :attr:`state_root`.
@@ -153,6 +158,8 @@ class Store:
         self._conn = connection
         self._lock = threading.RLock()
         self._closed = False
+        self._base: tuple[Head, CommitCertificate] | None = None
+        self._snapshot_interval = genesis.consensus.checkpoint_interval
         self._in_chunk = 1
         self._genesis_state_root = EMPTY_ROOT
         self._head_height = self._info.initial_height - 1
@@ -209,8 +216,11 @@ class Store:
                     store._create(genesis)
                 else:
                     store._genesis_state_root = check_meta(connection, info)
-                    store._set_head(load_head(connection, info))
-                    check_head(connection, info, store._head_height)
+                    store._upgrade_if_old()
+                    store._base = load_base(connection, info)
+                    base = store._chain_base()
+                    store._set_head(load_head(connection, info, base))
+                    check_head(connection, info, store._head_height, base)
                     check_header_hashes(connection, info)
                     root = store._state_root
                     check_root_node(info, root, store.get_node(root))
@@ -267,9 +277,11 @@ class Store:
             conn = self._conn
             with conn.begin():
                 check_sqlite(conn, info)
-                self._set_head(load_head(conn, info))
-                check_head(conn, info, self._head_height)
-                check_chain(conn, info, self._head_height)
+                self._base = load_base(conn, info)
+                base = self._chain_base()
+                self._set_head(load_head(conn, info, base))
+                check_head(conn, info, self._head_height, base)
+                check_chain(conn, info, self._head_height, base)
                 if genesis_tree(genesis_state(self._genesis)).new_root != self._genesis_state_root:
                     info.corrupt("meta genesis_state_root is not the root of the genesis state")
                 root = self._state_root
@@ -348,30 +360,6 @@ class Store:
             self._check_open()
             yield
 
-    def get_block_receipt_raws(self, height: int) -> list[bytes]:
-        """Block ``height``'s receipts as stored (canonical bytes, the receipts_root leaves)."""
-        with self._reading():
-            return [
-                bytes(r)
-                for r in self._conn.execute(
-                    select(receipts_table.c.raw)
-                    .where(receipts_table.c.height == height)
-                    .order_by(receipts_table.c.position)
-                ).scalars()
-            ]
-
-    def get_block_tx_hashes(self, height: int) -> list[bytes]:
-        """The hashes of block ``height``'s transactions, in order (the tx_root leaves)."""
-        with self._reading():
-            return [
-                bytes(h)
-                for h in self._conn.execute(
-                    select(transactions_table.c.hash)
-                    .where(transactions_table.c.height == height)
-                    .order_by(transactions_table.c.position)
-                ).scalars()
-            ]
-
     def tip(self) -> CommittedTip:
         """The committed head, for execution to build the next block on."""
         with self._lock:
@@ -433,6 +421,8 @@ class Store:
                     self._executemany(NODE_DELETE, [(k,) for k in tree_update.stale_nodes])
                     if consensus_meta:
                         self._write_consensus_meta(consensus_meta)
+                    if (height - self._info.initial_height + 1) % self._snapshot_interval == 0:
+                        capture(conn, height, header.state_root, self.get_nodes)
             except sa_exc.IntegrityError as exc:
                 self._reload_head_after_failure()
                 raise StoreError(
@@ -453,7 +443,7 @@ class Store:
         self._state_cache.clear()
         try:
             with self._conn.begin():
-                self._set_head(load_head(self._conn, self._info))
+                self._set_head(load_head(self._conn, self._info, self._chain_base()))
         except (sa_exc.DBAPIError, sqlite3.Error, StoreError):
             pass
 
@@ -493,6 +483,52 @@ class Store:
         if rows:  # an empty parameter list would run the statement once, unbound
             self._conn.exec_driver_sql(statement.sql, list(rows))
 
+    # ------------------------------------------------------------------ snapshots
+
+    def _chain_base(self) -> Head:
+        return genesis_base(self._info) if self._base is None else self._base[0]
+
+    def _upgrade_if_old(self) -> None:
+        version = self._conn.execute(
+            select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+        ).scalar_one()
+        if int(version) != SCHEMA_VERSION:
+            upgrade(self._conn, int(version))
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        """The state snapshots kept for state sync, newest first."""
+        with self._reading():
+            return snapshot_infos(self._conn)
+
+    def read_chunk(self, height: int, prefix: bytes) -> StateChunk | None:
+        """Snapshot ``height``'s state under ``prefix`` with its proof (None: not kept).
+        Raises ``ChunkTooLarge`` when the subtree is too big for one chunk."""
+        with self._reading():
+            return read_chunk(self._conn, height, prefix)
+
+    def install_snapshot(
+        self,
+        header: BlockHeader,
+        certificate: CommitCertificate,
+        items: Sequence[tuple[bytes, bytes]],
+        tree_update: TreeUpdate,
+    ) -> None:
+        """Replace everything with a verified snapshot at ``header``, in ONE transaction
+        (the caller has verified the certificate and every chunk). The snapshot is kept
+        for serving others."""
+        with self._lock, self._db_errors("install a snapshot"):
+            self._check_open()
+            conn = self._conn
+            with conn.begin():
+                install(conn, header, certificate, items, tree_update, self._executemany)
+                base = load_base(conn, self._info)
+                capture(conn, header.height, header.state_root, self.get_nodes)
+            # Only once the transaction committed: a failed install leaves the old head.
+            self._base = base
+            self._set_head(self._chain_base())
+            self._state_cache.clear()
+            self._nodes.remember(tree_update)
+
     # ------------------------------------------------------------------ state tree nodes
 
     def get_node(self, node_key: bytes) -> bytes | None:
@@ -512,89 +548,6 @@ class Store:
         return found
 
     # ------------------------------------------------------------------ reads
-
-    def get_consensus_meta(self, key: str) -> bytes | None:
-        return self._scalar(
-            select(consensus_meta_table.c.value).where(consensus_meta_table.c.key == key)
-        )
-
-    def get_block_hash(self, height: int) -> bytes | None:
-        return self._scalar(select(blocks_table.c.hash).where(blocks_table.c.height == height))
-
-    def get_header(self, height: int) -> BlockHeader | None:
-        with self._reading():
-            row = self._conn.execute(
-                select(blocks_table.c.header, blocks_table.c.hash).where(
-                    blocks_table.c.height == height
-                )
-            ).first()
-        if row is None:
-            return None
-        return self._checked_header(height, row[0], row[1])
-
-    def get_certificate(self, height: int) -> CommitCertificate | None:
-        raw = self._scalar(
-            select(blocks_table.c.certificate).where(blocks_table.c.height == height)
-        )
-        if raw is None:
-            return None
-        return self._decode(CommitCertificate.decode, raw, f"block {height}'s certificate")
-
-    def get_block(self, height: int) -> Block | None:
-        with self._reading():
-            header_row = self._conn.execute(
-                select(blocks_table.c.header, blocks_table.c.hash).where(
-                    blocks_table.c.height == height
-                )
-            ).first()
-            if header_row is None:
-                return None
-            rows = self._conn.execute(
-                select(transactions_table.c.hash, transactions_table.c.raw)
-                .where(transactions_table.c.height == height)
-                .order_by(transactions_table.c.position)
-            ).all()
-        header = self._checked_header(height, header_row[0], header_row[1])
-        txs = tuple(self._decode_tx(tx_hash, raw) for tx_hash, raw in rows)
-        if len(txs) != header.tx_count:
-            self._corrupt(f"block {height} has {len(txs)} of its {header.tx_count} transactions")
-        if tx_root(txs) != header.tx_root:
-            self._corrupt(f"block {height}'s transactions do not match its header's tx_root")
-        return Block(header, txs)
-
-    def get_block_receipts(self, height: int) -> list[Receipt]:
-        """The receipts of block ``height`` in transaction order (empty if no such block)."""
-        return [
-            self._decode(Receipt.decode, raw, f"a receipt of block {height}")
-            for raw in self.get_block_receipt_raws(height)
-        ]
-
-    def get_transaction(self, tx_hash: bytes) -> tuple[Transaction, int, int] | None:
-        """``(transaction, height, position)`` of a committed transaction, or None."""
-        with self._reading():
-            row = self._conn.execute(
-                select(
-                    transactions_table.c.raw,
-                    transactions_table.c.height,
-                    transactions_table.c.position,
-                ).where(transactions_table.c.hash == tx_hash)
-            ).first()
-        if row is None:
-            return None
-        return self._decode_tx(tx_hash, row[0]), int(row[1]), int(row[2])
-
-    def get_receipt(self, tx_hash: bytes) -> tuple[Receipt, int, int] | None:
-        """``(receipt, height, position)`` of a committed transaction, or None."""
-        with self._reading():
-            row = self._conn.execute(
-                select(
-                    receipts_table.c.raw, receipts_table.c.height, receipts_table.c.position
-                ).where(receipts_table.c.tx_hash == tx_hash)
-            ).first()
-        if row is None:
-            return None
-        receipt = self._decode(Receipt.decode, row[0], f"receipt {short(tx_hash)}")
-        return receipt, int(row[1]), int(row[2])
 
     def get_state(self, key: bytes) -> bytes | None:
         """The value of state ``key`` at the head, or None.
@@ -665,36 +618,8 @@ class Store:
                 with self._conn.begin():
                     yield
 
-    def _scalar(self, statement: Any) -> bytes | None:
-        with self._reading():
-            value = self._conn.execute(statement).scalar()
-        return None if value is None else bytes(value)
-
-    def _checked_header(self, height: int, raw: bytes, block_hash: bytes) -> BlockHeader:
-        header = self._decode(BlockHeader.decode, bytes(raw), f"block {height}'s header")
-        if header.hash() != block_hash:
-            self._corrupt(
-                f"block {height}'s header is damaged (it does not hash to its block hash)"
-            )
-        return header
-
     def _checked_state(self, key: bytes, value: bytes, checksum: bytes) -> bytes:
         value = bytes(value)
         if state_checksum(bytes(key), value) != checksum:
             self._corrupt(f"state key {bytes(key).hex()} is damaged (its checksum does not match)")
         return value
-
-    def _decode_tx(self, tx_hash: bytes, raw: bytes) -> Transaction:
-        tx = self._decode(Transaction.decode, raw, f"transaction {short(tx_hash)}")
-        if tx.hash != tx_hash:
-            self._corrupt(f"transaction {short(tx_hash)} is stored with other bytes")
-        return tx
-
-    def _decode(self, decoder: Callable[[bytes], _T], raw: bytes, what: str) -> _T:
-        try:
-            return decoder(raw)
-        except DecodeError as exc:
-            self._corrupt(f"{what} does not decode: {exc}")
-
-    def _corrupt(self, detail: str) -> NoReturn:
-        self._info.corrupt(detail)

@@ -30,6 +30,7 @@ from ledger.chain.state_tree import StateTree, StateTreeError
 from ledger.chain.state_tree_nodes import NodeReader, TreeUpdate
 from ledger.chain.store_schema import (
     SCHEMA_VERSION,
+    UPGRADABLE_VERSIONS,
     blocks_table,
     meta_table,
     receipts_table,
@@ -106,7 +107,7 @@ def check_meta(conn: Connection, info: StoreInfo) -> bytes:
     if version_raw is None or not version_raw.isdigit():
         raise StoreError(f"store at {info.path} has no readable schema version")
     version = int(version_raw)
-    if version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION and version not in UPGRADABLE_VERSIONS:
         raise StoreError(
             f"store at {info.path} has store schema version {version}, "
             f"this build reads {SCHEMA_VERSION}"
@@ -132,15 +133,21 @@ def check_meta(conn: Connection, info: StoreInfo) -> bytes:
     return bytes(root)
 
 
-def load_head(conn: Connection, info: StoreInfo) -> Head:
-    """The highest stored block, its header decoded (not otherwise checked)."""
+def genesis_base(info: StoreInfo) -> Head:
+    """What a store's chain starts after when it was not installed from a snapshot."""
+    return Head(info.initial_height - 1, info.genesis_hash, None)
+
+
+def load_head(conn: Connection, info: StoreInfo, base: Head) -> Head:
+    """The highest stored block, its header decoded (not otherwise checked); ``base`` when
+    the store holds no block above it."""
     row = conn.execute(
         select(blocks_table.c.height, blocks_table.c.hash, blocks_table.c.header)
         .order_by(blocks_table.c.height.desc())
         .limit(1)
     ).first()
     if row is None:
-        return Head(info.initial_height - 1, info.genesis_hash, None)
+        return base
     height = int(row[0])
     try:
         header = BlockHeader.decode(row[2])
@@ -159,25 +166,27 @@ def check_sqlite(conn: Connection, info: StoreInfo) -> None:
         info.corrupt(f"{len(fk_problems)} rows refer to blocks that do not exist")
 
 
-def check_head(conn: Connection, info: StoreInfo, head: int) -> None:
-    """Cheap checks run on every open: the head block is whole and certified."""
-    if head < info.initial_height:
-        if _count_above(conn, info.initial_height - 1):
+def check_head(conn: Connection, info: StoreInfo, head: int, base: Head) -> None:
+    """Cheap checks run on every open: the head block is whole and certified, and the
+    blocks run without a gap from just above ``base`` (genesis or an installed snapshot)."""
+    first = base.height + 1
+    if head < first:
+        if _count_above(conn, -1):
             info.corrupt("transactions or receipts exist but no blocks do")
         return
     count = conn.execute(select(func.count()).select_from(blocks_table)).scalar_one()
     lowest = conn.execute(select(func.min(blocks_table.c.height))).scalar_one()
-    if lowest != info.initial_height or count != head - info.initial_height + 1:
+    if lowest != first or count != head - first + 1:
         info.corrupt(
             f"it holds {count} blocks from height {lowest} to {head}; expected every "
-            f"height from {info.initial_height}"
+            f"height from {first}"
         )
-    if head > info.initial_height:
+    if head > first:
         prev_hash = conn.execute(
             select(blocks_table.c.hash).where(blocks_table.c.height == head - 1)
         ).scalar_one()
     else:
-        prev_hash = info.genesis_hash
+        prev_hash = base.block_hash
     check_block(conn, info, head, prev_hash, verify_certificate=True)
     if _count_above(conn, head):
         info.corrupt(f"transactions or receipts exist above the head block {head}")
@@ -196,10 +205,10 @@ def check_header_hashes(conn: Connection, info: StoreInfo) -> int:
     return count
 
 
-def check_chain(conn: Connection, info: StoreInfo, head: int) -> None:
-    """Every block from the first to ``head``: whole, linked and certified."""
-    prev_hash = info.genesis_hash
-    for height in range(info.initial_height, head + 1):
+def check_chain(conn: Connection, info: StoreInfo, head: int, base: Head) -> None:
+    """Every block from the first above ``base`` to ``head``: whole, linked and certified."""
+    prev_hash = base.block_hash
+    for height in range(base.height + 1, head + 1):
         prev_hash = check_block(conn, info, height, prev_hash, verify_certificate=True)
 
 

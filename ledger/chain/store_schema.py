@@ -45,7 +45,12 @@ from sqlalchemy.pool import NullPool
 #: Version of the table layout below (and of the state key layout in accounts.py).
 #: 2: the authenticated state tree (``state_nodes``, meta ``genesis_state_root``).
 #: 3: a checksum per flat state row (``state.checksum``), verified on every read.
-SCHEMA_VERSION: Final = 3
+#: 4: state snapshots at checkpoints (``snapshots``, ``snapshot_state``, ``snapshot_nodes``)
+#:    and a store may start at a certified base block (meta ``base``) instead of genesis.
+#:    A version-3 store is upgraded in place on open (the new tables start empty).
+SCHEMA_VERSION: Final = 4
+#: Versions :func:`ledger.chain.store_snapshot.upgrade` brings up to SCHEMA_VERSION.
+UPGRADABLE_VERSIONS: Final = (3,)
 
 #: SQLite's page cache per store, in KiB (its default is 2 MiB). A block's state and tree
 #: writes land on random pages all over both tables; measured at 100k accounts, 64 MiB cuts
@@ -116,6 +121,36 @@ state_table: Final = Table(
 state_nodes_table: Final = Table(
     "state_nodes",
     metadata,
+    Column("key", LargeBinary, primary_key=True),
+    Column("node", LargeBinary, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+#: The snapshots kept for state sync: one row per checkpoint height whose state is kept.
+snapshots_table: Final = Table(
+    "snapshots",
+    metadata,
+    Column("height", Integer, primary_key=True, autoincrement=False),
+    Column("state_root", LargeBinary, nullable=False),
+    Column("key_count", Integer, nullable=False),
+)
+
+#: The flat state of each kept snapshot, by tree path (``sha256(key)``): a chunk is a range.
+snapshot_state_table: Final = Table(
+    "snapshot_state",
+    metadata,
+    Column("height", Integer, primary_key=True, autoincrement=False),
+    Column("path", LargeBinary, primary_key=True),
+    Column("key", LargeBinary, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+#: The top levels of each kept snapshot's state tree (what chunk proofs are made of).
+snapshot_nodes_table: Final = Table(
+    "snapshot_nodes",
+    metadata,
+    Column("height", Integer, primary_key=True, autoincrement=False),
     Column("key", LargeBinary, primary_key=True),
     Column("node", LargeBinary, nullable=False),
     sqlite_with_rowid=False,
@@ -270,6 +305,10 @@ def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         cursor.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")  # negative: KiB, not pages
     finally:
         cursor.close()
+    # Snapshots key the flat state by tree path; SQLite has no SHA-256 of its own.
+    dbapi_connection.create_function(
+        "quorum_sha256", 1, lambda data: hashlib.sha256(data).digest(), deterministic=True
+    )
 
 
 def _on_begin(connection: Connection) -> None:

@@ -188,7 +188,8 @@ class Auditor:
 
     def _walk(self, name: str, top: int) -> tuple[list[tuple[int, dict[str, Any]]], str]:
         """Blocks of ``name`` above what was verified, in order; stops at the first error."""
-        start = self.verified.get(name, 0) + 1
+        # A node installed from a snapshot holds blocks above its base only (issue 15).
+        start = max(self.verified.get(name, 0), self._base(name)) + 1
         heights = list(range(start, top + 1))
         chunks = [heights[i : i + WALK_CHUNK] for i in range(0, len(heights), WALK_CHUNK)]
         out: list[tuple[int, dict[str, Any]]] = []
@@ -300,8 +301,18 @@ class Auditor:
             for kind, text in problems:
                 (result.lost if kind == "lost" else result.divergent).append(f"{name}: {text}")
 
+    def _base(self, name: str) -> int:
+        """The block a node's store starts after (0: genesis; above: a state sync)."""
+        try:
+            with httpx.Client(base_url=self.net.rpc(name), timeout=HTTP_TIMEOUT_S) as http:
+                return int(http.get("/v1/status").json().get("base_height") or 0)
+        except (httpx.HTTPError, ValueError):
+            return 0
+
     def _lookup(self, name: str, records: list[CommitRecord]) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
+        base = self._base(name)
+        records = [r for r in records if r.height > base]
         with httpx.Client(base_url=self.net.rpc(name), timeout=HTTP_TIMEOUT_S) as http:
             for record in records:
                 try:

@@ -387,8 +387,9 @@ def corrupt_store_file(path: Path, kind: str, rng: random.Random) -> tuple[str, 
                 "SELECT height, header FROM blocks ORDER BY height DESC LIMIT 1"
             ).fetchone()
         elif kind == "flip_old_header":
-            top = db.execute("SELECT max(height) FROM blocks").fetchone()[0]
-            height = max(1, top // 2)
+            # A store installed from a snapshot starts above 1: the middle of what it holds.
+            low, top = db.execute("SELECT min(height), max(height) FROM blocks").fetchone()
+            height = max(low, (low + top) // 2)
             (blob,) = db.execute("SELECT header FROM blocks WHERE height = ?", (height,)).fetchone()
         elif kind == "flip_state":
             rows = db.execute("SELECT key, value FROM state").fetchall()

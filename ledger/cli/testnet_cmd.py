@@ -273,7 +273,7 @@ def testnet_status(directory: Path, as_json: bool) -> None:
             if r.get("error"):
                 state = "unreachable"
             elif r.get("syncing"):
-                state = "syncing"
+                state = _syncing_text(r["syncing"])
             table.add_row(
                 r["name"], str(r["pid"] or "-"), state, str(r.get("height", "-")), (r.get("head_hash") or "-")[:16],
                 str(r.get("view", "-")), str(r.get("primary", "-")), str(len(r.get("peers", []))) if "peers" in r else "-",
@@ -282,3 +282,14 @@ def testnet_status(directory: Path, as_json: bool) -> None:
         console.print(table)
 
     Output(as_json).emit(doc, render)
+
+
+def _syncing_text(syncing: Any) -> str:
+    """``syncing`` of /v1/status for a person: the phase and how far it got."""
+    if not isinstance(syncing, dict):
+        return "syncing"
+    progress = syncing.get("progress") or {}
+    if syncing.get("mode") == "state_sync":
+        done, total = progress.get("chunks_done", 0), progress.get("chunks_total", 0)
+        return f"state sync: {syncing.get('phase')} {done}/{total} chunks"
+    return f"replaying to {progress.get('target', '?')}"

@@ -269,6 +269,7 @@ def status_json(node: Node) -> dict[str, Any]:
         "height": store.head_height,
         "head_hash": store.head_hash.hex(),
         "state_root": store.state_root.hex(),
+        "base_height": store.base_height,
         "view": replica.view,
         "primary": node.names[replica.primary],
         "view_active": replica.view_active,

@@ -80,6 +80,7 @@ from ledger.node.peer_limits import (
     PeerLimits,
     read_blocks,
 )
+from ledger.node.statesync import SnapshotServer, StateSync
 from ledger.node.support import (
     APPROX_TX_BYTES,
     NodeHalted,
@@ -106,6 +107,8 @@ PRUNE_EVERY_BLOCKS: Final = 32
 #: Client transactions being verified at once (queued for or inside worker threads); a
 #: submission beyond this is refused with ``busy`` before anything is decoded.
 MAX_VERIFYING_TXS: Final = 8_000
+#: After a state sync that found nothing better than replaying, wait this long to ask again.
+STATE_SYNC_RETRY_S: Final = 30.0
 
 
 class Node:
@@ -131,9 +134,41 @@ class Node:
         self.rules = ChainRules.from_genesis(genesis)
         self.names = tuple(v.name for v in genesis.validators)
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self._record_keys: set[str] = set()
+        self._assemble_engine()
+        self.verified = VerifiedCache()
+        self.waiters: dict[bytes, list[Waiter]] = {}
+        self.net: PeerNetwork | None = None
+        self._nursery: trio.Nursery | None = None
+        self._events_send, self._events_recv = trio.open_memory_channel[Any](MAX_PENDING_EVENTS)
+        self._inbound_send, self._inbound_recv = trio.open_memory_channel[tuple[int, bytes]](
+            MAX_INBOUND_MESSAGES
+        )
+        self._gossip: list[bytes] = []
+        self.limits = PeerLimits()
+        self._wake = OneShotTimer(self._signal_wake)
+        self._gossip_wakeup = trio.Event()
+        self.fetcher = Fetcher(self.index)
+        self._commits_since_prune = 0
+        self._verifying = 0
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.gossip_in = GossipInbox(self.limits, self.counters)
+        self.started = False
+        self.last_commit_ms = 0
+        self.state_sync = StateSync(genesis, index, self.counters)
+        self.snapshots = SnapshotServer(store, self.counters)
+        #: State sync is considered when this many blocks behind (else blocks are replayed).
+        self.state_sync_min_blocks = genesis.consensus.checkpoint_interval
+        self._next_state_sync_s = 0.0
+
+    def _assemble_engine(self) -> None:
+        """The engine (consensus core, mempool, executed-block tree) from the store: at
+        start, and again after a state sync replaced the store's contents."""
+        store, genesis, key = self.store, self.genesis, self.key
+        config = self.config
         self.mempool = Mempool(max_txs=config.mempool_max_txs, max_bytes=config.mempool_max_bytes)
         items = store.consensus_meta_items()
-        self._record_keys: set[str] = {k for k, _ in items}
+        self._record_keys = {k for k, _ in items}
         certificate = (
             store.get_certificate(store.head_height)
             if store.head_height >= genesis.initial_height
@@ -160,25 +195,6 @@ class Node:
         self.replica = self.engine.replica
         self.replica_config = self.replica.config
         self.blocks = self.engine.blocks
-        self.verified = VerifiedCache()
-        self.waiters: dict[bytes, list[Waiter]] = {}
-        self.net: PeerNetwork | None = None
-        self._nursery: trio.Nursery | None = None
-        self._events_send, self._events_recv = trio.open_memory_channel[Any](MAX_PENDING_EVENTS)
-        self._inbound_send, self._inbound_recv = trio.open_memory_channel[tuple[int, bytes]](
-            MAX_INBOUND_MESSAGES
-        )
-        self._gossip: list[bytes] = []
-        self.limits = PeerLimits()
-        self._wake = OneShotTimer(self._signal_wake)
-        self._gossip_wakeup = trio.Event()
-        self.fetcher = Fetcher(self.index)
-        self._commits_since_prune = 0
-        self._verifying = 0
-        self.counters: collections.Counter[str] = collections.Counter()
-        self.gossip_in = GossipInbox(self.limits, self.counters)
-        self.started = False
-        self.last_commit_ms = 0
 
     # ------------------------------------------------------------------ running
 
@@ -240,7 +256,11 @@ class Node:
         async for sender, message in self._inbound_recv:
             try:
                 family, body = wire.split(message)
-                if family is wire.Family.CONSENSUS:
+                if family in wire.STATE_SYNC_FAMILIES:
+                    self._state_sync_message(sender, family, body)
+                elif self.state_sync.active and family in wire.PAUSED_WHILE_SYNCING:
+                    self.counters["statesync.paused_messages"] += 1
+                elif family is wire.Family.CONSENSUS:
                     await self._events_send.send(PeerMessage(body))
                 elif family is wire.Family.TX_GOSSIP:
                     self.gossip_in.put(sender, wire.decode_tx_gossip(body))
@@ -255,6 +275,43 @@ class Node:
             except DecodeError as exc:
                 self.counters["peer.malformed"] += 1
                 log.warning("malformed message from %s: %s", self.names[sender], exc)
+
+    def _state_sync_message(self, sender: int, family: wire.Family, body: bytes) -> None:
+        assert self._nursery is not None and self.net is not None
+        if family is wire.Family.SNAPSHOTS_WANTED:
+            wire.decode_snapshots_wanted(body)
+            if not self.state_sync.active:
+                self._nursery.start_soon(self.snapshots.serve_offers, self.net, sender)
+        elif family is wire.Family.CHUNK_WANTED:
+            wanted = wire.ChunkWanted.decode(body)
+            self._nursery.start_soon(self.snapshots.serve_chunk, self.net, sender, wanted)
+        elif family is wire.Family.SNAPSHOTS:
+            self.state_sync.on_offers(sender, body)
+        else:
+            self.state_sync.on_chunk(sender, body)
+
+    async def _maybe_state_sync(self) -> None:
+        """Far behind (a wiped or new validator, or one gone for long): install the newest
+        certified snapshot from the peers instead of replaying every block
+        (ledger/node/statesync.py), then rebuild the engine on the new head."""
+        replica, now = self.replica, time.monotonic()
+        behind = replica.catchup_target - replica.committed_height
+        if (
+            not self.config.state_sync
+            or behind <= self.state_sync_min_blocks
+            or now < self._next_state_sync_s
+        ):
+            return
+        assert self.net is not None
+        self._next_state_sync_s = now + STATE_SYNC_RETRY_S
+        log.info(
+            "%d blocks behind (head %d, network at least %d): looking for a snapshot",
+            behind, replica.committed_height, replica.catchup_target,
+        )  # fmt: skip
+        if await self.state_sync.run(self.net, self.store, min_ahead=self.state_sync_min_blocks):
+            self._assemble_engine()
+            self._next_state_sync_s = 0.0
+            await self._handle([self.engine.start()])
 
     def _queue_serve(self, sender: int, wanted: wire.BlocksWanted) -> None:
         if not self.limits.start_serving(sender, trio.current_time()):
@@ -291,14 +348,19 @@ class Node:
 
         Refused before any work while too many transactions are being verified (the worker
         threads are the bottleneck, and a queue in front of them only adds latency)."""
-        if self._verifying + len(raws) > MAX_VERIFYING_TXS:
-            self.counters["admission.busy_verifying"] += len(raws)
+        syncing = self.state_sync.active
+        if syncing or self._verifying + len(raws) > MAX_VERIFYING_TXS:
+            self.counters["admission.syncing" if syncing else "admission.busy_verifying"] += len(
+                raws
+            )
             return [
                 {
                     "tx_hash": None,
                     "status": "rejected",
-                    "code": "busy",
-                    "error": "the node is verifying as many transactions as it can; retry later",
+                    "code": "syncing" if syncing else "busy",
+                    "error": "the node is installing a state snapshot; retry later"
+                    if syncing
+                    else "the node is verifying as many transactions as it can; retry later",
                     "retry_after_ms": RETRY_AFTER_MS,
                 }
                 for _ in raws
@@ -441,6 +503,7 @@ class Node:
                     break
             self.counters["consensus.batches"] += 1
             await self._handle(readies)
+            await self._maybe_state_sync()
 
     def _after_step(self) -> None:
         """Act on the engine's side outputs: answers, gossip, wake-ups."""
@@ -587,9 +650,20 @@ class Node:
 
     # ------------------------------------------------------------------ catch-up
 
-    def syncing(self) -> bool:
-        """True while this node knows of committed blocks it has not got yet."""
-        return bool(self.replica.catchup_target > self.replica.committed_height)
+    def syncing(self) -> dict[str, Any] | bool:
+        """False when up to date; else what ``/v1/status`` shows: the state sync's phase and
+        progress, or the blocks being replayed."""
+        state_sync = self.state_sync.status()
+        if state_sync is not None:
+            return state_sync
+        target, height = self.replica.catchup_target, self.replica.committed_height
+        if target <= height:
+            return False
+        return {
+            "mode": "replay",
+            "phase": "replaying",
+            "progress": {"height": height, "target": target},
+        }
 
     def _start_fetch(self, request: FetchRequest) -> None:
         if (

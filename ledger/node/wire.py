@@ -6,6 +6,11 @@ Every message on a peer link starts with one byte naming its family, then the bo
     0x02 TX_GOSSIP     ["txs", 1, [tx bytes, ...]]          admitted transactions, batched
     0x03 BLOCKS_WANTED ["blocks-wanted", 1, from, to]        catch-up request (inclusive)
     0x04 BLOCKS        ["blocks", 1, [[block, cert], ...]]   committed blocks with certificates
+    0x05 SNAPSHOTS_WANTED ["snapshots-wanted", 1]            state sync: which snapshots?
+    0x06 SNAPSHOTS     ["snapshots", 1, [[height, key_count, header, cert], ...]]
+    0x07 CHUNK_WANTED  ["chunk-wanted", 1, height, prefix]   one chunk of a snapshot
+    0x08 CHUNK         ["chunk", 1, height, prefix, refusal, state-chunk | nil]
+                       refusal "" with the chunk, else "too_large" or "missing"
 
 Bodies use the canonical encoding; every decoder bounds sizes and counts, and anything
 malformed raises :class:`crypto.encoding.DecodeError` for the node to count and drop.
@@ -23,10 +28,12 @@ from crypto.encoding import (
     as_bytes,
     as_int,
     as_list,
+    as_str,
     decode,
     encode_record,
     record_fields,
 )
+from ledger.chain.snapshot import check_prefix
 
 #: Most transactions in one gossip message.
 MAX_GOSSIP_TXS: Final = 2_000
@@ -42,6 +49,18 @@ class Family(enum.IntEnum):
     TX_GOSSIP = 2
     BLOCKS_WANTED = 3
     BLOCKS = 4
+    SNAPSHOTS_WANTED = 5
+    SNAPSHOTS = 6
+    CHUNK_WANTED = 7
+    CHUNK = 8
+
+
+#: Families the state sync exchanges (handled while a sync runs).
+STATE_SYNC_FAMILIES: Final = frozenset(
+    {Family.SNAPSHOTS_WANTED, Family.SNAPSHOTS, Family.CHUNK_WANTED, Family.CHUNK}
+)
+#: Families dropped (counted) while this node installs a snapshot: the engine is stopped.
+PAUSED_WHILE_SYNCING: Final = frozenset({Family.CONSENSUS, Family.TX_GOSSIP, Family.BLOCKS})
 
 
 def frame(family: Family, body: bytes) -> bytes:
@@ -105,3 +124,101 @@ def decode_blocks(body: bytes) -> list[tuple[bytes, bytes]]:
             (as_bytes(pair[0], f"blocks[{i}].block"), as_bytes(pair[1], f"blocks[{i}].certificate"))
         )
     return out
+
+
+# ----------------------------------------------------------------------------- state sync
+
+#: Most snapshots offered in one reply.
+MAX_SNAPSHOT_OFFERS: Final = 8
+#: Refusals a chunk reply may carry instead of the chunk.
+CHUNK_REFUSALS: Final = ("too_large", "missing")
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotOffer:
+    """A snapshot a peer keeps: its block's header and commit certificate (checked by the
+    client against the genesis) and how many state keys it holds (a hint for chunking)."""
+
+    height: int
+    key_count: int
+    header: bytes
+    certificate: bytes
+
+
+def encode_snapshots_wanted() -> bytes:
+    return frame(Family.SNAPSHOTS_WANTED, encode_record("snapshots-wanted", 1, []))
+
+
+def decode_snapshots_wanted(body: bytes) -> None:
+    record_fields(decode(body, max_bytes=64), "snapshots-wanted", 1, 0)
+
+
+def encode_snapshots(offers: Sequence[SnapshotOffer]) -> bytes:
+    items = [[o.height, o.key_count, o.header, o.certificate] for o in offers]
+    return frame(Family.SNAPSHOTS, encode_record("snapshots", 1, [items]))
+
+
+def decode_snapshots(body: bytes) -> list[SnapshotOffer]:
+    (items,) = record_fields(decode(body, max_bytes=1024 * 1024), "snapshots", 1, 1)
+    offers = []
+    for i, item in enumerate(as_list(items, "snapshots", max_len=MAX_SNAPSHOT_OFFERS)):
+        fields = as_list(item, f"snapshots[{i}]", max_len=4)
+        if len(fields) != 4:
+            raise DecodeError(f"snapshots[{i}]: expected [height, key_count, header, cert]")
+        offers.append(
+            SnapshotOffer(
+                as_int(fields[0], "height"),
+                as_int(fields[1], "key_count"),
+                as_bytes(fields[2], "header", max_size=4096),
+                as_bytes(fields[3], "certificate", max_size=64 * 1024),
+            )
+        )
+    return offers
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkWanted:
+    height: int
+    prefix: bytes
+
+    def encode(self) -> bytes:
+        return frame(
+            Family.CHUNK_WANTED, encode_record("chunk-wanted", 1, [self.height, self.prefix])
+        )
+
+    @classmethod
+    def decode(cls, body: bytes) -> ChunkWanted:
+        height, prefix = record_fields(decode(body, max_bytes=256), "chunk-wanted", 1, 2)
+        return cls(as_int(height, "height"), check_prefix(as_bytes(prefix, "prefix", max_size=8)))
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkReply:
+    """A chunk (``refusal`` empty) or why there is none; ``chunk`` is still undecoded."""
+
+    height: int
+    prefix: bytes
+    refusal: str
+    chunk: bytes | None
+
+    def encode(self) -> bytes:
+        return frame(
+            Family.CHUNK,
+            encode_record("chunk", 1, [self.height, self.prefix, self.refusal, self.chunk]),
+        )
+
+    @classmethod
+    def decode(cls, body: bytes) -> ChunkReply:
+        height, prefix, refusal, chunk = record_fields(
+            decode(body, max_bytes=MAX_WIRE_MESSAGE_BYTES), "chunk", 1, 4
+        )
+        reason = as_str(refusal, "refusal", max_size=32)
+        raw = None if chunk is None else as_bytes(chunk, "chunk")
+        if (reason == "") != (raw is not None) or (reason and reason not in CHUNK_REFUSALS):
+            raise DecodeError(f"chunk reply: refusal {reason!r} with chunk {raw is not None}")
+        return cls(
+            as_int(height, "height"),
+            check_prefix(as_bytes(prefix, "prefix", max_size=8)),
+            reason,
+            raw,
+        )

@@ -125,6 +125,22 @@ def test_a_prepared_chain_below_the_base_that_does_not_end_at_it_is_not_reissued
     assert plan.reissue == () and plan.view_base == 2
 
 
+def test_recertification_starts_at_the_lowest_certified_anchor_its_chain_reaches() -> None:
+    """Replicas that committed height 1 carry no prepared certificate for it; the chain of
+    prepared certificates 2..3 reaches their commit certificate at 1, so 2 and 3 are
+    re-issued and the view's own base is 1."""
+    votes = ((0, bytes(64)), (1, bytes(64)), (2, bytes(64)))
+    vcs = (
+        _vc(5, committed=CommitProof(0, 1, A, votes)),
+        _vc(5, committed=CommitProof(0, 3, C, votes)),
+        _vc(5, _prepared(0, 2, B, A), _prepared(0, 3, C, B)),
+    )
+    plan = select_new_view(CONFIG, 5, list(vcs))
+    assert (plan.base_height, plan.base_digest) == (3, C)
+    assert [(h.height, h.digest) for h in plan.reissue] == [(2, B), (3, C)]
+    assert plan.view_base == 1
+
+
 def test_a_new_primary_behind_the_base_fetches_it_and_never_reproposes_it_otherwise() -> None:
     """The bug the simulator found: replica 2 committed height 1 in view 0 and its
     VIEW-CHANGE carries the certificate; the new primary (1) had not committed it. In view 1
