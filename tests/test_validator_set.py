@@ -30,9 +30,17 @@ class State(dict[bytes, bytes]):
             self[key] = value
 
 
-def vote(state: State, key: PrivateKey, change: ValidatorChange, height: int = 1) -> str | None:
+def vote(
+    state: State,
+    key: PrivateKey,
+    change: ValidatorChange,
+    height: int = 1,
+    completing: tuple[SetAction, ...] = vset.ALL_ACTIONS,
+) -> str | None:
+    """One vote through the rules; ``completing`` defaults to every action (the mechanics);
+    the node's own guard is :data:`vset.SWITCHABLE_ACTIONS`."""
     tx = Transaction.create(key, "test-chain", 0, change, gas_limit=10_000)
-    refusal = vset.vote_refusal(state, GENESIS, change, tx.sender)
+    refusal = vset.vote_refusal(state, GENESIS, change, tx.sender, completing=completing)
     if refusal is not None:
         return refusal
     receipt = vset.apply_validator_vote(state, tx, change, GENESIS, height)
@@ -61,6 +69,21 @@ def test_q_votes_schedule_the_change_and_the_checkpoint_activates_it() -> None:
     assert vset.read_active(state, GENESIS) == active and vset.read_next(state) is None
     # Epoch 1: five validators, q = 4; node4 votes now, an old outsider does not.
     assert vote(state, KEYS[4], ValidatorChange(SetAction.REMOVE, "node3")) == "pending"
+
+
+def test_a_completing_vote_the_node_cannot_switch_for_is_refused() -> None:
+    """The guard: the q-th vote for a change the node cannot carry through the epoch
+    switch is refused (admission and block validity), so no vote can stall the chain."""
+    state = State()
+    guard = vset.SWITCHABLE_ACTIONS
+    assert SetAction.ADD not in guard
+    assert vote(state, KEYS[0], ADD4, completing=guard) == "pending"
+    assert vote(state, KEYS[1], ADD4, completing=guard) == "pending"
+    before = dict(state)
+    refusal = vote(state, KEYS[2], ADD4, completing=guard)
+    assert refusal is not None and "would complete the change" in refusal
+    assert "cannot switch epochs" in refusal
+    assert state == before and vset.read_next(state) is None
 
 
 def test_votes_while_a_change_is_scheduled_revert() -> None:

@@ -82,6 +82,13 @@ MAX_PENDING_CHANGES: Final = 64
 VALIDATOR_CHANGE_GAS: Final = 1_000
 #: Events of a set change come from this address (no contract lives there).
 SYSTEM_ADDRESS: Final = bytes(20)
+#: The changes whose COMPLETING vote (the q-th) is accepted: those the node can carry
+#: through the epoch switch end to end (docs/OPERATIONS.md "Validator-set changes"). A
+#: completing vote for any other change is refused at admission and as a rule of block
+#: validity, so no user can schedule a set the network would stall on.
+SWITCHABLE_ACTIONS: Final[tuple[SetAction, ...]] = ()
+#: Every action: what the chain-level mechanics accept (unit tests of the rules).
+ALL_ACTIONS: Final[tuple[SetAction, ...]] = (SetAction.ADD, SetAction.REMOVE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,11 +264,18 @@ def listing(
 
 
 def vote_refusal(
-    state: StateReader, genesis_set: ValidatorSet, payload: object, sender: bytes
+    state: StateReader,
+    genesis_set: ValidatorSet,
+    payload: object,
+    sender: bytes,
+    *,
+    completing: tuple[SetAction, ...] = SWITCHABLE_ACTIONS,
 ) -> str | None:
     """Why ``sender`` (a public key) may not send this payload now; None: it may. Only
     validator changes are concerned; the check reads committed state at admission (before
-    the signature) and the block's overlay at execution (a rule of block validity)."""
+    the signature) and the block's overlay at execution (a rule of block validity).
+    ``completing``: the actions whose q-th vote may schedule a set (see
+    :data:`SWITCHABLE_ACTIONS`)."""
     if not isinstance(payload, ValidatorChange):
         return None
     active = read_active(state, genesis_set)
@@ -286,7 +300,27 @@ def vote_refusal(
             return "that public key is already a member of the validator set"
         if active.n + 1 > MAX_VALIDATORS:
             return f"the set already has {MAX_VALIDATORS} validators"
+    if payload.action not in completing and _would_complete(state, active, payload, sender):
+        return (
+            f"this vote would complete the change ({payload.action} {payload.name!r}) and "
+            f"schedule validator-set epoch {active.epoch + 1}, but this node software cannot "
+            f"switch epochs for {payload.action!s} yet (the next epoch's replica, dialling "
+            "new members and the chain-of-sets verifier are missing: issue 16); the "
+            "network would stall at the switch, so completing votes are refused"
+        )
     return None
+
+
+def _would_complete(
+    state: StateReader, active: ValidatorSet, change: ValidatorChange, sender: bytes
+) -> bool:
+    """``sender``'s vote is the q-th distinct current vote for ``change`` (no set scheduled)."""
+    if read_next(state) is not None:
+        return False  # the vote reverts ("already scheduled")
+    voters = [v for v in read_proposals(state).voters(change) if v in active.public_keys]
+    if sender in voters:
+        return False  # the vote reverts ("already voted")
+    return len(voters) + 1 >= quorum_size(active.n)
 
 
 def _reverted(tx: Transaction, error: str) -> Receipt:
