@@ -271,7 +271,7 @@ def status_json(node: Node) -> dict[str, Any]:
         "state_root": store.state_root.hex(),
         "base_height": store.base_height,
         "view": replica.view,
-        "primary": node.names[replica.primary],
+        "primary": node.replica_config.name(replica.primary),
         "view_active": replica.view_active,
         "stable_checkpoint": replica.stable_checkpoint,
         "in_flight": list(replica.in_flight),

@@ -30,6 +30,7 @@ from typing import Any, Final
 
 import trio
 
+from consensus.config import ReplicaConfig
 from consensus.messages import CommitProof
 from consensus.ready import (
     CommittedBlock,
@@ -71,7 +72,7 @@ from ledger.engine.speculative import (
     run_commit_execution,
     run_validation,
 )
-from ledger.node import persist, wire
+from ledger.node import epochs, persist, wire
 from ledger.node.admission import check_batch, commit_result
 from ledger.node.peer_limits import (
     BYZANTINE_GOSSIP_CODES,
@@ -164,7 +165,7 @@ class Node:
     def _assemble_engine(self) -> None:
         """The engine (consensus core, mempool, executed-block tree) from the store: at
         start, and again after a state sync replaced the store's contents."""
-        store, genesis, key = self.store, self.genesis, self.key
+        store, genesis = self.store, self.genesis
         config = self.config
         self.mempool = Mempool(max_txs=config.mempool_max_txs, max_bytes=config.mempool_max_bytes)
         items = store.consensus_meta_items()
@@ -183,18 +184,53 @@ class Node:
                 certificate.view, certificate.height, certificate.block_hash, certificate.votes
             ),
         )
+        if persist.records_epoch(items) != epochs.active_set(store, self.rules).epoch:
+            items = []  # the old epoch's, left by a stop during the switch
         self.engine = assemble_engine(
             genesis,
             tip=store.tip(),
             genesis_state_root=store.genesis_state_root,
             mempool=self.mempool,
-            replica=lambda c: Replica.restore(c, key, persist.load_persisted(items), head),
+            replica=lambda base: self._restored_replica(base, items, head),
             render_receipt=render.receipt_json,
             tick_ms=TICK_MS,
         )
+        self._use_replica()
+        self.blocks = self.engine.blocks
+
+    def _restored_replica(
+        self, base: ReplicaConfig, items: list[tuple[str, bytes]], head: CommittedHead
+    ) -> Replica:
+        """The replica of the epoch the store's head belongs to, from its records."""
+        config = epochs.config_at_head(self.store, self.rules, base)
+        epochs.check_member(config, self.key.public_key, self.store.head_height)
+        if head.height == config.genesis_height:
+            head = CommittedHead(head.height, head.digest, None)  # the epoch's anchor
+        return Replica.restore(config, self.key, persist.load_persisted(items), head)
+
+    def _use_replica(self) -> None:
         self.replica = self.engine.replica
         self.replica_config = self.replica.config
-        self.blocks = self.engine.blocks
+        self._peer_ids = epochs.peer_ids(self.replica_config, self.genesis)
+
+    async def _switch_epoch(self) -> Ready:
+        """The committed head ended the epoch: drop the old epoch's consensus records, start
+        the next epoch's replica on that block (docs/CONSENSUS.md §12)."""
+        config = self.engine.epoch_ended
+        assert config is not None
+        epoch = epochs.active_set(self.store, self.rules).epoch
+        records = persist.epoch_switch_records(self._record_keys, epoch)
+        await trio.to_thread.run_sync(self.store.write_consensus_meta, records)
+        self._record_keys.clear()
+        epochs.check_member(config, self.key.public_key, config.genesis_height)
+        ready = self.engine.next_epoch(Replica(config, self.key))
+        self._use_replica()
+        log.info(
+            "epoch switch after block %d: %d validators (%s), this node is %s",
+            config.genesis_height, config.n, ", ".join(config.validator_names),
+            config.name(self.replica.index),
+        )  # fmt: skip
+        return ready
 
     # ------------------------------------------------------------------ running
 
@@ -542,12 +578,10 @@ class Node:
             for index, committed in enumerate(ready.committed):
                 batch.append(await self._commit(committed, records if index == 0 else {}))
             if self.net is not None:
-                for outbound in ready.messages:
+                for outbound, peers in epochs.route(ready.messages, self._peer_ids, self.index):
                     payload = wire.frame(wire.Family.CONSENSUS, outbound.message.encode())
-                    if outbound.to is None:
-                        self.net.broadcast(payload)
-                    else:
-                        self.net.send(outbound.to, payload)
+                    for peer in peers:
+                        self.net.send(peer, payload)
             for request in ready.validate:
                 batch.append(await self._validate(request))
             if ready.propose is not None:
@@ -555,6 +589,8 @@ class Node:
             if ready.fetch is not None:
                 self._start_fetch(ready.fetch)
             self._after_step()
+            if not batch and self.engine.epoch_ended is not None:
+                batch.append(await self._switch_epoch())
 
     def _log_notes(self, ready: Ready) -> None:
         for note in ready.notes:
@@ -593,7 +629,8 @@ class Node:
         work = self.engine.proposal_work(request, self._clock_ms())
         if not isinstance(work, BuildWork):
             return work
-        rules, signature_ok, index = self.rules, self.verified.signature_ok, self.index
+        rules, signature_ok = self.rules, self.verified.signature_ok
+        index = self.replica.index  # the proposer's index in the epoch's set
 
         def build() -> tuple[Any, int]:
             started = time.perf_counter_ns()

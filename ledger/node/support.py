@@ -63,3 +63,8 @@ class OneShotTimer:
             self._action()
 
         nursery.start_soon(fire)
+
+
+class NotAMember(NodeHalted):
+    """This validator's key is not in the active validator set (it was removed by a vote):
+    it no longer takes part in consensus. Not damage: nothing to repair."""
