@@ -7,6 +7,8 @@ family, so the state root commits to it and state proofs and state sync carry it
 ``v a``     the active :class:`ValidatorSet` (epoch, first height - 1, members)
 ``v n``     the next set, scheduled: q votes are in, the boundary is not reached
 ``v p``     the pending :class:`SetProposals`: each change and its voters' keys
+``v o``     the set ``v a`` replaced (absent: the genesis set): it certified the
+            switch block, so a store can check its head's certificate after a restart
 ==========  ==================================================================
 
 A chain without a set change writes none of these keys (its state root is what it was
@@ -72,6 +74,7 @@ VALIDATOR_PREFIX: Final = b"v"
 ACTIVE_KEY: Final = VALIDATOR_PREFIX + b"a"
 NEXT_KEY: Final = VALIDATOR_PREFIX + b"n"
 PROPOSALS_KEY: Final = VALIDATOR_PREFIX + b"p"
+PREVIOUS_KEY: Final = VALIDATOR_PREFIX + b"o"
 #: Every key ``quorum validators list`` reads (one multiproof).
 LISTING_KEYS: Final = (ACTIVE_KEY, NEXT_KEY, PROPOSALS_KEY)
 #: The smallest set that tolerates a Byzantine member (n = 3f + 1 with f = 1).
@@ -86,7 +89,7 @@ SYSTEM_ADDRESS: Final = bytes(20)
 #: through the epoch switch end to end (docs/OPERATIONS.md "Validator-set changes"). A
 #: completing vote for any other change is refused at admission and as a rule of block
 #: validity, so no user can schedule a set the network would stall on.
-SWITCHABLE_ACTIONS: Final[tuple[SetAction, ...]] = ()
+SWITCHABLE_ACTIONS: Final[tuple[SetAction, ...]] = (SetAction.REMOVE,)
 #: Every action: what the chain-level mechanics accept (unit tests of the rules).
 ALL_ACTIONS: Final[tuple[SetAction, ...]] = (SetAction.ADD, SetAction.REMOVE)
 
@@ -380,9 +383,23 @@ def end_of_block(
     if scheduled is None:
         return None
     active = ValidatorSet(scheduled.epoch, height, scheduled.members)
+    outgoing = overlay.get_state(ACTIVE_KEY)
+    if outgoing is not None:
+        overlay.set_state(PREVIOUS_KEY, outgoing)
     overlay.set_state(ACTIVE_KEY, active.encode())
     overlay.set_state(NEXT_KEY, None)
     return active
+
+
+def known_sets(state: StateReader, genesis_set: ValidatorSet) -> list[ValidatorSet]:
+    """The sets a store can name from its current state: genesis, active, and the one the
+    active set replaced (what certified the head, whether or not it is a switch block)."""
+    sets = [genesis_set]
+    for key in (PREVIOUS_KEY, ACTIVE_KEY):
+        raw = state.get_state(key)
+        if raw is not None:
+            sets.append(ValidatorSet.decode(raw))
+    return sets
 
 
 def activated_by(writes: dict[bytes, bytes | None]) -> ValidatorSet | None:

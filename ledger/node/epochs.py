@@ -15,11 +15,15 @@ from collections.abc import Sequence
 
 from consensus.config import ReplicaConfig
 from consensus.ready import Outbound
+from consensus.records import CommittedHead
+from consensus.replica import Replica
+from crypto.keys import PrivateKey
 from genesis.document import Genesis
 from ledger.chain.execute import ChainRules
 from ledger.chain.store import Store
 from ledger.chain.validators import ValidatorSet, read_active
 from ledger.engine.epochs import epoch_config
+from ledger.node import persist
 from ledger.node.support import NotAMember
 
 
@@ -40,6 +44,22 @@ def config_at_head(store: Store, rules: ChainRules, base: ReplicaConfig) -> Repl
             f"{active.epoch} started; move the data directory aside to resynchronise"
         )
     return epoch_config(base, rules.chain_id, active, header.block_hash, header.state_root)
+
+
+def restored_replica(
+    store: Store,
+    rules: ChainRules,
+    key: PrivateKey,
+    base: ReplicaConfig,
+    records: list[tuple[str, bytes]],
+    head: CommittedHead,
+) -> Replica:
+    """The replica of the epoch the store's head belongs to, from its consensus records."""
+    config = config_at_head(store, rules, base)
+    check_member(config, key.public_key, store.head_height)
+    if head.height == config.genesis_height:
+        head = CommittedHead(head.height, head.digest, None)  # the epoch's anchor
+    return Replica.restore(config, key, persist.load_persisted(records), head)
 
 
 def check_member(config: ReplicaConfig, public_key: bytes, height: int) -> None:

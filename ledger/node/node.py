@@ -30,7 +30,6 @@ from typing import Any, Final
 
 import trio
 
-from consensus.config import ReplicaConfig
 from consensus.messages import CommitProof
 from consensus.ready import (
     CommittedBlock,
@@ -38,7 +37,6 @@ from consensus.ready import (
     ProposalRequest,
     Ready,
     ValidateRequest,
-    ViewChangeReason,
     merge_readies,
 )
 from consensus.records import CommittedHead
@@ -87,7 +85,9 @@ from ledger.node.support import (
     NodeHalted,
     OneShotTimer,
     Waiter,
+    log_notes,
     offload,
+    syncing_status,
 )
 from ledger.node.transport import PeerNetwork
 
@@ -108,6 +108,8 @@ PRUNE_EVERY_BLOCKS: Final = 32
 #: Client transactions being verified at once (queued for or inside worker threads); a
 #: submission beyond this is refused with ``busy`` before anything is decoded.
 MAX_VERIFYING_TXS: Final = 8_000
+#: Without a commit for this long, ask a peer for blocks above the head (see _maybe_probe).
+PROBE_AFTER_MS: Final = 5_000
 #: After a state sync that found nothing better than replaying, wait this long to ask again.
 STATE_SYNC_RETRY_S: Final = 30.0
 
@@ -161,6 +163,7 @@ class Node:
         #: State sync is considered when this many blocks behind (else blocks are replayed).
         self.state_sync_min_blocks = genesis.consensus.checkpoint_interval
         self._next_state_sync_s = 0.0
+        self._last_probe_ms = 0
 
     def _assemble_engine(self) -> None:
         """The engine (consensus core, mempool, executed-block tree) from the store: at
@@ -191,22 +194,14 @@ class Node:
             tip=store.tip(),
             genesis_state_root=store.genesis_state_root,
             mempool=self.mempool,
-            replica=lambda base: self._restored_replica(base, items, head),
+            replica=lambda base: epochs.restored_replica(
+                store, self.rules, self.key, base, items, head
+            ),
             render_receipt=render.receipt_json,
             tick_ms=TICK_MS,
         )
         self._use_replica()
         self.blocks = self.engine.blocks
-
-    def _restored_replica(
-        self, base: ReplicaConfig, items: list[tuple[str, bytes]], head: CommittedHead
-    ) -> Replica:
-        """The replica of the epoch the store's head belongs to, from its records."""
-        config = epochs.config_at_head(self.store, self.rules, base)
-        epochs.check_member(config, self.key.public_key, self.store.head_height)
-        if head.height == config.genesis_height:
-            head = CommittedHead(head.height, head.digest, None)  # the epoch's anchor
-        return Replica.restore(config, self.key, persist.load_persisted(items), head)
 
     def _use_replica(self) -> None:
         self.replica = self.engine.replica
@@ -540,6 +535,19 @@ class Node:
             self.counters["consensus.batches"] += 1
             await self._handle(readies)
             await self._maybe_state_sync()
+            self._maybe_probe()
+
+    def _maybe_probe(self) -> None:
+        """No commit for a while: ask a peer for blocks above our head anyway. A replica
+        left in an old epoch (down during a set change) cannot verify the new set's STATUS
+        and CHECKPOINT messages, so it learns it is behind only from the blocks themselves:
+        it commits up to the switch block, switches, and then catches up as usual."""
+        now = self._clock_ms()
+        if now - max(self.last_commit_ms, self._last_probe_ms) < PROBE_AFTER_MS:
+            return
+        self._last_probe_ms = now
+        height = self.replica.committed_height
+        self._start_fetch(FetchRequest(height + 1, height + wire.MAX_BLOCKS_PER_REPLY))
 
     def _after_step(self) -> None:
         """Act on the engine's side outputs: answers, gossip, wake-ups."""
@@ -568,7 +576,7 @@ class Node:
                     f"{ready.halt}: this node's state at {self.store.path} differs from what "
                     "the validators certified (a damaged store, or a bug); stopping"
                 )
-            self._log_notes(ready)
+            log_notes(ready, self.mempool, self.gossip_in.queued_txs, self.counters)
             records = persist.batch_records(ready.persist) if ready.persist is not None else {}
             if records and not ready.committed:
                 # A few small rows: cheaper inline than a worker-thread round trip.
@@ -591,22 +599,6 @@ class Node:
             self._after_step()
             if not batch and self.engine.epoch_ended is not None:
                 batch.append(await self._switch_epoch())
-
-    def _log_notes(self, ready: Ready) -> None:
-        for note in ready.notes:
-            if note.reason is ViewChangeReason.ENTERED:
-                log.info("entered view %d: %s", note.view, note.detail)
-            else:
-                pool = self.mempool.statistics()
-                oldest = self.mempool.oldest_includable()
-                log.info(
-                    "view change to %d (%s): %s; here: %d waiting, %d includable from %d "
-                    "senders, oldest includable %s, gossip inbox %d",
-                    note.view, note.reason.value, note.detail, pool.transactions,
-                    pool.includable, pool.includable_senders,
-                    "none" if oldest is None else oldest.hex()[:16], self.gossip_in.queued_txs,
-                )  # fmt: skip
-            self.counters[f"view_change.{note.reason.value}"] += 1
 
     async def _validate(self, request: ValidateRequest) -> Ready:
         work = self.engine.validation_work(request, self._clock_ms())
@@ -688,19 +680,11 @@ class Node:
     # ------------------------------------------------------------------ catch-up
 
     def syncing(self) -> dict[str, Any] | bool:
-        """False when up to date; else what ``/v1/status`` shows: the state sync's phase and
-        progress, or the blocks being replayed."""
-        state_sync = self.state_sync.status()
-        if state_sync is not None:
-            return state_sync
-        target, height = self.replica.catchup_target, self.replica.committed_height
-        if target <= height:
-            return False
-        return {
-            "mode": "replay",
-            "phase": "replaying",
-            "progress": {"height": height, "target": target},
-        }
+        """False when up to date; else what ``/v1/status`` shows (ledger/node/support.py)."""
+        replica = self.replica
+        return syncing_status(
+            self.state_sync.status(), replica.catchup_target, replica.committed_height
+        )
 
     def _start_fetch(self, request: FetchRequest) -> None:
         if (
