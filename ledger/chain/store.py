@@ -466,14 +466,14 @@ class Store(BlockReads):
             with self._conn.begin():
                 self._write_consensus_meta(records)
 
-    def consensus_meta_items(self) -> list[tuple[str, bytes]]:
-        """Every consensus record, sorted by key (read once at startup)."""
+    def consensus_meta_items(self, prefix: str = "") -> list[tuple[str, bytes]]:
+        """Every consensus record (whose key starts with ``prefix``), sorted by key."""
+        table = consensus_meta_table
+        query = select(table.c.key, table.c.value).order_by(table.c.key)
+        if prefix:
+            query = query.where(table.c.key >= prefix, table.c.key < prefix + "\uffff")
         with self._reading():
-            rows = self._conn.execute(
-                select(consensus_meta_table.c.key, consensus_meta_table.c.value).order_by(
-                    consensus_meta_table.c.key
-                )
-            ).all()
+            rows = self._conn.execute(query).all()
         return [(str(k), bytes(v)) for k, v in rows]
 
     def _write_consensus_meta(self, records: Mapping[str, bytes | None]) -> None:

@@ -18,7 +18,14 @@ from contracts.container import parse_container
 from ledger import render
 from ledger.chain.accounts import EMPTY_ACCOUNT, Account, account_key, code_key, storage_key
 from ledger.chain.execute import query_contract
-from ledger.chain.proofs import BlockTrees, RecordingTip, prove_state, prove_transaction
+from ledger.chain.proofs import (
+    BlockTrees,
+    RecordingTip,
+    chain_of_sets,
+    epochs_json,
+    prove_state,
+    prove_transaction,
+)
 from ledger.chain.roles import LISTING_KEYS, RoleTable
 from ledger.engine.engine import dropped_answer
 from ledger.node.api import ApiError
@@ -95,7 +102,8 @@ class NodeService:
             block = store.get_block(at)
             if block is None:
                 return None
-            return render.block_json(block, store.get_certificate(at))
+            links = epochs_json(chain_of_sets(store))
+            return {**render.block_json(block, store.get_certificate(at)), **links}
 
         return await trio.to_thread.run_sync(read)
 

@@ -19,9 +19,12 @@ from consensus.records import CommittedHead
 from consensus.replica import Replica
 from crypto.keys import PrivateKey
 from genesis.document import Genesis
-from ledger.chain.execute import ChainRules
+from ledger.chain.epoch_links import make_link
+from ledger.chain.execute import ChainRules, ExecutedBlock
+from ledger.chain.state_tree import StateTree
 from ledger.chain.store import Store
-from ledger.chain.validators import ValidatorSet, read_active
+from ledger.chain.types import CommitCertificate
+from ledger.chain.validators import ACTIVE_KEY, ValidatorSet, read_active
 from ledger.engine.epochs import epoch_config
 from ledger.node import persist
 from ledger.node.support import NotAMember
@@ -60,6 +63,17 @@ def restored_replica(
     if head.height == config.genesis_height:
         head = CommittedHead(head.height, head.digest, None)  # the epoch's anchor
     return Replica.restore(config, key, persist.load_persisted(records), head)
+
+
+def link_record(executed: ExecutedBlock, certificate: CommitCertificate) -> dict[str, bytes]:
+    """For a switch block, its epoch link (ledger/chain/epoch_links.py), to be written in
+    the block's own transaction; else nothing."""
+    raw = executed.overlay.writes.get(ACTIVE_KEY)
+    if raw is None:
+        return {}
+    tree = StateTree.at(executed.state_root, executed.nodes)
+    link = make_link(executed.block.header, certificate, raw, tree.prove)
+    return {link.key(ValidatorSet.decode(raw).epoch): link.encode()}
 
 
 def check_member(config: ReplicaConfig, public_key: bytes, height: int) -> None:

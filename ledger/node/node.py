@@ -654,7 +654,7 @@ class Node:
                 final.receipts,
                 final.overlay.writes,
                 tree_update=final.tree_update,
-                consensus_meta=records or None,
+                consensus_meta={**records, **epochs.link_record(final, certificate)} or None,
             )
 
         await offload(write, len(block.transactions))

@@ -24,6 +24,7 @@ from consensus.records import (
     PreparedRecord,
     SignedSlot,
 )
+from ledger.chain.epoch_links import LINK_PREFIX
 
 HARD_KEY: Final = "hard"
 #: The validator-set epoch the records belong to (absent: epoch 0). Records of another
@@ -62,8 +63,11 @@ def records_epoch(items: Iterable[tuple[str, bytes]]) -> int:
 
 
 def epoch_switch_records(keys: Iterable[str], epoch: int) -> dict[str, bytes | None]:
-    """Delete every record of the old epoch and mark the new one, in one write."""
-    records: dict[str, bytes | None] = dict.fromkeys(sorted(keys))
+    """Delete every record of the old epoch and mark the new one, in one write (the chain
+    of sets' links, ``epochs/...``, are not consensus records: they stay)."""
+    records: dict[str, bytes | None] = dict.fromkeys(
+        sorted(k for k in keys if not k.startswith(LINK_PREFIX))
+    )
     records[EPOCH_KEY] = str(epoch).encode("ascii")
     return records
 
