@@ -58,11 +58,6 @@ COMMANDS: Final[dict[str, LazyCommand]] = {
         "Grant and revoke client roles (submit, deploy, admin) and list who holds them.",
     ),
     "query": LazyCommand("ledger.cli.tx_cmd", "query", "Read accounts and blocks."),
-    "validators": LazyCommand(
-        "ledger.cli.validators_cmd",
-        "validators",
-        "Vote validator-set changes (add, remove) and list the set with its epoch.",
-    ),
     "sim": LazyCommand(
         "ledger.cli.sim_cmd",
         "sim",
@@ -77,6 +72,11 @@ COMMANDS: Final[dict[str, LazyCommand]] = {
         "ledger.cli.testnet_cmd", "testnet", "Run a multi-validator network on this machine."
     ),
     "tx": LazyCommand("ledger.cli.tx_cmd", "tx", "Send transfers and look up transactions."),
+    "validators": LazyCommand(
+        "ledger.cli.validators_cmd",
+        "validators",
+        "Vote validator-set changes (add, remove) and list the set with its epoch.",
+    ),
 }
 
 
