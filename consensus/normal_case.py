@@ -448,12 +448,20 @@ class NormalCase:
     def trailing_a_live_view(self) -> bool:
         """This replica trails a live view: a block above its head is certified in this
         view, or f+1 peers claim higher heights and it is still committing (catching up).
-        A claim alone is not enough: if nothing commits here, the timer must run."""
-        if (
-            self._catchup.target > self._chain.height
-            and self._housekeeping.ticks_since_commit < self._config.view_change_timeout_ticks // 2
+        A claim alone is not enough: if nothing commits here, the timer must run. Nor is a
+        certified block above a gap for ever: the block in the gap may be held only by a
+        Byzantine replica that kept its COMMIT and serves forgeries, and only a view change
+        re-certifies it; so after two timeouts without a commit only a certified block at
+        the very next height (ours to commit once our driver validates it) still counts."""
+        if self._catchup.target > self._chain.height and (
+            self._housekeeping.ticks_since_commit < self._config.view_change_timeout_ticks // 2
         ):
             return True
+        next_slot = self._log.slots.get(self._chain.height + 1)
+        if next_slot is not None and next_slot.certified(self._config.quorum):
+            return True
+        if self._housekeeping.ticks_since_commit >= 2 * self._config.view_change_timeout_ticks:
+            return False
         return self._log.any_certified_above(self._chain.height, self._config.quorum)
 
 

@@ -13,8 +13,9 @@ certificates that only look full:
 * real messages of other validators replayed verbatim into later views and heights, and
   re-labelled (another view or height) under the original signature (cross-view);
 * VIEW-CHANGEs in other validators' names, and its own validly signed VIEW-CHANGE whose
-  commit certificate or stable checkpoint is stuffed with duplicate, unknown or outsider
-  signers; as the next view's primary, a NEW-VIEW made of one view change repeated;
+  commit certificate, stable checkpoint or prepared certificate is stuffed with duplicate,
+  unknown, outsider or forged signers (a prepared certificate for a fake block it
+  pre-prepared itself in a view it led, "prepared" by its own PREPARE repeated); as the next view's primary, a NEW-VIEW made of one view change repeated;
 * catch-up answers with fake blocks whose certificates are stuffed the same ways.
 
 All of it must be rejected by every honest replica: the auditor (audit.py) flags any
@@ -39,6 +40,7 @@ from consensus.messages import (
     Kind,
     NewView,
     Prepare,
+    PreparedProof,
     PrePrepare,
     SignedMessage,
     ViewChange,
@@ -219,12 +221,36 @@ class Forge(Strategy):
             votes = tuple((i, mine) for i in range(self.q))
         return CommitProof(view, height, digest, votes)
 
+    def _stuffed_prepared(self, view: int, checkpoint: CheckpointProof) -> PreparedProof | None:
+        """A prepared certificate for a fake block above the checkpoint, pre-prepared by us
+        in the last view before ``view`` that we led, with PREPAREs that only look like
+        q-1 backups': ours repeated (we were that view's primary), or forged."""
+        me = self.driver.index
+        led = view - 1 - ((view - 1 - me) % self.n)
+        if led < 0:
+            return None
+        height = checkpoint.height + 1
+        payload = block_payload(height, checkpoint.block_hash, self._ids())
+        digest = sha256(payload)
+        pre_prepare = self._sign(PrePrepare(led, height, digest, checkpoint.block_hash))
+        vote = Prepare(led, height, digest)
+        if self.rng.randrange(2) == 0:
+            prepares = tuple(self._sign(vote) for _ in range(self.q - 1))
+        else:
+            backups = [i for i in range(self.n) if i != me][: self.q - 1]
+            prepares = tuple(self._forged(i, vote) for i in backups)
+        return PreparedProof.of(pre_prepare, prepares)
+
     def _stuffed_view_change(self) -> None:
         replica = self.driver.replica
         assert replica is not None
         view = replica.view + 1
         vc = self._view_change(view)
-        if self.rng.randrange(2) == 0:
+        choice = self.rng.randrange(3)
+        prepared = self._stuffed_prepared(view, vc.checkpoint) if choice == 2 else None
+        if prepared is not None:
+            vc = replace(vc, prepared=(prepared,))
+        elif choice == 0:
             _, height, digest, _, _ = self._fake_block()
             height = max(height, vc.checkpoint.height + 1)
             vc = replace(vc, committed=self._stuffed_certificate(replica.view, height, digest))

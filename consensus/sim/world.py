@@ -122,8 +122,8 @@ class Simulation:
             [e for e in self.endpoints if e.index != i] for i in range(n)
         ]
         self.wire_memo: dict[bytes, tuple[bytes | SignedMessage, bytes]] = {}
-        #: id(message) -> (that message, kept alive so the id stays its own; its wire data)
-        self.sent_memo: dict[int, tuple[SignedMessage, tuple[bytes | SignedMessage, bytes]]] = {}
+        #: message -> its wire data (keyed by value: a retransmission is the same message)
+        self.sent_memo: dict[SignedMessage, tuple[bytes | SignedMessage, bytes]] = {}
         #: Partitions are over from this virtual ms on (links are checked only before it).
         self.partitions_end = max((p.end for p in self.plan.partitions), default=0)
 
@@ -201,15 +201,15 @@ class Simulation:
     def send(self, driver: SimDriver, to: int | None, message: SignedMessage) -> None:
         sender = self.endpoints[driver.eid]
         # Retransmissions send the very same message object again: skip even the encode.
-        sent = self.sent_memo.get(id(message))
-        if sent is not None and sent[0] is message:
-            data = sent[1]
+        sent = self.sent_memo.get(message)
+        if sent is not None:
+            data = sent
         else:
             self.checker.observe(message)  # once per message: a retransmission adds nothing
             data = self._wire(message.encode())
             if len(self.sent_memo) >= MAX_WIRE_MEMO_ENTRIES:
                 self.sent_memo.clear()
-            self.sent_memo[id(message)] = (message, data)
+            self.sent_memo[message] = data
         receivers = self.others[driver.index] if to is None else self.by_index[to]
         for receiver in receivers:
             if receiver.eid != sender.eid:

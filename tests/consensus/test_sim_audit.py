@@ -247,7 +247,10 @@ def test_seeds_that_found_bugs_stay_clean(validators: int, byzantine: int, seed:
     NEW-VIEW base certified only at a Byzantine replica, never fetchable (fixed by
     re-certification, PBFT §4.4); (7, 760) — a replica restarted in view 0 answered its
     view-0 proposal request after jumping to view 1 by a NEW-VIEW, and PREPAREd in view 1 a
-    block the view-1 primary never proposed (§4.2)."""
+    block the view-1 primary never proposed (§4.2); (4, 33) again once the forgers also
+    stuffed prepared certificates — honest replicas holding a certified block above a gap
+    that only the Byzantine replica could fill counted themselves "trailing a live view"
+    for ever and never timed out (now only while something still commits, §4.4 liveness)."""
     sim = Simulation(seed, SimParams(validators=validators, byzantine=byzantine))
     sim.run()
     assert sim.violations == []
