@@ -17,6 +17,8 @@ class CommittedChain:
         self.digest = genesis_digest
         #: The head's commit certificate (None at genesis).
         self.proof: CommitProof | None = None
+        #: The head is the last block of this epoch (a validator-set change took effect).
+        self.ends_epoch = False
         #: Digests of recent committed heights (a window below the head).
         self.digests: dict[int, bytes] = {genesis_height: genesis_digest}
 
@@ -25,7 +27,7 @@ class CommittedChain:
         self.height, self.digest, self.proof = head.height, head.digest, head.certificate
         self.digests = {head.height: head.digest}
 
-    def append(self, proof: CommitProof, keep_below: int) -> None:
+    def append(self, proof: CommitProof, keep_below: int, ends_epoch: bool = False) -> None:
         """The next block committed with ``proof``; digests more than ``keep_below``
         heights under it are no longer needed."""
         height = proof.height
@@ -36,6 +38,7 @@ class CommittedChain:
         if oldest_kept in self.digests:
             del self.digests[oldest_kept]
         self.proof = proof
+        self.ends_epoch = ends_epoch
 
     def collect(self, stable_height: int) -> None:
         """Below a stable checkpoint only its own digest (in the checkpoint) is needed."""

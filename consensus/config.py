@@ -23,7 +23,7 @@ from typing import Final
 
 from consensus.quorum import max_faulty, quorum_size, weak_quorum_size
 from crypto import keys
-from crypto.hashing import HASH_SIZE, ZERO_HASH
+from crypto.hashing import HASH_SIZE, ZERO_HASH, sha256
 
 #: Largest validator set the message formats accept (same bound as the chain's certificates).
 MAX_VALIDATORS: Final = 1024
@@ -33,6 +33,23 @@ MAX_BLOCK_BYTES_HARD: Final = 15 * 1024 * 1024
 
 DigestFn = Callable[[bytes], bytes | None]
 VerifyFn = Callable[[bytes, str, str, bytes, bytes], bool]
+
+
+def epoch_chain_id(chain_id: str, epoch: int) -> str:
+    """The signing domain of consensus messages in ``epoch`` (docs/CONSENSUS.md §12).
+
+    Epoch 0 (the genesis set) signs under the chain id itself, so chains without a set
+    change are unchanged; epoch e >= 1 signs under ``e<e>-<24 hex of SHA-256(chain id)>``,
+    a valid chain id of at most 50 characters. A message or certificate of one epoch
+    therefore never verifies in another, even where the sets share keys and the views and
+    heights coincide (a VIEW-CHANGE for view 1 of epoch 0 is not one of epoch 1).
+    """
+    if epoch < 0:
+        raise ValueError(f"an epoch is >= 0, got {epoch}")
+    if epoch == 0:
+        return chain_id
+    digest = sha256(chain_id.encode()).hex()[:24]
+    return f"e{epoch}-{digest}"
 
 
 class ConfigError(ValueError):

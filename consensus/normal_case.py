@@ -122,6 +122,7 @@ class NormalCase:
         parent_digest: bytes,
         payload: bytes,
         state_root: bytes,
+        ends_epoch: bool = False,
     ) -> None:
         if (
             self._proposals.outstanding != ProposalRequest(view, height, parent_digest)
@@ -144,12 +145,20 @@ class NormalCase:
             if slot.header is None:
                 slot.pre_prepared(header, message)
                 self._log.store_payload(height, digest, payload)
-                self._log.record_verdict(height, digest, Verdict(True, state_root, parent_digest))
+                self._log.record_verdict(
+                    height, digest, Verdict(True, state_root, parent_digest, ends_epoch)
+                )
                 self._out.send(None, message)
         self.advance()
 
     def validated(
-        self, view: int, height: int, digest: bytes, ok: bool, state_root: bytes | None
+        self,
+        view: int,
+        height: int,
+        digest: bytes,
+        ok: bool,
+        state_root: bytes | None,
+        ends_epoch: bool = False,
     ) -> None:
         asked = self._log.validation_asked(height, digest)
         if asked is None or asked[0] != view:
@@ -159,7 +168,9 @@ class NormalCase:
         if ok and (state_root is None or len(state_root) != HASH_SIZE):
             raise DriverMisuse("an ok verdict needs the 32-byte state root")
         root = state_root if ok and state_root is not None else bytes(HASH_SIZE)
-        self._log.validation_answered(height, digest, Verdict(ok, root, asked[1]))
+        self._log.validation_answered(
+            height, digest, Verdict(ok, root, asked[1], ok and ends_epoch)
+        )
         if not ok:
             self._out.count("invalid_proposal")
         self.advance()
@@ -168,9 +179,13 @@ class NormalCase:
 
     def advance(self) -> None:
         """Move every slot as far as its votes allow, commit in order, ask for a proposal."""
+        if self._chain.ends_epoch:
+            return  # the next epoch's replica takes over above this height
         if self._view.active:
             self._advance_slots()
         while self._commit_next():
+            if self._chain.ends_epoch:
+                return
             if self._view.active:
                 self._advance_slots()
         self._catchup.maybe_fetch(
@@ -184,6 +199,18 @@ class NormalCase:
             slot = self._log.get(height)
             if slot is not None:  # a commit below may garbage-collect slots
                 self._advance_slot(height, slot)
+
+    @property
+    def epoch_over(self) -> bool:
+        """The committed head is the last block of this epoch: this core is done."""
+        return self._chain.ends_epoch
+
+    def _ends_epoch(self, height: int, digest: bytes) -> bool:
+        """The block ``digest`` at ``height`` is known to end the epoch (the epoch rule)."""
+        if height == self._chain.height and digest == self._chain.digest:
+            return self._chain.ends_epoch
+        verdict = self._log.verdict(height, digest)
+        return verdict is not None and verdict.ends_epoch
 
     def committed_digest_at(self, height: int) -> bytes | None:
         return self._chain.digest_at(height, self._checkpoints.stable)
@@ -259,6 +286,10 @@ class NormalCase:
             return
         if self._log.validation_asked(height, digest) is not None:
             return
+        if self._ends_epoch(height - 1, header.parent_digest):
+            # The epoch rule: a child of the epoch's last block belongs to the next set.
+            self._out.count("epoch.beyond_end")
+            return
         chain = self._chain
         parent_ready = (
             height - 1 == chain.height and header.parent_digest == chain.digest
@@ -291,7 +322,14 @@ class NormalCase:
                     payload = self._log.payload(height, header.digest)
                     if payload is not None:
                         view = self._view.view
-                        self._commit(view, header, payload, verdict.state_root, tuple(votes))
+                        self._commit(
+                            view,
+                            header,
+                            payload,
+                            verdict.state_root,
+                            tuple(votes),
+                            verdict.ends_epoch,
+                        )
                         return True
         if slot is not None:
             for digest in slot.commit_digests():
@@ -311,6 +349,8 @@ class NormalCase:
             return False
         view = block.certificate.view
         verdict = self._log.verdict(height, block.digest)
+        if verdict is None and self._ends_epoch(height - 1, block.parent_digest):
+            return False
         if verdict is None:
             if self._log.validation_asked(height, block.digest) is None:
                 self._log.ask_validation(height, block.digest, view, block.parent_digest)
@@ -324,7 +364,14 @@ class NormalCase:
             self._out.halt(_certified_invalid(height, block.digest))
             return False
         header = PrePrepare(view, height, block.digest, block.parent_digest)
-        self._commit(view, header, block.payload, verdict.state_root, block.certificate.votes)
+        self._commit(
+            view,
+            header,
+            block.payload,
+            verdict.state_root,
+            block.certificate.votes,
+            verdict.ends_epoch,
+        )
         return True
 
     def _commit(
@@ -334,19 +381,28 @@ class NormalCase:
         payload: bytes,
         state_root: bytes,
         votes: tuple[tuple[int, bytes], ...],
+        ends_epoch: bool,
     ) -> None:
         height = header.height
         chain = self._chain
         assert height == chain.height + 1 and header.parent_digest == chain.digest
         self._out.commit(
             CommittedBlock(
-                view, height, header.digest, header.parent_digest, payload, state_root, votes
+                view,
+                height,
+                header.digest,
+                header.parent_digest,
+                payload,
+                state_root,
+                votes,
+                ends_epoch,
             )
         )
         config = self._config
         chain.append(
             CommitProof(view, height, header.digest, votes),
             keep_below=config.watermark_window + config.max_pipeline,
+            ends_epoch=ends_epoch,
         )
         self._housekeeping.on_commit()
         self._proposals.reopen()
@@ -378,6 +434,8 @@ class NormalCase:
             return
         parent = chain.digest if top == chain.height else self._log.slots[top].digest
         if parent is None or self._verdict(top, parent) is not True:
+            return
+        if self._ends_epoch(top, parent):
             return
         if self._signer.signed_at(view.view, height, Phase.PRE_PREPARE) is not None:
             return  # signed before a restart; the payload went with it

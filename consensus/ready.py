@@ -69,6 +69,8 @@ class CommittedBlock:
     payload: bytes
     state_root: bytes
     votes: tuple[tuple[int, bytes], ...]
+    #: The last block of this epoch: the driver starts the next epoch's replica on it.
+    ends_epoch: bool = False
 
     def certificate(self) -> CommitProof:
         return CommitProof(self.view, self.height, self.digest, self.votes)

@@ -235,6 +235,12 @@ class Replica:
         self.normal.advance()
         return self._flush()
 
+    @property
+    def epoch_over(self) -> bool:
+        """The last committed block ended this epoch: the driver starts the next epoch's
+        replica on it (genesis_height = that height) and drops this one."""
+        return self.chain.ends_epoch
+
     def propose(
         self,
         view: int,
@@ -243,8 +249,11 @@ class Replica:
         parent_digest: bytes,
         payload: bytes,
         state_root: bytes,
+        ends_epoch: bool = False,
     ) -> Ready:
-        self.normal.propose(view, height, digest, parent_digest, payload, state_root)
+        """The driver's proposal; ``ends_epoch``: executing it activated the next validator
+        set (the epoch rule: nothing above it is proposed, validated or voted here)."""
+        self.normal.propose(view, height, digest, parent_digest, payload, state_root, ends_epoch)
         return self._flush()
 
     def skip_proposal(self, view: int, height: int) -> Ready:
@@ -252,9 +261,15 @@ class Replica:
         return self._flush()
 
     def proposal_validated(
-        self, view: int, height: int, digest: bytes, ok: bool, state_root: bytes | None
+        self,
+        view: int,
+        height: int,
+        digest: bytes,
+        ok: bool,
+        state_root: bytes | None,
+        ends_epoch: bool = False,
     ) -> Ready:
-        self.normal.validated(view, height, digest, ok, state_root)
+        self.normal.validated(view, height, digest, ok, state_root, ends_epoch)
         return self._flush()
 
     def committed_block_from_peer(

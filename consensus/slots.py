@@ -32,6 +32,9 @@ class Verdict:
     ok: bool
     state_root: bytes
     parent: bytes
+    #: Executing this block activated the next validator set: it is the last height of
+    #: this epoch, and no block above it is validated, voted or proposed by this core.
+    ends_epoch: bool = False
 
 
 class Slot:

@@ -50,6 +50,13 @@ class MemoryDisk:
         for prepared in batch.prepared:
             self.prepared[prepared.height] = prepared
 
+    def start_epoch(self) -> None:
+        """A new epoch's replica starts with no consensus records: the old epoch's guard
+        records are for another signing domain (docs/CONSENSUS.md §12); blocks stay."""
+        self.hard_state = None
+        self.signed.clear()
+        self.prepared.clear()
+
     def persisted(self) -> PersistedState:
         """Everything, for ``Replica.restore``."""
         return PersistedState(

@@ -176,6 +176,11 @@ class QuorumClient:
     def validators(self) -> list[dict[str, Any]]:
         return list(_decode(self._request("GET", "/v1/validators"))["validators"])
 
+    def validator_set(self, *, proof: bool = False) -> dict[str, Any]:
+        """The active validator set (epoch, members, p2p), the scheduled set, pending votes."""
+        params = {"proof": "true"} if proof else None
+        return dict(_decode(self._request("GET", "/v1/validator-set", params=params)))
+
     def permissions(self, *, proof: bool = False) -> dict[str, Any]:
         """Roles and holders, the admin threshold, pending role changes; with ``proof``,
         the state proof of all of it (check with

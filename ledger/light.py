@@ -15,8 +15,11 @@ genesis state root. Every read with a proof is checked bottom-up:
    (which are compared, and a difference is itself a failure).
 
 Every failure raises :class:`VerificationError` naming what failed ("state proof for
-account 0a1b... does not match the state root of block 123"). Validator-set changes do not
-exist yet; when they do, the client will follow the chain of sets from the genesis.
+account 0a1b... does not match the state root of block 123"). After validator-set changes
+a proof carries the chain of sets (``epochs``: each switch block's header, certificate and
+proven ``v a``, ledger/chain/epoch_links.py); the client follows it from the genesis set
+and checks each certificate with the set of its height's epoch, under that epoch's
+signing domain.
 
 Never: trust a field it did not prove, accept a certificate for another height or hash,
 or answer "verified" for something it could not check.
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from consensus.config import epoch_chain_id
 from crypto.encoding import DecodeError
 from crypto.merkle import merkle_root, verify_inclusion
 from crypto.smt_proof import Proof, verify_proof
@@ -41,6 +45,7 @@ from ledger.chain.accounts import (
     genesis_state,
     storage_key,
 )
+from ledger.chain.epoch_links import ChainOfSetsError, EpochLink, follow, set_for_height
 from ledger.chain.roles import LISTING_KEYS, RoleTable
 from ledger.chain.state_tree import StateTree
 from ledger.chain.state_tree_nodes import MemoryNodeStore
@@ -51,6 +56,7 @@ from ledger.chain.types import (
     Receipt,
     Transaction,
 )
+from ledger.chain.validators import ValidatorSet
 
 
 class VerificationError(Exception):
@@ -98,6 +104,23 @@ class LightClient:
         self.chain_id = genesis.chain_id
         self.validators = tuple(v.public_key for v in genesis.validators)
         self.genesis_height = genesis.initial_height - 1
+        #: The sets learnt so far, from the genesis one (each verified by the one before).
+        self.sets: list[ValidatorSet] = [ValidatorSet.genesis(genesis)]
+
+    def learn_epochs(self, links: Any) -> None:
+        """Follow a proof's chain of sets (absent: nothing to learn)."""
+        if links is None:
+            return
+        if not isinstance(links, list):
+            raise VerificationError("epochs: expected a list")
+        try:
+            sets = follow(
+                self.chain_id, self.sets[0], [EpochLink.from_json(link) for link in links]
+            )
+        except ChainOfSetsError as exc:
+            raise VerificationError(f"the chain of validator sets does not verify: {exc}") from None
+        if len(sets) > len(self.sets):
+            self.sets = sets
 
     @cached_property
     def genesis_state_root(self) -> bytes:
@@ -105,8 +128,13 @@ class LightClient:
 
     # ------------------------------------------------------------------ headers
 
-    def verify_header(self, raw_header: bytes, raw_certificate: bytes, height: int) -> BlockHeader:
-        """The header of block ``height``, if its commit certificate verifies."""
+    def verify_header(
+        self, raw_header: bytes, raw_certificate: bytes, height: int, epochs: Any = None
+    ) -> BlockHeader:
+        """The header of block ``height``, if its commit certificate verifies (by the set of
+        its epoch, learnt from ``epochs``, the chain of sets, or earlier)."""
+        self.learn_epochs(epochs)
+        certifying = set_for_height(self.sets, height)
         try:
             header = BlockHeader.decode(raw_header)
         except DecodeError as exc:
@@ -120,7 +148,10 @@ class LightClient:
         try:
             certificate = CommitCertificate.decode(raw_certificate)
             certificate.verify(
-                self.chain_id, self.validators, height=height, block_hash=header.block_hash
+                epoch_chain_id(self.chain_id, certifying.epoch),
+                certifying.public_keys,
+                height=height,
+                block_hash=header.block_hash,
             )
         except DecodeError as exc:
             raise VerificationError(
@@ -143,6 +174,7 @@ class LightClient:
             _hex(doc.get("header"), "proof.header"),
             _hex(doc.get("certificate"), "proof.certificate"),
             height,
+            doc.get("epochs"),
         )
         return VerifiedHead(height, header.state_root, header)
 
@@ -242,6 +274,7 @@ class LightClient:
             _hex(proof.get("header"), "proof.header"),
             _hex(proof.get("certificate"), "proof.certificate"),
             height,
+            proof.get("epochs"),
         )
         if size != header.tx_count:
             raise VerificationError(
@@ -283,6 +316,7 @@ class LightClient:
             _hex(doc.get("header_raw"), "header_raw"),
             _hex(doc.get("certificate_raw"), "certificate_raw"),
             height,
+            doc.get("epochs"),
         )
         if doc.get("hash") != header.block_hash.hex():
             raise VerificationError(f"the node's hash for block {height} is not its header's")

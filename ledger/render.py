@@ -22,6 +22,7 @@ from ledger.chain.types import (
     RoleChange,
     Transaction,
     Transfer,
+    ValidatorChange,
 )
 
 
@@ -47,6 +48,13 @@ def payload_json(tx: Transaction) -> dict[str, Any]:
             "action": str(payload.action),
             "role": str(payload.role),
             "address": payload.address.hex(),
+        }
+    if isinstance(payload, ValidatorChange):
+        return {
+            "action": str(payload.action),
+            "name": payload.name,
+            "public_key": payload.public_key.hex(),
+            "p2p": payload.p2p,
         }
     assert isinstance(payload, Call)
     return {

@@ -32,7 +32,7 @@ from typing import Any, Final
 from crypto.keyfile import save_key
 from crypto.keys import PrivateKey
 from genesis.builder import build_genesis
-from genesis.document import Genesis, Permissions, dump_genesis
+from genesis.document import ConsensusParams, Genesis, Permissions, dump_genesis
 from ledger.config import (
     CONFIG_FILE_NAME,
     GENESIS_FILE_NAME,
@@ -169,6 +169,7 @@ def init_testnet(
     permissioned: bool = False,
     admins: int = 1,
     admin_threshold: int = 1,
+    checkpoint_interval: int = 64,
 ) -> TestnetLayout:
     """Create a testnet layout in ``directory``; see the module docstring.
 
@@ -203,6 +204,9 @@ def init_testnet(
         [(key.address, balance) for key in account_keys],
         genesis_time=genesis_time,
         permissions=_permissions(account_keys, admins, admin_threshold) if permissioned else None,
+        consensus=ConsensusParams(
+            checkpoint_interval=checkpoint_interval, watermark_window=4 * checkpoint_interval
+        ),
     )
 
     addresses = [HostPort(LOCALHOST, node_ports(base_port, i)[0]) for i in range(validators)]

@@ -71,6 +71,9 @@ class FakeNode:
     async def validators(self) -> list[dict[str, Any]]:
         return [{"name": "node0"}]
 
+    async def validator_set(self, proof: bool = False) -> dict[str, Any]:
+        return {"epoch": 0, "validators": [], "pending": [], "height": 0}
+
     async def permissions(self, proof: bool = False) -> dict[str, Any]:
         doc: dict[str, Any] = {"roles": {"submit": "any"}, "admin_threshold": 1, "height": 7}
         return {**doc, "proof": {}} if proof else doc

@@ -47,7 +47,16 @@ from ledger.chain.types import (
     Transaction,
     Transfer,
     TxLimits,
+    ValidatorChange,
     tx_root,
+)
+from ledger.chain.validators import (
+    Member,
+    ValidatorSet,
+    apply_validator_vote,
+    end_of_block,
+    read_active,
+    vote_refusal,
 )
 
 #: Gas a native transfer costs (contract calls and deploys are metered by the VM).
@@ -85,6 +94,11 @@ class ChainRules:
     permissions: Permissions
     #: How far ahead of a validator's clock a proposal's timestamp may be.
     max_clock_skew_ms: int = 5_000
+    #: The genesis set (epoch 0) and the epoch boundaries (ledger/chain/validators.py);
+    #: the set that counts is the active one in state. None: derived from ``validators``.
+    genesis_set: ValidatorSet | None = None
+    genesis_height: int = 0
+    checkpoint_interval: int = 64
     #: The VM's program cache and loop: one per node (per ChainRules), so contract code
     #: is validated and pre-decoded once, not per transaction. Never changes a result.
     machine: Machine = field(default_factory=Machine, compare=False, repr=False)
@@ -102,7 +116,18 @@ class ChainRules:
             validators_hash=genesis.validators_hash(),
             permissions=genesis.permissions,
             max_clock_skew_ms=params.max_clock_skew_ms,
+            genesis_set=ValidatorSet.genesis(genesis),
+            genesis_height=genesis.initial_height - 1,
+            checkpoint_interval=params.checkpoint_interval,
         )
+
+    @property
+    def initial_set(self) -> ValidatorSet:
+        """The epoch-0 set: what an absent ``v a`` state key means."""
+        if self.genesis_set is not None:
+            return self.genesis_set
+        members = tuple(Member(f"node{i}", k) for i, k in enumerate(self.validators))
+        return ValidatorSet(0, self.genesis_height, members)
 
 
 class ChainTip(Protocol):
@@ -177,7 +202,9 @@ def check_includable(
     if tx.expiry_height is not None and tx.expiry_height < height:
         raise NotIncludable("expired", f"transaction expired at height {tx.expiry_height}")
     sender = tx.sender_address
-    refusal = role_refusal(overlay, tx.payload, sender)
+    refusal = role_refusal(overlay, tx.payload, sender) or vote_refusal(
+        overlay, rules.initial_set, tx.payload, tx.sender
+    )
     if refusal is not None:
         raise NotIncludable("not_permitted", refusal)
     expected = overlay.get_account(sender).nonce
@@ -194,6 +221,7 @@ def apply_transaction(
     tx: Transaction,
     context: BlockContext,
     machine: Machine | None = None,
+    rules: ChainRules | None = None,
 ) -> Receipt:
     """Execute an includable transaction: spend its nonce, run it, return its receipt."""
     sender = tx.sender_address
@@ -204,6 +232,10 @@ def apply_transaction(
         return _transfer(overlay, tx, sender, payload)
     if isinstance(payload, RoleChange):
         return apply_role_change(overlay, tx, payload)
+    if isinstance(payload, ValidatorChange):
+        if rules is None:
+            raise ValueError("executing a validator change needs the chain rules")
+        return apply_validator_vote(overlay, tx, payload, rules.initial_set, context.height)
     if isinstance(payload, Deploy):
         address = contracts.contract_address(sender, tx.nonce)
         result = contracts.deploy(
@@ -310,6 +342,7 @@ def build_block(
     height = tip.height + 1
     context = BlockContext(height, max(timestamp_ms, tip.timestamp_ms))
     overlay = StateOverlay(tip)
+    certifying = read_active(overlay, rules.initial_set)
     included: list[Transaction] = []
     receipts: list[Receipt] = []
     skipped: list[tuple[Transaction, NotIncludable]] = []
@@ -324,10 +357,11 @@ def build_block(
         except NotIncludable as exc:
             skipped.append((tx, exc))
             continue
-        receipts.append(apply_transaction(overlay, tx, context, rules.machine))
+        receipts.append(apply_transaction(overlay, tx, context, rules.machine, rules))
         included.append(tx)
         size += len(tx.raw)
         gas += tx.gas_limit
+    end_of_block(overlay, height, rules.genesis_height, rules.checkpoint_interval)
     txs = tuple(included)
     header, update = _finish(
         tip,
@@ -339,7 +373,7 @@ def build_block(
             "proposer": proposer,
             "timestamp_ms": context.timestamp_ms,
             "prev_hash": tip.block_hash,
-            "validators_hash": rules.validators_hash,
+            "validators_hash": certifying.hash(),
         },
         txs,
         tuple(receipts),
@@ -368,6 +402,7 @@ def validate_block(
     header = block.header
     height = tip.height + 1
     problems = []
+    certifying = read_active(StateOverlay(tip), rules.initial_set)
     if header.chain_id != rules.chain_id:
         problems.append(f"chain {header.chain_id!r}")
     if header.height != height:
@@ -377,11 +412,11 @@ def validate_block(
     # vote in; it must name that view's primary.
     if header.view > view:
         problems.append(f"view {header.view} is ahead of the current view {view}")
-    if header.proposer != header.view % len(rules.validators):
+    if header.proposer != header.view % certifying.n:
         problems.append(f"proposer {header.proposer} is not the primary of view {header.view}")
     if header.prev_hash != tip.block_hash:
         problems.append("prev_hash does not name the parent")
-    if header.validators_hash != rules.validators_hash:
+    if header.validators_hash != certifying.hash():
         problems.append("validators_hash does not match the validator set")
     if header.timestamp_ms < tip.timestamp_ms:
         problems.append("timestamp goes backwards")
@@ -405,7 +440,8 @@ def validate_block(
             raise InvalidBlock(
                 f"transaction {i} ({tx.hash.hex()[:16]}) is not includable: {exc}"
             ) from None
-        receipts.append(apply_transaction(overlay, tx, context, rules.machine))
+        receipts.append(apply_transaction(overlay, tx, context, rules.machine, rules))
+    end_of_block(overlay, height, rules.genesis_height, rules.checkpoint_interval)
     if receipts_root(receipts) != header.receipts_root:
         raise InvalidBlock("receipts_root does not match re-execution")
     update = StateTree.at(tip.state_root, tip.nodes).apply(overlay.writes)

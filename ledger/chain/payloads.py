@@ -33,6 +33,7 @@ class TxKind(enum.StrEnum):
     DEPLOY = "deploy"
     CALL = "call"
     ROLE = "role"
+    VALIDATOR = "validator"
 
 
 def abi_args(value: Value, name: str) -> tuple[AbiValue, ...]:
@@ -188,10 +189,84 @@ class RoleChange:
         )
 
 
-Payload = Transfer | Deploy | Call | RoleChange
+class SetAction(enum.StrEnum):
+    ADD = "add"
+    REMOVE = "remove"
+
+
+#: A validator name: what ``quorum validators`` and the logs call it.
+MAX_VALIDATOR_NAME_BYTES: Final = 32
+MAX_P2P_ADDRESS_BYTES: Final = 255
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorChange:
+    """A current validator's vote to add or remove a member of the validator set.
+
+    ``add`` names the newcomer, its Ed25519 ``public_key`` and its ``p2p`` address
+    (HOST:PORT, how peers reach it); ``remove`` names the member only (key and address
+    empty). The change takes effect at the epoch boundary after q of the current
+    validators voted for the same change (ledger/chain/validators.py).
+    """
+
+    action: SetAction
+    name: str
+    public_key: bytes = b""
+    p2p: str = ""
+
+    kind = TxKind.VALIDATOR
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "action", SetAction(self.action))
+        problem = validator_change_problem(self.action, self.name, self.public_key, self.p2p)
+        if problem is not None:
+            raise ValueError(problem)
+
+    def to_value(self) -> Value:
+        return [str(self.action), self.name, self.public_key, self.p2p]
+
+    @classmethod
+    def from_value(cls, value: Value) -> ValidatorChange:
+        items = as_list(value, "payload", max_len=4)
+        if len(items) != 4:
+            raise DecodeError("payload: a validator change has 4 fields [action, name, key, p2p]")
+        action = as_str(items[0], "payload.action", max_size=16)
+        if action not in SetAction.__members__.values():
+            raise DecodeError(f"payload.action: {action!r} is not add or remove")
+        name = as_str(items[1], "payload.name", max_size=MAX_VALIDATOR_NAME_BYTES)
+        public_key = as_bytes(items[2], "payload.public_key", max_size=keys.PUBLIC_KEY_SIZE)
+        p2p = as_str(items[3], "payload.p2p", max_size=MAX_P2P_ADDRESS_BYTES)
+        problem = validator_change_problem(SetAction(action), name, public_key, p2p)
+        if problem is not None:
+            raise DecodeError(f"payload: {problem}")
+        return cls(SetAction(action), name, public_key, p2p)
+
+
+def validator_change_problem(action: str, name: str, public_key: bytes, p2p: str) -> str | None:
+    """Why these fields are not a well-formed validator change (None: they are)."""
+    if (
+        not name
+        or len(name.encode()) > MAX_VALIDATOR_NAME_BYTES
+        or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name)
+    ):
+        return f"validator name {name!r}: 1..32 of a-z, A-Z, 0-9, '-', '_', '.'"
+    if action == SetAction.REMOVE:
+        if public_key or p2p:
+            return "a removal names the validator only (no key, no address)"
+        return None
+    if len(public_key) != keys.PUBLIC_KEY_SIZE:
+        return f"an Ed25519 public key is {keys.PUBLIC_KEY_SIZE} bytes, got {len(public_key)}"
+    host, sep, port = p2p.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return f"p2p address {p2p!r} is not HOST:PORT"
+    return None
+
+
+Payload = Transfer | Deploy | Call | RoleChange | ValidatorChange
 PAYLOAD_TYPES: Final[dict[str, type[Payload]]] = {
     TxKind.TRANSFER: Transfer,
     TxKind.DEPLOY: Deploy,
     TxKind.CALL: Call,
     TxKind.ROLE: RoleChange,
+    TxKind.VALIDATOR: ValidatorChange,
 }

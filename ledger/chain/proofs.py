@@ -27,6 +27,7 @@ from typing import Any
 
 from crypto.merkle import MerkleLevels, leaf_hash
 from crypto.smt_proof import Proof
+from ledger.chain.epoch_links import LINK_PREFIX, EpochLink, stored_links
 from ledger.chain.execute import ChainTip
 from ledger.chain.state_tree import StateTree
 from ledger.chain.state_tree_nodes import NodeReader
@@ -83,9 +84,12 @@ class StateProof:
     header: BlockHeader | None
     certificate: CommitCertificate | None
     reads: tuple[StateRead, ...]
+    #: The chain of validator sets up to the head (ledger/chain/epoch_links.py).
+    epochs: tuple[EpochLink, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
+            **epochs_json(self.epochs),
             "height": self.height,
             "header": None if self.header is None else self.header.raw.hex(),
             "certificate": None if self.certificate is None else self.certificate.encode().hex(),
@@ -110,9 +114,11 @@ class TxProof:
     tx_path: tuple[bytes, ...]
     receipt: Receipt
     receipt_path: tuple[bytes, ...]
+    epochs: tuple[EpochLink, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
+            **epochs_json(self.epochs),
             "height": self.height,
             "position": self.position,
             "tx_count": self.tx_count,
@@ -134,9 +140,20 @@ def prove_state(store: Store, keys: Sequence[bytes]) -> StateProof:
             return StateProof(tip.height, None, None, reads)
         header = store.get_header(tip.height)
         certificate = store.get_certificate(tip.height)
+        links = chain_of_sets(store)
     if header is None or certificate is None:
         raise AssertionError(f"the head block {tip.height} has no header or certificate")
-    return StateProof(tip.height, header, certificate, reads)
+    return StateProof(tip.height, header, certificate, reads, links)
+
+
+def chain_of_sets(store: Store) -> tuple[EpochLink, ...]:
+    """The store's epoch links, in order (none on a chain without a set change)."""
+    return tuple(stored_links(store.consensus_meta_items(LINK_PREFIX)))
+
+
+def epochs_json(links: tuple[EpochLink, ...]) -> dict[str, Any]:
+    """The ``epochs`` field of a proof (absent when there is no link)."""
+    return {"epochs": [link.to_json() for link in links]} if links else {}
 
 
 class BlockTrees:
@@ -186,6 +203,7 @@ def prove_transaction(
         header = store.get_header(height)
         certificate = store.get_certificate(height)
         tx_tree, receipt_tree, receipts = trees.get(store, height)
+        links = chain_of_sets(store)
     if header is None or certificate is None:
         raise AssertionError(f"block {height} is incomplete in the store")
     return tx, TxProof(
@@ -197,4 +215,5 @@ def prove_transaction(
         tuple(tx_tree.audit_path(position)),
         Receipt.decode(receipts[position]),
         tuple(receipt_tree.audit_path(position)),
+        links,
     )

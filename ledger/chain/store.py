@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy import exc as sa_exc
 
+from consensus.config import epoch_chain_id
 from ledger.chain.accounts import EMPTY_ACCOUNT, Account, account_key, genesis_state
 from ledger.chain.snapshot import StateChunk
 from ledger.chain.state_tree import EMPTY_ROOT, StateTree, TreeUpdate
@@ -108,6 +109,7 @@ from ledger.chain.types import (
     CommitCertificate,
     Receipt,
 )
+from ledger.chain.validators import ValidatorSet, known_sets
 
 if TYPE_CHECKING:
     from genesis.document import Genesis
@@ -152,6 +154,7 @@ class Store(BlockReads):
             genesis_hash=genesis.hash(),
             initial_height=genesis.initial_height,
             validators=tuple(v.public_key for v in genesis.validators),
+            certifiers=self._certifiers,
         )
         self._genesis = genesis
         self._engine = engine
@@ -463,14 +466,14 @@ class Store(BlockReads):
             with self._conn.begin():
                 self._write_consensus_meta(records)
 
-    def consensus_meta_items(self) -> list[tuple[str, bytes]]:
-        """Every consensus record, sorted by key (read once at startup)."""
+    def consensus_meta_items(self, prefix: str = "") -> list[tuple[str, bytes]]:
+        """Every consensus record (whose key starts with ``prefix``), sorted by key."""
+        table = consensus_meta_table
+        query = select(table.c.key, table.c.value).order_by(table.c.key)
+        if prefix:
+            query = query.where(table.c.key >= prefix, table.c.key < prefix + "\uffff")
         with self._reading():
-            rows = self._conn.execute(
-                select(consensus_meta_table.c.key, consensus_meta_table.c.value).order_by(
-                    consensus_meta_table.c.key
-                )
-            ).all()
+            rows = self._conn.execute(query).all()
         return [(str(k), bytes(v)) for k, v in rows]
 
     def _write_consensus_meta(self, records: Mapping[str, bytes | None]) -> None:
@@ -549,6 +552,22 @@ class Store(BlockReads):
 
     # ------------------------------------------------------------------ reads
 
+    def _certifiers(self, validators_hash: bytes) -> tuple[str, tuple[bytes, ...]] | None:
+        """The signing domain and keys of the set a header names (validator-set epochs:
+        genesis, the active set or the one it replaced); None if the state names no such set."""
+        reader = _TransactionReader(self)
+        for candidate in known_sets(reader, ValidatorSet.genesis(self._genesis)):
+            if candidate.hash() == validators_hash:
+                return epoch_chain_id(self._info.chain_id, candidate.epoch), candidate.public_keys
+        return None
+
+    def _state_in_transaction(self, key: bytes) -> bytes | None:
+        """A state value read inside the caller's open transaction (the checks at open)."""
+        if not self._conn.in_transaction():
+            return self.get_state(key)
+        row = self._conn.exec_driver_sql(STATE_GET_SQL, (key,)).first()
+        return None if row is None else self._checked_state(key, row[0], row[1])
+
     def get_state(self, key: bytes) -> bytes | None:
         """The value of state ``key`` at the head, or None.
 
@@ -623,3 +642,13 @@ class Store(BlockReads):
         if state_checksum(bytes(key), value) != checksum:
             self._corrupt(f"state key {bytes(key).hex()} is damaged (its checksum does not match)")
         return value
+
+
+class _TransactionReader:
+    """State reads for :func:`known_sets` that join an open transaction."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def get_state(self, key: bytes) -> bytes | None:
+        return self._store._state_in_transaction(key)

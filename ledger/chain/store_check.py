@@ -61,6 +61,14 @@ class StoreInfo:
     genesis_hash: bytes
     initial_height: int
     validators: tuple[bytes, ...]
+    #: The signing domain and keys of the set whose hash a header names as its certifier
+    #: (validator-set epochs); None: a set this store cannot name from its state.
+    certifiers: Callable[[bytes], tuple[str, tuple[bytes, ...]] | None] | None = None
+
+    def signers(self, validators_hash: bytes) -> tuple[str, tuple[bytes, ...]] | None:
+        if self.certifiers is None:
+            return self.chain_id, self.validators
+        return self.certifiers(validators_hash)
 
     def corrupt(self, detail: str) -> NoReturn:
         raise StoreError(f"store at {self.path} is inconsistent: {detail}")
@@ -209,7 +217,9 @@ def check_chain(conn: Connection, info: StoreInfo, head: int, base: Head) -> Non
     """Every block from the first above ``base`` to ``head``: whole, linked and certified."""
     prev_hash = base.block_hash
     for height in range(base.height + 1, head + 1):
-        prev_hash = check_block(conn, info, height, prev_hash, verify_certificate=True)
+        prev_hash = check_block(
+            conn, info, height, prev_hash, verify_certificate=True, strict_set=False
+        )
 
 
 def _count_above(conn: Connection, height: int) -> int:
@@ -222,9 +232,17 @@ def _count_above(conn: Connection, height: int) -> int:
 
 
 def check_block(
-    conn: Connection, info: StoreInfo, height: int, prev_hash: bytes, *, verify_certificate: bool
+    conn: Connection,
+    info: StoreInfo,
+    height: int,
+    prev_hash: bytes,
+    *,
+    verify_certificate: bool,
+    strict_set: bool = True,
 ) -> bytes:
-    """Check one stored block against its predecessor's hash; return its hash."""
+    """Check one stored block against its predecessor's hash; return its hash.
+    ``strict_set``: a header naming a set the store's state does not know is damage (the
+    head's set always is known; a block of an older epoch is checked without it)."""
     row = conn.execute(
         select(
             blocks_table.c.hash,
@@ -264,9 +282,12 @@ def check_block(
         info.corrupt(f"block {height}'s commit certificate does not decode: {exc}")
     if certificate.height != height or certificate.block_hash != block_hash:
         info.corrupt(f"block {height}'s commit certificate is for another block")
-    if verify_certificate:
+    signers = info.signers(header.validators_hash) if verify_certificate else None
+    if verify_certificate and signers is None and strict_set:
+        info.corrupt(f"block {height}'s header names a validator set this store does not know")
+    if signers is not None:
         try:
-            certificate.verify(info.chain_id, info.validators)
+            certificate.verify(*signers)
         except InvalidCertificate as exc:
             info.corrupt(f"block {height}'s commit certificate does not verify: {exc}")
     tx_rows = conn.execute(

@@ -72,6 +72,11 @@ COMMANDS: Final[dict[str, LazyCommand]] = {
         "ledger.cli.testnet_cmd", "testnet", "Run a multi-validator network on this machine."
     ),
     "tx": LazyCommand("ledger.cli.tx_cmd", "tx", "Send transfers and look up transactions."),
+    "validators": LazyCommand(
+        "ledger.cli.validators_cmd",
+        "validators",
+        "Vote validator-set changes (add, remove) and list the set with its epoch.",
+    ),
 }
 
 

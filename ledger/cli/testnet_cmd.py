@@ -94,6 +94,13 @@ def testnet() -> None:
     show_default=True,
     help="With --permissioned: how many admins must vote for a role change.",
 )
+@click.option(
+    "--checkpoint-interval",
+    type=click.IntRange(1, 10_000),
+    default=64,
+    show_default=True,
+    help="Blocks between checkpoints (validator-set changes take effect at one).",
+)
 @json_option
 @command_errors
 def testnet_init(
@@ -107,6 +114,7 @@ def testnet_init(
     permissioned: bool,
     admins: int,
     admin_threshold: int,
+    checkpoint_interval: int,
     as_json: bool,
 ) -> None:
     """Lay out validator homes, genesis and funded accounts in --dir."""
@@ -124,6 +132,7 @@ def testnet_init(
             permissioned=permissioned,
             admins=admins,
             admin_threshold=admin_threshold,
+            checkpoint_interval=checkpoint_interval,
         )
     except TestnetError as exc:
         raise CommandError(str(exc)) from None

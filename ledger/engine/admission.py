@@ -34,6 +34,7 @@ from ledger.chain.types import (
     decode_transaction,
     validate_transaction,
 )
+from ledger.chain.validators import vote_refusal
 
 #: Transactions whose signatures a node remembers as verified (FIFO; ~60 bytes each).
 MAX_VERIFIED_CACHE: Final = 200_000
@@ -147,7 +148,9 @@ def admit_raw(
     if tx.gas_limit > rules.max_block_gas or len(raw) > rules.max_block_bytes:
         raise TxRejected("gas_limit", "the transaction does not fit in any block")
     if roles is not None:
-        refusal = role_refusal(roles, tx.payload, tx.sender_address)
+        refusal = role_refusal(roles, tx.payload, tx.sender_address) or vote_refusal(
+            roles, rules.initial_set, tx.payload, tx.sender
+        )
         if refusal is not None:
             raise TxRejected("not_permitted", refusal)
     if gate is not None and not already_verified:  # the engine applies the gate again

@@ -36,8 +36,9 @@ def assemble_engine(
     tick_ms: int,
     engine_class: type[Engine] = Engine,
 ) -> Engine:
-    """The engine of one validator; ``replica`` makes the core from its config (a fresh
-    ``Replica(config, key)`` or ``Replica.restore(config, key, persisted, head)``)."""
+    """The engine of one validator; ``replica`` makes the core from the genesis epoch's
+    config (a fresh ``Replica(config, key)`` or ``Replica.restore(config, key, persisted,
+    head)``; after a set change, of the active epoch's config, ledger/engine/epochs.py)."""
     rules = ChainRules.from_genesis(genesis)
     params = genesis.consensus
     blocks = BlockCache(
@@ -61,6 +62,7 @@ def assemble_engine(
     )
     return engine_class(
         replica=replica(config),
+        base_config=config,
         rules=rules,
         speculative=SpeculativeBlocks(tip),
         mempool=mempool,

@@ -29,12 +29,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from consensus.config import ReplicaConfig
 from consensus.messages import CommitProof
 from consensus.ready import CommittedBlock, ProposalRequest, Ready, ValidateRequest, merge_readies
 from consensus.replica import Replica
 from crypto.encoding import DecodeError
 from ledger.chain.execute import ChainRules
 from ledger.chain.types import CommitCertificate, Receipt, ReceiptStatus, TxRejected
+from ledger.chain.validators import activated_by
 from ledger.engine.admission import (
     BACKPRESSURE_CODES,
     PERMANENT_SKIPS,
@@ -43,6 +45,7 @@ from ledger.engine.admission import (
     Backpressure,
 )
 from ledger.engine.blocks import BlockCache
+from ledger.engine.epochs import ends_epoch, epoch_config
 from ledger.engine.events import (
     Built,
     Event,
@@ -120,8 +123,11 @@ class Engine:
         blocks: BlockCache,
         render_receipt: ReceiptRenderer,
         backpressure: Backpressure | None = None,
+        base_config: ReplicaConfig | None = None,
     ) -> None:
         self.replica = replica
+        #: The genesis epoch's config (limits, timers, digest): each epoch's derives from it.
+        self.base_config = base_config or replica.config
         self.rules = rules
         self.speculative = speculative
         self.mempool = mempool
@@ -136,6 +142,11 @@ class Engine:
         #: Why the last peer proposal was refused (the driver logs it).
         self.last_rejection = ""
         self.counters: dict[str, int] = {}
+        #: Set when the committed head ended the epoch: the config of the next epoch. The
+        #: driver builds that epoch's replica (with its key; or stops taking part if its key
+        #: is not in the set), clears the old epoch's consensus records, and calls
+        #: :meth:`next_epoch` once it has acted on every output of the old replica.
+        self.epoch_ended: ReplicaConfig | None = None
         self._outputs = Outputs()
         self._told: tuple[bool, bytes | None] | None = None
         self._handlers: dict[type, Callable[[Any], Ready]] = {
@@ -180,6 +191,17 @@ class Engine:
         return max(0, self.backpressure.client_limit(self.now_ms) - self.unverified)
 
     # ------------------------------------------------------------------ work items
+
+    def next_epoch(self, replica: Replica) -> Ready:
+        """The driver built the next epoch's replica (see ``Outputs.next_epoch``): it takes
+        over from the old one, which is done (it votes on nothing above the switch block)."""
+        if not self.replica.epoch_over:
+            raise ValueError("the current epoch is not over")
+        self.replica = replica
+        self.epoch_ended = None
+        self._told = None
+        self.count("epochs.switched")
+        return self._merge(replica.start(), self._tell_pending(force=True))
 
     def commit_work(self, committed: CommittedBlock) -> CommitWork:
         executed = self.speculative.get(committed.height, committed.digest)
@@ -350,7 +372,12 @@ class Engine:
         self.proposer.observe_execution(len(outcome.block.transactions), event.elapsed_us)
         self.speculative.add(outcome)
         return self.replica.proposal_validated(
-            request.view, request.height, request.digest, True, outcome.state_root
+            request.view,
+            request.height,
+            request.digest,
+            True,
+            outcome.state_root,
+            ends_epoch(outcome),
         )
 
     def _on_built(self, event: Built) -> Ready:
@@ -380,6 +407,7 @@ class Engine:
             request.parent_digest,
             payload,
             executed.state_root,
+            ends_epoch(executed),
         )
 
     def _on_persisted(self, event: Persisted) -> Ready:
@@ -399,6 +427,16 @@ class Engine:
         self._answer_dropped(dropped)
         self.count("blocks.committed")
         self.count("txs.committed", len(block.transactions))
+        activated = activated_by(executed.overlay.writes)
+        if self.replica.epoch_over and activated is not None:
+            self.epoch_ended = epoch_config(
+                self.base_config,
+                self.rules.chain_id,
+                activated,
+                executed.block_hash,
+                executed.state_root,
+            )
+            return Ready()
         return self._tell_pending(force=True)
 
     # ------------------------------------------------------------------ helpers

@@ -17,6 +17,7 @@ touches consensus state directly. Routes (all JSON unless noted)::
     POST /v1/contracts/{address}/query   {"method": str, "args": [...]}   read-only call
     GET  /v1/status                  height, head, view, primary, peers, syncing, why stalled
     GET  /v1/validators
+    GET  /v1/validator-set           the active set in state (epoch, p2p), scheduled set, votes
     GET  /v1/permissions             roles and holders, admin threshold, pending role changes
     GET  /health                     200 when serving, 503 when not
     GET  /metrics                    Prometheus text format
@@ -92,6 +93,9 @@ class NodeBackend(Protocol):
 
     async def permissions(self, proof: bool = False) -> dict[str, Any]:
         """Roles, holders, admin threshold, pending changes; with ``proof``, their proof."""
+
+    async def validator_set(self, proof: bool = False) -> dict[str, Any]:
+        """The active validator set in state, the scheduled one, pending votes."""
 
     async def validators(self) -> list[dict[str, Any]]: ...
 
@@ -275,6 +279,10 @@ def build_app(backend: NodeBackend) -> Starlette:
     async def validators(request: Request) -> Response:
         return _json({"validators": await backend.validators()})
 
+    async def validator_set(request: Request) -> Response:
+        proof = request.query_params.get("proof") == "true"
+        return _json(await backend.validator_set(proof=proof))
+
     async def permissions(request: Request) -> Response:
         if _wants_proof(request):
             return _json(await backend.permissions(proof=True))
@@ -319,6 +327,7 @@ def build_app(backend: NodeBackend) -> Starlette:
         Route("/v1/contracts/{address}/storage/{key}", storage, methods=["GET"]),
         Route("/v1/status", status, methods=["GET"]),
         Route("/v1/validators", validators, methods=["GET"]),
+        Route("/v1/validator-set", validator_set, methods=["GET"]),
         Route("/v1/permissions", permissions, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

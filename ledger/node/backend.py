@@ -18,7 +18,14 @@ from contracts.container import parse_container
 from ledger import render
 from ledger.chain.accounts import EMPTY_ACCOUNT, Account, account_key, code_key, storage_key
 from ledger.chain.execute import query_contract
-from ledger.chain.proofs import BlockTrees, RecordingTip, prove_state, prove_transaction
+from ledger.chain.proofs import (
+    BlockTrees,
+    RecordingTip,
+    chain_of_sets,
+    epochs_json,
+    prove_state,
+    prove_transaction,
+)
 from ledger.chain.roles import LISTING_KEYS, RoleTable
 from ledger.engine.engine import dropped_answer
 from ledger.node.api import ApiError
@@ -95,7 +102,8 @@ class NodeService:
             block = store.get_block(at)
             if block is None:
                 return None
-            return render.block_json(block, store.get_certificate(at))
+            links = epochs_json(chain_of_sets(store))
+            return {**render.block_json(block, store.get_certificate(at)), **links}
 
         return await trio.to_thread.run_sync(read)
 
@@ -209,6 +217,27 @@ class NodeService:
 
         return await trio.to_thread.run_sync(read)
 
+    async def validator_set(self, proof: bool = False) -> dict[str, Any]:
+        """The active set (epoch, members with p2p), the scheduled set, pending votes."""
+        from ledger.chain import validators as vset
+
+        store = self.node.store
+        genesis_set = vset.ValidatorSet.genesis(self.node.genesis)
+        keys = list(vset.LISTING_KEYS)
+
+        def read() -> dict[str, Any]:
+            if proof:
+                bundle = prove_state(store, keys)
+                values = {r.key: r.value for r in bundle.reads}
+                doc = vset.listing(values, genesis_set)
+                return {**doc, "height": bundle.height, "proof": bundle.to_json()}
+            with store.holding():
+                height = store.head_height
+                values = {key: store.get_state(key) for key in keys}
+            return {**vset.listing(values, genesis_set), "height": height}
+
+        return await trio.to_thread.run_sync(read)
+
     async def status(self) -> dict[str, Any]:
         return status_json(self.node)
 
@@ -250,7 +279,7 @@ def status_json(node: Node) -> dict[str, Any]:
         "state_root": store.state_root.hex(),
         "base_height": store.base_height,
         "view": replica.view,
-        "primary": node.names[replica.primary],
+        "primary": node.replica_config.name(replica.primary),
         "view_active": replica.view_active,
         "stable_checkpoint": replica.stable_checkpoint,
         "in_flight": list(replica.in_flight),

@@ -37,7 +37,6 @@ from consensus.ready import (
     ProposalRequest,
     Ready,
     ValidateRequest,
-    ViewChangeReason,
     merge_readies,
 )
 from consensus.records import CommittedHead
@@ -71,7 +70,7 @@ from ledger.engine.speculative import (
     run_commit_execution,
     run_validation,
 )
-from ledger.node import persist, wire
+from ledger.node import epochs, persist, wire
 from ledger.node.admission import check_batch, commit_result
 from ledger.node.peer_limits import (
     BYZANTINE_GOSSIP_CODES,
@@ -86,7 +85,9 @@ from ledger.node.support import (
     NodeHalted,
     OneShotTimer,
     Waiter,
+    log_notes,
     offload,
+    syncing_status,
 )
 from ledger.node.transport import PeerNetwork
 
@@ -107,6 +108,8 @@ PRUNE_EVERY_BLOCKS: Final = 32
 #: Client transactions being verified at once (queued for or inside worker threads); a
 #: submission beyond this is refused with ``busy`` before anything is decoded.
 MAX_VERIFYING_TXS: Final = 8_000
+#: Without a commit for this long, ask a peer for blocks above the head (see _maybe_probe).
+PROBE_AFTER_MS: Final = 5_000
 #: After a state sync that found nothing better than replaying, wait this long to ask again.
 STATE_SYNC_RETRY_S: Final = 30.0
 
@@ -160,11 +163,12 @@ class Node:
         #: State sync is considered when this many blocks behind (else blocks are replayed).
         self.state_sync_min_blocks = genesis.consensus.checkpoint_interval
         self._next_state_sync_s = 0.0
+        self._last_probe_ms = 0
 
     def _assemble_engine(self) -> None:
         """The engine (consensus core, mempool, executed-block tree) from the store: at
         start, and again after a state sync replaced the store's contents."""
-        store, genesis, key = self.store, self.genesis, self.key
+        store, genesis = self.store, self.genesis
         config = self.config
         self.mempool = Mempool(max_txs=config.mempool_max_txs, max_bytes=config.mempool_max_bytes)
         items = store.consensus_meta_items()
@@ -183,18 +187,45 @@ class Node:
                 certificate.view, certificate.height, certificate.block_hash, certificate.votes
             ),
         )
+        if persist.records_epoch(items) != epochs.active_set(store, self.rules).epoch:
+            items = []  # the old epoch's, left by a stop during the switch
         self.engine = assemble_engine(
             genesis,
             tip=store.tip(),
             genesis_state_root=store.genesis_state_root,
             mempool=self.mempool,
-            replica=lambda c: Replica.restore(c, key, persist.load_persisted(items), head),
+            replica=lambda base: epochs.restored_replica(
+                store, self.rules, self.key, base, items, head
+            ),
             render_receipt=render.receipt_json,
             tick_ms=TICK_MS,
         )
+        self._use_replica()
+        self.blocks = self.engine.blocks
+
+    def _use_replica(self) -> None:
         self.replica = self.engine.replica
         self.replica_config = self.replica.config
-        self.blocks = self.engine.blocks
+        self._peer_ids = epochs.peer_ids(self.replica_config, self.genesis)
+
+    async def _switch_epoch(self) -> Ready:
+        """The committed head ended the epoch: drop the old epoch's consensus records, start
+        the next epoch's replica on that block (docs/CONSENSUS.md §12)."""
+        config = self.engine.epoch_ended
+        assert config is not None
+        epoch = epochs.active_set(self.store, self.rules).epoch
+        records = persist.epoch_switch_records(self._record_keys, epoch)
+        await trio.to_thread.run_sync(self.store.write_consensus_meta, records)
+        self._record_keys.clear()
+        epochs.check_member(config, self.key.public_key, config.genesis_height)
+        ready = self.engine.next_epoch(Replica(config, self.key))
+        self._use_replica()
+        log.info(
+            "epoch switch after block %d: %d validators (%s), this node is %s",
+            config.genesis_height, config.n, ", ".join(config.validator_names),
+            config.name(self.replica.index),
+        )  # fmt: skip
+        return ready
 
     # ------------------------------------------------------------------ running
 
@@ -504,6 +535,19 @@ class Node:
             self.counters["consensus.batches"] += 1
             await self._handle(readies)
             await self._maybe_state_sync()
+            self._maybe_probe()
+
+    def _maybe_probe(self) -> None:
+        """No commit for a while: ask a peer for blocks above our head anyway. A replica
+        left in an old epoch (down during a set change) cannot verify the new set's STATUS
+        and CHECKPOINT messages, so it learns it is behind only from the blocks themselves:
+        it commits up to the switch block, switches, and then catches up as usual."""
+        now = self._clock_ms()
+        if now - max(self.last_commit_ms, self._last_probe_ms) < PROBE_AFTER_MS:
+            return
+        self._last_probe_ms = now
+        height = self.replica.committed_height
+        self._start_fetch(FetchRequest(height + 1, height + wire.MAX_BLOCKS_PER_REPLY))
 
     def _after_step(self) -> None:
         """Act on the engine's side outputs: answers, gossip, wake-ups."""
@@ -532,7 +576,7 @@ class Node:
                     f"{ready.halt}: this node's state at {self.store.path} differs from what "
                     "the validators certified (a damaged store, or a bug); stopping"
                 )
-            self._log_notes(ready)
+            log_notes(ready, self.mempool, self.gossip_in.queued_txs, self.counters)
             records = persist.batch_records(ready.persist) if ready.persist is not None else {}
             if records and not ready.committed:
                 # A few small rows: cheaper inline than a worker-thread round trip.
@@ -542,12 +586,10 @@ class Node:
             for index, committed in enumerate(ready.committed):
                 batch.append(await self._commit(committed, records if index == 0 else {}))
             if self.net is not None:
-                for outbound in ready.messages:
+                for outbound, peers in epochs.route(ready.messages, self._peer_ids, self.index):
                     payload = wire.frame(wire.Family.CONSENSUS, outbound.message.encode())
-                    if outbound.to is None:
-                        self.net.broadcast(payload)
-                    else:
-                        self.net.send(outbound.to, payload)
+                    for peer in peers:
+                        self.net.send(peer, payload)
             for request in ready.validate:
                 batch.append(await self._validate(request))
             if ready.propose is not None:
@@ -555,22 +597,8 @@ class Node:
             if ready.fetch is not None:
                 self._start_fetch(ready.fetch)
             self._after_step()
-
-    def _log_notes(self, ready: Ready) -> None:
-        for note in ready.notes:
-            if note.reason is ViewChangeReason.ENTERED:
-                log.info("entered view %d: %s", note.view, note.detail)
-            else:
-                pool = self.mempool.statistics()
-                oldest = self.mempool.oldest_includable()
-                log.info(
-                    "view change to %d (%s): %s; here: %d waiting, %d includable from %d "
-                    "senders, oldest includable %s, gossip inbox %d",
-                    note.view, note.reason.value, note.detail, pool.transactions,
-                    pool.includable, pool.includable_senders,
-                    "none" if oldest is None else oldest.hex()[:16], self.gossip_in.queued_txs,
-                )  # fmt: skip
-            self.counters[f"view_change.{note.reason.value}"] += 1
+            if not batch and self.engine.epoch_ended is not None:
+                batch.append(await self._switch_epoch())
 
     async def _validate(self, request: ValidateRequest) -> Ready:
         work = self.engine.validation_work(request, self._clock_ms())
@@ -593,7 +621,8 @@ class Node:
         work = self.engine.proposal_work(request, self._clock_ms())
         if not isinstance(work, BuildWork):
             return work
-        rules, signature_ok, index = self.rules, self.verified.signature_ok, self.index
+        rules, signature_ok = self.rules, self.verified.signature_ok
+        index = self.replica.index  # the proposer's index in the epoch's set
 
         def build() -> tuple[Any, int]:
             started = time.perf_counter_ns()
@@ -625,7 +654,7 @@ class Node:
                 final.receipts,
                 final.overlay.writes,
                 tree_update=final.tree_update,
-                consensus_meta=records or None,
+                consensus_meta={**records, **epochs.link_record(final, certificate)} or None,
             )
 
         await offload(write, len(block.transactions))
@@ -651,19 +680,11 @@ class Node:
     # ------------------------------------------------------------------ catch-up
 
     def syncing(self) -> dict[str, Any] | bool:
-        """False when up to date; else what ``/v1/status`` shows: the state sync's phase and
-        progress, or the blocks being replayed."""
-        state_sync = self.state_sync.status()
-        if state_sync is not None:
-            return state_sync
-        target, height = self.replica.catchup_target, self.replica.committed_height
-        if target <= height:
-            return False
-        return {
-            "mode": "replay",
-            "phase": "replaying",
-            "progress": {"height": height, "target": target},
-        }
+        """False when up to date; else what ``/v1/status`` shows (ledger/node/support.py)."""
+        replica = self.replica
+        return syncing_status(
+            self.state_sync.status(), replica.catchup_target, replica.committed_height
+        )
 
     def _start_fetch(self, request: FetchRequest) -> None:
         if (

@@ -24,8 +24,12 @@ from consensus.records import (
     PreparedRecord,
     SignedSlot,
 )
+from ledger.chain.epoch_links import LINK_PREFIX
 
 HARD_KEY: Final = "hard"
+#: The validator-set epoch the records belong to (absent: epoch 0). Records of another
+#: epoch than the active one are the old epoch's, left by a stop during the switch: dropped.
+EPOCH_KEY: Final = "epoch"
 _SIGNED: Final = "signed/"
 _PREPARED: Final = "prepared/"
 
@@ -47,6 +51,24 @@ def batch_records(batch: PersistBatch) -> dict[str, bytes | None]:
         records[signed_key(slot)] = slot.encode()
     for record in batch.prepared:
         records[prepared_key(record)] = record.encode()
+    return records
+
+
+def records_epoch(items: Iterable[tuple[str, bytes]]) -> int:
+    """The epoch the stored records belong to."""
+    for key, value in items:
+        if key == EPOCH_KEY:
+            return int(value.decode("ascii"))
+    return 0
+
+
+def epoch_switch_records(keys: Iterable[str], epoch: int) -> dict[str, bytes | None]:
+    """Delete every record of the old epoch and mark the new one, in one write (the chain
+    of sets' links, ``epochs/...``, are not consensus records: they stay)."""
+    records: dict[str, bytes | None] = dict.fromkeys(
+        sorted(k for k in keys if not k.startswith(LINK_PREFIX))
+    )
+    records[EPOCH_KEY] = str(epoch).encode("ascii")
     return records
 
 

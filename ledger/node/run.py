@@ -26,7 +26,7 @@ from ledger.node.api import build_app
 from ledger.node.backend import NodeService
 from ledger.node.journal import JOURNAL_NAME, save_journal, take_journal
 from ledger.node.node import Node
-from ledger.node.support import NodeHalted
+from ledger.node.support import NodeHalted, NotAMember
 from ledger.node.transport import open_peer_network
 
 log = logging.getLogger("quorum.node")
@@ -59,6 +59,11 @@ def _fatal(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
     return None
 
 
+def _stop_message(exc: BaseException) -> str:
+    """Damage comes with the repair hint; a validator removed from the set has nothing to fix."""
+    return str(exc) if isinstance(exc, NotAMember) else f"{exc}; {REPAIR_HINT}"
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()),
@@ -88,10 +93,10 @@ async def run_node(home: Path, *, password: str | None = None) -> None:
         if fatal is None:
             raise
         log.error("stopping: %s", fatal)
-        raise StartupError(f"{fatal}; {REPAIR_HINT}") from None
+        raise StartupError(_stop_message(fatal)) from None
     except (StoreError, NodeHalted) as exc:
         log.error("stopping: %s", exc)
-        raise StartupError(f"{exc}; {REPAIR_HINT}") from None
+        raise StartupError(_stop_message(exc)) from None
     finally:
         store.close()
 

@@ -6,11 +6,18 @@ Never: block the event loop for more than a small job (:data:`INLINE_MAX_TXS`).
 
 from __future__ import annotations
 
+import collections
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import trio
+
+from consensus.ready import Ready, ViewChangeReason
+from ledger.engine.mempool import Mempool
+
+log = logging.getLogger("quorum.node")
 
 _T = TypeVar("_T")
 
@@ -63,3 +70,44 @@ class OneShotTimer:
             self._action()
 
         nursery.start_soon(fire)
+
+
+class NotAMember(NodeHalted):
+    """This validator's key is not in the active validator set (it was removed by a vote):
+    it no longer takes part in consensus. Not damage: nothing to repair."""
+
+
+def log_notes(
+    ready: Ready, mempool: Mempool, gossip_queued: int, counters: collections.Counter[str]
+) -> None:
+    """Log the core's view-change notes with what this node's mempool holds."""
+    for note in ready.notes:
+        if note.reason is ViewChangeReason.ENTERED:
+            log.info("entered view %d: %s", note.view, note.detail)
+        else:
+            pool = mempool.statistics()
+            oldest = mempool.oldest_includable()
+            log.info(
+                "view change to %d (%s): %s; here: %d waiting, %d includable from %d "
+                "senders, oldest includable %s, gossip inbox %d",
+                note.view, note.reason.value, note.detail, pool.transactions,
+                pool.includable, pool.includable_senders,
+                "none" if oldest is None else oldest.hex()[:16], gossip_queued,
+            )  # fmt: skip
+        counters[f"view_change.{note.reason.value}"] += 1
+
+
+def syncing_status(
+    state_sync: dict[str, Any] | None, target: int, height: int
+) -> dict[str, Any] | bool:
+    """False when up to date; else what ``/v1/status`` shows: the state sync's phase and
+    progress, or the blocks being replayed."""
+    if state_sync is not None:
+        return state_sync
+    if target <= height:
+        return False
+    return {
+        "mode": "replay",
+        "phase": "replaying",
+        "progress": {"height": height, "target": target},
+    }
