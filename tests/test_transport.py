@@ -7,6 +7,7 @@ Every wait is on a condition under a generous deadline; ports are chosen by the 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -29,6 +30,7 @@ from crypto.keys import PrivateKey
 from genesis.builder import build_genesis
 from genesis.document import Genesis
 from ledger.config import HostPort, NodeConfig, PeerConfig
+from ledger.node.membership import KnownMember, peer_id
 from ledger.node.transport import (
     IDLE_TIMEOUT,
     TIMEOUT,
@@ -479,17 +481,48 @@ def test_settings_are_checked() -> None:
         TransportSettings(max_frame_bytes=MAX_FRAME_BYTES + 1)
 
 
-def test_a_node_outside_the_genesis_cannot_open_a_network() -> None:
+def test_the_peer_table_follows_the_set_a_newcomer_links_and_a_dropped_member_is_cut() -> None:
+    """A key outside the genesis opens a network (a follower); the genesis validators link
+    to it once it is in their table (learnt from state), and drop it when it leaves."""
+
     async def main() -> None:
         nodes = await make_nodes((1,))
         listeners = nodes[1].listeners
         assert listeners is not None
-        with pytest.raises(ValueError, match="not in the genesis"):
-            async with open_peer_network(
-                nodes[1].config, GENESIS, STRANGER, nodes[1].received, listeners=listeners
-            ):
-                pass  # pragma: no cover
-        assert all(listener.socket.fileno() == -1 for listener in listeners)  # closed for us
+        stranger_listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = stranger_listeners[0].socket.getsockname()[1]
+        newcomer = KnownMember("v9", STRANGER.public_key, HostPort("127.0.0.1", port))
+        genesis_members = [KnownMember(f"v{i}", k.public_key, None) for i, k in enumerate(KEYS)]
+        config = dataclasses.replace(
+            nodes[1].config,
+            name="v9",
+            p2p_listen=HostPort("127.0.0.1", port),
+            peers=(PeerConfig("v1", HostPort("127.0.0.1", nodes[1].port), KEYS[1].public_key),),
+        )
+        stranger_inbox: list[tuple[int, bytes]] = []
+        async with (
+            open_node(nodes[1]) as net,
+            open_peer_network(
+                config,
+                GENESIS,
+                STRANGER,
+                lambda s, m: stranger_inbox.append((s, m)),
+                settings=FAST,
+                listeners=stranger_listeners,
+            ) as follower,
+        ):
+            new_id = peer_id(GENESIS, STRANGER.public_key)
+            assert follower.own_index == new_id and not net.knows(new_id)
+            assert new_id not in net.connected_peers()
+            net.update_members([*genesis_members, newcomer])
+            follower.update_members([*genesis_members, newcomer])
+            with trio.fail_after(DEADLINE_S):
+                await net.wait_connected([new_id])
+            net.send(new_id, b"welcome")
+            await until(lambda: stranger_inbox == [(1, b"welcome")])
+            net.update_members(genesis_members)
+            assert not net.knows(new_id)
+            await until(lambda: 1 not in follower.connected_peers())
 
     run(main)
 

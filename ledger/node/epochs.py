@@ -1,7 +1,7 @@
 """The node's side of validator-set epochs: which epoch's replica to run, and where its
 messages go (docs/CONSENSUS.md §12, ledger/engine/epochs.py).
 
-Peer links are keyed by genesis index (ledger/node/transport.py); a replica's message
+Peer links are keyed by peer id (ledger/node/transport.py); a replica's message
 names a recipient by its index in the epoch's set, so sends are mapped through the
 members' public keys. The switch itself (clear the old epoch's records, build the next
 replica) runs in the consensus loop, after every output of the old replica was acted on.
@@ -12,6 +12,7 @@ Never: decide anything about the set (it is executed state), or sign.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from consensus.config import ReplicaConfig
 from consensus.ready import Outbound
@@ -26,8 +27,12 @@ from ledger.chain.store import Store
 from ledger.chain.types import CommitCertificate
 from ledger.chain.validators import ACTIVE_KEY, ValidatorSet, read_active
 from ledger.engine.epochs import epoch_config
-from ledger.node import persist
+from ledger.node import persist, wire
+from ledger.node.membership import peer_id
 from ledger.node.support import NotAMember
+
+if TYPE_CHECKING:
+    from ledger.node.transport import PeerNetwork
 
 
 def active_set(store: Store, rules: ChainRules) -> ValidatorSet:
@@ -87,9 +92,9 @@ def check_member(config: ReplicaConfig, public_key: bytes, height: int) -> None:
 
 
 def peer_ids(config: ReplicaConfig, genesis: Genesis) -> tuple[int | None, ...]:
-    """The peer link (genesis index) of each member of the epoch's set, in set order;
-    None for a member the transport has no link for."""
-    return tuple(genesis.validator_index(key) for key in config.validators)
+    """The peer link (peer id, ledger/node/membership.py) of each member of the epoch's
+    set, in set order."""
+    return tuple(peer_id(genesis, key) for key in config.validators)
 
 
 def route(
@@ -106,3 +111,14 @@ def route(
             if peer is not None and peer != own_index:
                 routed.append((outbound, [peer]))
     return routed
+
+
+def send_routed(
+    net: PeerNetwork, messages: Sequence[Outbound], ids: Sequence[int | None], own_index: int
+) -> None:
+    """Queue each consensus message for its members' links (:func:`route`)."""
+    for outbound, peers in route(messages, ids, own_index):
+        payload = wire.frame(wire.Family.CONSENSUS, outbound.message.encode())
+        for peer in peers:
+            if net.knows(peer):
+                net.send(peer, payload)

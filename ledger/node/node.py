@@ -11,13 +11,13 @@ engine's work items — SQLite writes with fsync, executing a block, verifying s
 run in worker threads while the loop awaits them (small jobs inline, ledger/node/support.py),
 so the loop never interleaves two state changes and stays free for the network and API.
 
-Around it: the peer network (ledger/node/transport.py), admission off the event loop
-(ledger/node/admission.py) and batched gossip, catch-up and per-peer limits
-(ledger/node/peer_limits.py), and the HTTP API (ledger/node/backend.py).
+Around it: the peer network (ledger/node/transport.py, following the set in state:
+ledger/node/membership.py), admission off the event loop (ledger/node/admission.py), gossip,
+catch-up and per-peer limits (ledger/node/peer_limits.py), the API (ledger/node/backend.py).
 
 House rules: nothing acknowledged is lost (a client hears "committed" only after the block's
-SQLite transaction returned); a peer's bad input is counted and dropped, never trusted; every
-queue is bounded; our own broken invariants crash the node loudly.
+SQLite transaction returned); a peer's bad input is counted and dropped; every queue is
+bounded; our own broken invariants crash the node loudly.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from ledger import render
 from ledger.chain.execute import ChainRules
 from ledger.chain.store import Store
 from ledger.chain.types import CommitCertificate
+from ledger.chain.validators import VALIDATOR_PREFIX
 from ledger.config import NodeConfig
 from ledger.engine.admission import RETRY_AFTER_MS, VerifiedCache
 from ledger.engine.assemble import assemble_engine
@@ -72,6 +73,7 @@ from ledger.engine.speculative import (
 )
 from ledger.node import epochs, persist, wire
 from ledger.node.admission import check_batch, commit_result
+from ledger.node.membership import genesis_names, peer_id, refresh_peers
 from ledger.node.peer_limits import (
     BYZANTINE_GOSSIP_CODES,
     Fetcher,
@@ -93,12 +95,10 @@ from ledger.node.transport import PeerNetwork
 
 log = logging.getLogger("quorum.node")
 
-#: The consensus core's clock: tick() every this many milliseconds.
-TICK_MS: Final = 100
+TICK_MS: Final = 100  # the consensus core's clock: tick() every this many milliseconds
 #: Events waiting for the consensus loop (messages, ticks, fetched blocks, admissions).
 MAX_PENDING_EVENTS: Final = 20_000
-#: Peer messages waiting for the intake task.
-MAX_INBOUND_MESSAGES: Final = 20_000
+MAX_INBOUND_MESSAGES: Final = 20_000  # peer messages waiting for the intake task
 #: The gossip flusher also runs at least this often (it is normally woken by admissions).
 GOSSIP_INTERVAL_MS: Final = 20
 #: The consensus loop feeds at most this many queued events to the core before acting.
@@ -126,16 +126,15 @@ class Node:
         store: Store,
         clock_ms: Callable[[], int] | None = None,
     ) -> None:
-        index = genesis.validator_index(key.public_key)
-        if index is None:
-            raise ValueError("this node's validator key is not in the genesis validator set")
+        index = peer_id(genesis, key.public_key)  # membership: the replica checks it
         self.config = config
         self.genesis = genesis
         self.key = key
         self.index = index
         self.store = store
         self.rules = ChainRules.from_genesis(genesis)
-        self.names = tuple(v.name for v in genesis.validators)
+        self.names = genesis_names(genesis)
+        self.names[index] = config.name
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._record_keys: set[str] = set()
         self._assemble_engine()
@@ -159,6 +158,7 @@ class Node:
         self.started = False
         self.last_commit_ms = 0
         self.state_sync = StateSync(genesis, index, self.counters)
+        self.state_sync.names = self.names
         self.snapshots = SnapshotServer(store, self.counters)
         #: State sync is considered when this many blocks behind (else blocks are replayed).
         self.state_sync_min_blocks = genesis.consensus.checkpoint_interval
@@ -203,6 +203,9 @@ class Node:
         self._use_replica()
         self.blocks = self.engine.blocks
 
+    def _refresh_peers(self) -> None:  # the peer table follows the set in state
+        refresh_peers(self.net, self.store, self.rules.initial_set, self.names, self.genesis)
+
     def _use_replica(self) -> None:
         self.replica = self.engine.replica
         self.replica_config = self.replica.config
@@ -234,6 +237,7 @@ class Node:
     ) -> None:
         """Drive the node until cancelled; ``net`` is the open peer network."""
         self.net = net
+        self._refresh_peers()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._ticker)
@@ -341,6 +345,7 @@ class Node:
         )  # fmt: skip
         if await self.state_sync.run(self.net, self.store, min_ahead=self.state_sync_min_blocks):
             self._assemble_engine()
+            self._refresh_peers()
             self._next_state_sync_s = 0.0
             await self._handle([self.engine.start()])
 
@@ -538,10 +543,9 @@ class Node:
             self._maybe_probe()
 
     def _maybe_probe(self) -> None:
-        """No commit for a while: ask a peer for blocks above our head anyway. A replica
-        left in an old epoch (down during a set change) cannot verify the new set's STATUS
-        and CHECKPOINT messages, so it learns it is behind only from the blocks themselves:
-        it commits up to the switch block, switches, and then catches up as usual."""
+        """No commit for a while: ask a peer for blocks above our head anyway (a replica left
+        in an old epoch cannot verify the new set's STATUS: it learns it is behind only from
+        the blocks, commits up to the switch block, switches, and catches up as usual)."""
         now = self._clock_ms()
         if now - max(self.last_commit_ms, self._last_probe_ms) < PROBE_AFTER_MS:
             return
@@ -586,10 +590,7 @@ class Node:
             for index, committed in enumerate(ready.committed):
                 batch.append(await self._commit(committed, records if index == 0 else {}))
             if self.net is not None:
-                for outbound, peers in epochs.route(ready.messages, self._peer_ids, self.index):
-                    payload = wire.frame(wire.Family.CONSENSUS, outbound.message.encode())
-                    for peer in peers:
-                        self.net.send(peer, payload)
+                epochs.send_routed(self.net, ready.messages, self._peer_ids, self.index)
             for request in ready.validate:
                 batch.append(await self._validate(request))
             if ready.propose is not None:
@@ -658,6 +659,8 @@ class Node:
             )
 
         await offload(write, len(block.transactions))
+        if any(k[:1] == VALIDATOR_PREFIX for k in final.overlay.writes):
+            self._refresh_peers()
         self._record_keys.update(records)
         self.last_commit_ms = self._clock_ms()
         self.counters["blocks.committed"] += 1

@@ -50,6 +50,7 @@ from ledger.chain.store_snapshot import ChunkTooLarge
 from ledger.chain.types import BlockHeader, CommitCertificate
 from ledger.light import LightClient, VerificationError
 from ledger.node import wire
+from ledger.node.membership import genesis_names
 from ledger.node.transport import PeerNetwork
 
 log = logging.getLogger("quorum.statesync")
@@ -123,7 +124,7 @@ class StateSync:
         self, genesis: Genesis, own_index: int, counters: collections.Counter[str]
     ) -> None:
         self.light = LightClient(genesis)
-        self.names = tuple(v.name for v in genesis.validators)
+        self.names: dict[int, str] = genesis_names(genesis)
         self.own = own_index
         self.counters = counters
         self.progress: SyncProgress | None = None

@@ -8,13 +8,19 @@ peer's bad bytes do anything but close that peer's connection and bump a counter
 
 Theory of operation:
 
-* **Who dials.** The validator with the lower genesis index dials the higher one, so every
-  pair has exactly one connection and both sides agree which. An inbound link from a
-  higher index is refused ("wrong direction"). If a lower peer dials again while we still
+* **Who dials.** Between two genesis validators, the lower genesis index dials the higher
+  one; in a pair with a validator outside the genesis, the smaller public key dials. So
+  every pair has exactly one connection and both sides agree which. An inbound link the
+  other way is refused ("wrong direction").
+* **Whom.** The peer table starts as the genesis validators and then follows the set in
+  state (:meth:`PeerNetwork.update_members`, ledger/node/membership.py): members learnt
+  from state are dialled at their committed ``p2p`` address (a node config's ``peers``
+  entry wins), and a member no longer known is dropped (its link closed, its handshakes
+  refused). Peers are keyed by peer id (:func:`ledger.node.membership.peer_id`). If a lower peer dials again while we still
   hold a link from it, the new link replaces the old: it only redials after losing the old.
 * **Handshake.** Both sides run :class:`crypto.handshake.Handshake` under
   ``handshake_timeout_s``; the dialer accepts only the validator it dialed, the listener
-  any genesis validator except itself. At most ``max_pending_handshakes`` inbound
+  any validator of its peer table. At most ``max_pending_handshakes`` inbound
   handshakes run at once; extra connections are closed at once. Failures are counted by
   reason (the :class:`~crypto.handshake.HandshakeFailure` values, plus "timeout",
   "closed", "io error", "wrong direction", "too many pending").
@@ -63,6 +69,7 @@ from crypto.handshake import (
 from crypto.keys import PrivateKey
 from genesis.document import Genesis
 from ledger.config import HostPort, NodeConfig
+from ledger.node.membership import KnownMember, peer_id
 from ledger.node.transport_settings import (
     CLOSED,
     CLOSED_BY_PEER,
@@ -125,6 +132,8 @@ class _Peer:
     name: str
     public_key: bytes
     address: HostPort | None
+    genesis_index: int | None = None
+    dial_scope: trio.CancelScope | None = None
     queue: deque[bytes] = field(default_factory=deque)
     bulk: deque[bytes] = field(default_factory=deque)
     queued_bytes: int = 0
@@ -153,36 +162,89 @@ class PeerNetwork:
         on_message: MessageHandler,
         settings: TransportSettings,
     ) -> None:
-        own_index = genesis.validator_index(validator_key.public_key)
-        if own_index is None:
-            raise ValueError("this node's validator key is not in the genesis validator set")
-        self.own_index: Final = own_index
+        own_key = validator_key.public_key
+        self.own_index: Final = peer_id(genesis, own_key)
+        self._own_genesis = genesis.validator_index(own_key)
+        self._genesis = genesis
         self._key = validator_key
         self._chain_id = genesis.chain_id
         self._genesis_hash = genesis.hash()
         self._on_message = on_message
         self._settings = settings
         self._max_message_bytes = settings.max_message_bytes
-        addresses: dict[int, HostPort] = {}
+        #: Addresses from the node config (they win over the ones learnt from state).
+        self._configured: dict[bytes, HostPort] = {}
         for peer in config.peers:
-            index = genesis.validator_index(peer.validator_public_key)
-            if index is None or index == own_index:
-                raise ValueError(
-                    f"peer {peer.name!r}: its validator key is not another genesis validator"
-                )
-            addresses[index] = peer.address
-        self._peers: dict[int, _Peer] = {
-            i: _Peer(i, v.name, v.public_key, addresses.get(i))
-            for i, v in enumerate(genesis.validators)
-            if i != own_index
-        }
-        self._by_key = {p.public_key: p for p in self._peers.values()}
+            if peer.validator_public_key == own_key:
+                raise ValueError(f"peer {peer.name!r}: that is this node's own validator key")
+            self._configured[peer.validator_public_key] = peer.address
+        self._peers: dict[int, _Peer] = {}
+        self._by_key: dict[bytes, _Peer] = {}
+        self._nursery: trio.Nursery | None = None
+        for v in genesis.validators:
+            if v.public_key != own_key:
+                self._add_peer(KnownMember(v.name, v.public_key, None))
         self._pending_handshakes = 0
         self._inbound_refused: Counter[str] = Counter()
         self._inbound_accepted = 0
         self._changed = trio.Event()
         self._listen_addresses: tuple[str, ...] = ()
         self._random = random.Random()
+
+    # -- the peer table
+
+    def _add_peer(self, member: KnownMember) -> _Peer:
+        key = member.public_key
+        index = peer_id(self._genesis, key)
+        peer = _Peer(
+            index,
+            member.name,
+            key,
+            self._configured.get(key, member.address),
+            self._genesis.validator_index(key),
+        )
+        self._peers[index] = peer
+        self._by_key[key] = peer
+        return peer
+
+    def _we_dial(self, peer: _Peer) -> bool:
+        if self._own_genesis is not None and peer.genesis_index is not None:
+            return self._own_genesis < peer.genesis_index
+        return self._key.public_key < peer.public_key
+
+    def knows(self, peer_index: int) -> bool:
+        return peer_index in self._peers
+
+    def update_members(self, members: Iterable[KnownMember]) -> None:
+        """Make the peer table ``members`` (this node's own key is skipped): dial the new
+        ones we dial, drop the ones no longer listed (links closed, queues discarded)."""
+        own_key = self._key.public_key
+        wanted = {m.public_key: m for m in members if m.public_key != own_key}
+        for key in [k for k in self._by_key if k not in wanted]:
+            peer = self._by_key.pop(key)
+            del self._peers[peer.index]
+            if peer.dial_scope is not None:
+                peer.dial_scope.cancel()
+            if peer.link is not None:
+                self._end_link(peer.link, CLOSED_LOCALLY)
+            log.info("dropped %s: no longer a validator this node knows of", peer.name)
+        for key, member in wanted.items():
+            known = self._by_key.get(key)
+            if known is None:
+                peer = self._add_peer(member)
+                log.info("learnt validator %s (%s)", peer.name, peer.address or "no address")
+            else:
+                peer = known
+                if peer.address is None and member.address is not None:
+                    peer.address = member.address
+            if self._nursery is not None:
+                self._start_dialing(self._nursery, peer)
+        self._notify_change()
+
+    def _start_dialing(self, nursery: trio.Nursery, peer: _Peer) -> None:
+        if peer.dial_scope is None and peer.address is not None and self._we_dial(peer):
+            peer.dial_scope = trio.CancelScope()
+            nursery.start_soon(self._dial_loop, peer, peer.dial_scope)
 
     # -- the node's interface
 
@@ -282,9 +344,9 @@ class PeerNetwork:
         self._listen_addresses = tuple(_address_of(listener) for listener in listeners)
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, self._handle_inbound, list(listeners))
-            for peer in self._peers.values():
-                if peer.index > self.own_index and peer.address is not None:
-                    nursery.start_soon(self._dial_loop, peer)
+            self._nursery = nursery
+            for peer in list(self._peers.values()):
+                self._start_dialing(nursery, peer)
             task_status.started()
 
     def _handshake(self, role: Role, allowed: Collection[bytes]) -> Handshake:
@@ -338,15 +400,23 @@ class PeerNetwork:
                 self._inbound_refused[outcome] += 1
                 log.debug("refused an inbound peer connection: %s", outcome)
                 return
-            peer = self._by_key[outcome.peer_key]
-            if peer.index > self.own_index:
+            found = self._by_key.get(outcome.peer_key)
+            if found is None:  # dropped while it handshook
+                self._inbound_refused["unknown key"] += 1
+                return
+            peer = found
+            if self._we_dial(peer):
                 self._inbound_refused[WRONG_DIRECTION] += 1
                 log.warning("validator %s dialed us, but we dial it; refused", peer.name)
                 return
             self._inbound_accepted += 1
             await self._run_link(peer, stream, outcome, "inbound")
 
-    async def _dial_loop(self, peer: _Peer) -> None:
+    async def _dial_loop(self, peer: _Peer, scope: trio.CancelScope) -> None:
+        with scope:
+            await self._dial_forever(peer)
+
+    async def _dial_forever(self, peer: _Peer) -> None:
         settings = self._settings
         assert peer.address is not None
         delay = settings.reconnect_initial_s
