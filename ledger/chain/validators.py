@@ -89,7 +89,7 @@ SYSTEM_ADDRESS: Final = bytes(20)
 #: through the epoch switch end to end (docs/OPERATIONS.md "Validator-set changes"). A
 #: completing vote for any other change is refused at admission and as a rule of block
 #: validity, so no user can schedule a set the network would stall on.
-SWITCHABLE_ACTIONS: Final[tuple[SetAction, ...]] = (SetAction.REMOVE,)
+SWITCHABLE_ACTIONS: Final[tuple[SetAction, ...]] = (SetAction.ADD, SetAction.REMOVE)
 #: Every action: what the chain-level mechanics accept (unit tests of the rules).
 ALL_ACTIONS: Final[tuple[SetAction, ...]] = (SetAction.ADD, SetAction.REMOVE)
 

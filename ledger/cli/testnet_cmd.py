@@ -220,6 +220,43 @@ def testnet_stop(directory: Path, only: str | None, as_json: bool) -> None:
     Output(as_json).emit(doc, render)
 
 
+@testnet.command("add-node")
+@dir_option
+@json_option
+@command_errors
+def testnet_add_node(directory: Path, as_json: bool) -> None:
+    """Add a validator home (next name and free ports) and start it as a follower: it
+    replays the chain and joins once the validators vote it in (the printed command)."""
+    from ledger.testnet_add import add_node, propose_command
+
+    try:
+        nodes = load_manifest(directory)
+        added = add_node(directory)
+        Output(as_json).note(f"starting {added.entry.name} as a follower ...")
+        ((_, pid),) = start_nodes([added.entry])
+    except TestnetError as exc:
+        raise CommandError(str(exc)) from None
+    votes = [propose_command(added, voter) for voter in nodes]
+    doc = {
+        **added.to_json(),
+        "pid": pid,
+        "log": str(added.entry.home / LOG_FILE_NAME),
+        "propose": votes[0],
+        "propose_commands": votes,
+    }
+
+    def render(console: Console) -> None:
+        console.print(
+            f"{doc['name']} following (pid {pid}) pubkey {doc['public_key']}\n"
+            f"  p2p {doc['p2p']} rpc {doc['rpc']} log {doc['log']}\n"
+            "To add it, q of the current validators (3 of 4) vote, e.g.:"
+        )
+        for vote in votes:
+            console.print(f"  {vote}", soft_wrap=True)
+
+    Output(as_json).emit(doc, render)
+
+
 @testnet.command("status")
 @dir_option
 @json_option

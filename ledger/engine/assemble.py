@@ -44,22 +44,7 @@ def assemble_engine(
     blocks = BlockCache(
         max_block_bytes=rules.max_block_bytes + BLOCK_FRAMING_BYTES, known=lambda: mempool.by_raw
     )
-    config = ReplicaConfig(
-        chain_id=genesis.chain_id,
-        validators=rules.validators,
-        genesis_height=genesis.initial_height - 1,
-        genesis_digest=genesis.hash(),
-        genesis_state_root=genesis_state_root,
-        block_digest=blocks.digest,
-        checkpoint_interval=params.checkpoint_interval,
-        watermark_window=params.watermark_window,
-        max_pipeline=params.max_pipeline,
-        view_change_timeout_ms=params.view_change_timeout_ms,
-        max_view_change_timeout_ms=params.max_view_change_timeout_ms,
-        max_block_bytes=params.max_block_bytes,
-        tick_ms=tick_ms,
-        validator_names=tuple(v.name for v in genesis.validators),
-    )
+    config = genesis_config(genesis, genesis_state_root, blocks.digest, tick_ms)
     return engine_class(
         replica=replica(config),
         base_config=config,
@@ -74,3 +59,31 @@ def assemble_engine(
         render_receipt=render_receipt,
         backpressure=Backpressure(),
     )
+
+
+def genesis_config(
+    genesis: Genesis,
+    genesis_state_root: bytes,
+    block_digest: Callable[[bytes], bytes | None],
+    tick_ms: int,
+) -> ReplicaConfig:
+    """The genesis epoch's consensus config (the base of every later epoch's)."""
+    rules = ChainRules.from_genesis(genesis)
+    params = genesis.consensus
+    config = ReplicaConfig(
+        chain_id=genesis.chain_id,
+        validators=rules.validators,
+        genesis_height=genesis.initial_height - 1,
+        genesis_digest=genesis.hash(),
+        genesis_state_root=genesis_state_root,
+        block_digest=block_digest,
+        checkpoint_interval=params.checkpoint_interval,
+        watermark_window=params.watermark_window,
+        max_pipeline=params.max_pipeline,
+        view_change_timeout_ms=params.view_change_timeout_ms,
+        max_view_change_timeout_ms=params.max_view_change_timeout_ms,
+        max_block_bytes=params.max_block_bytes,
+        tick_ms=tick_ms,
+        validator_names=tuple(v.name for v in genesis.validators),
+    )
+    return config

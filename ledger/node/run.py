@@ -19,15 +19,17 @@ from hypercorn.trio import serve
 from crypto.keyfile import load_key, read_public_info
 from crypto.keys import PrivateKey
 from genesis.document import Genesis, load_genesis
+from ledger.chain.execute import ChainRules
 from ledger.chain.store import Store
 from ledger.chain.store_check import StoreError
 from ledger.config import NodeConfig, load_config
 from ledger.node.api import build_app
 from ledger.node.backend import NodeService
+from ledger.node.follower import Follower, SwitchableApp, follower_app, is_member
 from ledger.node.journal import JOURNAL_NAME, save_journal, take_journal
 from ledger.node.node import Node
 from ledger.node.support import NodeHalted, NotAMember
-from ledger.node.transport import open_peer_network
+from ledger.node.transport import PeerNetwork, open_peer_network
 
 log = logging.getLogger("quorum.node")
 
@@ -81,8 +83,6 @@ async def run_node(home: Path, *, password: str | None = None) -> None:
     if read_public_info(key_path).encrypted and password is None:
         raise StartupError(f"{key_path} is encrypted: give --password-file")
     key = load_key(key_path, password)
-    if genesis.validator_index(key.public_key) is None:
-        raise StartupError(f"the key in {key_path} is not one of the genesis validators")
     data_dir = config.path(config.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     store = await trio.to_thread.run_sync(Store.open, data_dir / STORE_FILE_NAME, genesis)
@@ -102,20 +102,37 @@ async def run_node(home: Path, *, password: str | None = None) -> None:
 
 
 async def _serve(config: NodeConfig, genesis: Genesis, key: PrivateKey, store: Store) -> None:
-    """The node, its peer network and its HTTP API, until SIGTERM/SIGINT."""
-    node = Node(config=config, genesis=genesis, key=key, store=store)
-    service = NodeService(node)
+    """The node, its peer network and its HTTP API, until SIGTERM/SIGINT. A validator not
+    in the genesis follows the chain until the set includes it (ledger/node/follower.py)."""
+    follower: Follower | None = None
+    if genesis.validator_index(key.public_key) is None and not is_member(
+        store, ChainRules.from_genesis(genesis), key.public_key
+    ):
+        follower = Follower(config=config, genesis=genesis, key=key, store=store)
+    handler = [follower.on_message if follower is not None else _no_handler]
+    app = SwitchableApp(follower_app(follower) if follower is not None else None)
     http = HypercornConfig()
     http.bind = [str(config.rpc_listen)]
     http.accesslog = None
     http.errorlog = logging.getLogger("hypercorn.error")
     http.keep_alive_timeout = 75
     async with (
-        open_peer_network(config, genesis, key, node.on_peer_message) as net,
+        open_peer_network(config, genesis, key, lambda s, m: handler[0](s, m)) as net,
         trio.open_nursery() as nursery,
     ):
+        if follower is not None:
+            await nursery.start(serve, app, http)
+            log.info("%s following: rpc http://%s p2p %s", config.name, config.rpc_listen,
+                     config.p2p_listen)  # fmt: skip
+            if not await _follow(follower, net):
+                nursery.cancel_scope.cancel()
+                return
+        node = Node(config=config, genesis=genesis, key=key, store=store)
+        handler[0] = node.on_peer_message
+        app.app = build_app(NodeService(node))
         await nursery.start(node.run, net)
-        await nursery.start(serve, build_app(service), http)
+        if follower is None:
+            await nursery.start(serve, app, http)
         journal_dir = Path(store.path).parent
         await _readmit(node, take_journal(journal_dir))
         log.info(
@@ -130,6 +147,30 @@ async def _serve(config: NodeConfig, genesis: Genesis, key: PrivateKey, store: S
         if save_journal(journal_dir, pending) is not None:
             log.info("kept %d waiting transactions in %s", len(pending), JOURNAL_NAME)
         nursery.cancel_scope.cancel()
+
+
+def _no_handler(sender: int, message: bytes) -> None:  # pragma: no cover - replaced at once
+    pass
+
+
+async def _follow(follower: Follower, net: PeerNetwork) -> bool:
+    """Follow until a member (True), or until SIGTERM/SIGINT (False: stop)."""
+    member = False
+    async with trio.open_nursery() as nursery:
+
+        async def follow() -> None:
+            nonlocal member
+            await follower.run(net)
+            member = True
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(follow)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("received %s, stopping", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+    return member
 
 
 async def _readmit(node: Node, raws: list[bytes]) -> None:
