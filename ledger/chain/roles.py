@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Final, Protocol
+from typing import TYPE_CHECKING, ClassVar, Final
 
 from crypto.encoding import (
     DecodeError,
@@ -48,20 +48,11 @@ from crypto.encoding import (
 )
 from crypto.keys import ADDRESS_SIZE
 from ledger.chain.payloads import Deploy, Role, RoleAction, RoleChange
+from ledger.chain.state_access import StateReader, StateWriter
 from ledger.chain.types import Event, Receipt, ReceiptStatus, Transaction
 
 if TYPE_CHECKING:
     from genesis.model import Permissions
-
-
-# ledger.chain.state imports accounts, which imports this module: these protocols say what
-# is needed of a StateOverlay without importing it.
-class StateReader(Protocol):
-    def get_state(self, key: bytes) -> bytes | None: ...
-
-
-class StateOverlay(StateReader, Protocol):
-    def set_state(self, key: bytes, value: bytes | None) -> None: ...
 
 
 #: The state key family of roles (see ledger/chain/accounts.py for the others).
@@ -306,7 +297,7 @@ def _reverted(tx: Transaction, error: str) -> Receipt:
     return Receipt(tx.hash, ReceiptStatus.REVERTED, ROLE_CHANGE_GAS, error=error)
 
 
-def apply_role_change(overlay: StateOverlay, tx: Transaction, change: RoleChange) -> Receipt:
+def apply_role_change(overlay: StateWriter, tx: Transaction, change: RoleChange) -> Receipt:
     """Execute an includable role-change vote (the nonce is already spent): record it, and
     apply the change when it is the k-th current admin's vote. Returns the receipt: success
     with ``return`` ``"applied"`` or ``"pending"`` and a ``role_vote`` event
@@ -368,7 +359,7 @@ def apply_role_change(overlay: StateOverlay, tx: Transaction, change: RoleChange
     return Receipt(tx.hash, ReceiptStatus.SUCCESS, ROLE_CHANGE_GAS, "applied", (vote, changed))
 
 
-def _write_proposals(overlay: StateOverlay, proposals: Proposals) -> None:
+def _write_proposals(overlay: StateWriter, proposals: Proposals) -> None:
     overlay.set_state(PROPOSALS_KEY, proposals.encode())
 
 

@@ -16,16 +16,10 @@ that does not decode is a corrupt store and raises.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
 
 from contracts.state import StateWrites
 from ledger.chain.accounts import EMPTY_ACCOUNT, Account, account_key, code_key, storage_key
-
-
-class StateReader(Protocol):
-    """Reads one state value (the store, or an overlay)."""
-
-    def get_state(self, key: bytes) -> bytes | None: ...
+from ledger.chain.state_access import StateReader
 
 
 class StateOverlay:

@@ -39,7 +39,7 @@ proposals are kept sorted), or touch anything outside the ``v`` family.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Final, Protocol
+from typing import TYPE_CHECKING, ClassVar, Final
 
 from consensus.quorum import quorum_size
 from crypto.encoding import (
@@ -56,18 +56,11 @@ from crypto.encoding import (
 from crypto.hashing import tagged_hash
 from crypto.keys import PUBLIC_KEY_SIZE
 from ledger.chain.payloads import SetAction, ValidatorChange
+from ledger.chain.state_access import StateReader, StateWriter
 from ledger.chain.types import Event, Receipt, ReceiptStatus, Transaction
 
 if TYPE_CHECKING:
     from genesis.model import Genesis
-
-
-class StateReader(Protocol):
-    def get_state(self, key: bytes) -> bytes | None: ...
-
-
-class StateOverlay(StateReader, Protocol):
-    def set_state(self, key: bytes, value: bytes | None) -> None: ...
 
 
 VALIDATOR_PREFIX: Final = b"v"
@@ -331,7 +324,7 @@ def _reverted(tx: Transaction, error: str) -> Receipt:
 
 
 def apply_validator_vote(
-    overlay: StateOverlay,
+    overlay: StateWriter,
     tx: Transaction,
     change: ValidatorChange,
     genesis_set: ValidatorSet,
@@ -373,7 +366,7 @@ def apply_validator_vote(
 
 
 def end_of_block(
-    overlay: StateOverlay, height: int, genesis_height: int, checkpoint_interval: int
+    overlay: StateWriter, height: int, genesis_height: int, checkpoint_interval: int
 ) -> ValidatorSet | None:
     """After a block's transactions: at a checkpoint height, activate the scheduled set.
     Returns the set that became active (this block ends its epoch), else None."""

@@ -20,15 +20,13 @@ from ledger.chain.types import Role, RoleAction, RoleChange
 from ledger.cli.nodes import connect, node_option
 from ledger.cli.output import Output, command_errors, json_option
 from ledger.cli.tx_cmd import (
-    _address,
-    _ask,
-    _finish,
-    _load_sender,
-    _outcome,
-    _submit,
-    _verified_commit,
+    ask,
     from_option,
+    load_sender,
+    parse_address,
     password_option,
+    print_result,
+    send,
     wait_option,
 )
 from ledger.cli.verify import light_client, unverified, verify_options
@@ -78,11 +76,10 @@ def _change(
     trust_node: bool,
     as_json: bool,
 ) -> None:
-    change = RoleChange(action, Role(role), _address(address, "ADDRESS"))
-    key = _load_sender(key_file, password_file)
+    change = RoleChange(action, Role(role), parse_address(address, "ADDRESS"))
+    key = load_sender(key_file, password_file)
     with connect(node_url) as client:
-        tx, result = _submit(client, key, change, DEFAULT_ROLE_GAS, wait)
-        doc = _verified_commit(client, genesis_file, trust_node, _outcome(result, tx))
+        _, doc = send(client, key, change, DEFAULT_ROLE_GAS, wait, genesis_file, trust_node)
     summary = _vote_summary(doc)
     if summary is not None:
         doc["permission"] = summary
@@ -93,7 +90,7 @@ def _change(
             )
         else:
             Output(as_json).note(f"{action} applied: {summary['address']} {role}")
-    _finish(Output(as_json), doc, wait)
+    print_result(Output(as_json), doc, wait)
 
 
 def _change_options(func: Any) -> Any:
@@ -114,62 +111,25 @@ def _change_options(func: Any) -> Any:
     return func
 
 
-@permissions.command("grant")
-@_change_options
-def permissions_grant(
-    address: str,
-    role: str,
-    key_file: Path,
-    password_file: Path | None,
-    wait: bool,
-    node_url: str | None,
-    genesis_file: Path | None,
-    trust_node: bool,
-    as_json: bool,
-) -> None:
-    """Give ROLE to the account at ADDRESS (signed by an admin key; a vote when the admin
-    threshold is above 1)."""
-    _change(
-        RoleAction.GRANT,
-        address,
-        role,
-        key_file,
-        password_file,
-        wait,
-        node_url,
-        genesis_file,
-        trust_node,
-        as_json,
-    )
+def _role_change_command(action: RoleAction, help_text: str) -> click.Command:
+    """``quorum permissions grant|revoke``: the same options, one action each."""
+
+    def run(address: str, role: str, **options: Any) -> None:
+        _change(action, address, role, **options)
+
+    return permissions.command(action.value, help=help_text)(_change_options(run))
 
 
-@permissions.command("revoke")
-@_change_options
-def permissions_revoke(
-    address: str,
-    role: str,
-    key_file: Path,
-    password_file: Path | None,
-    wait: bool,
-    node_url: str | None,
-    genesis_file: Path | None,
-    trust_node: bool,
-    as_json: bool,
-) -> None:
-    """Take ROLE from the account at ADDRESS (signed by an admin key; a vote when the admin
-    threshold is above 1)."""
-    _change(
-        RoleAction.REVOKE,
-        address,
-        role,
-        key_file,
-        password_file,
-        wait,
-        node_url,
-        genesis_file,
-        trust_node,
-        as_json,
-    )
+permissions_grant = _role_change_command(
+    RoleAction.GRANT,
+    "Give ROLE to the account at ADDRESS (signed by an admin key; a vote when the admin "
+    "threshold is above 1).",
+)
+permissions_revoke = _role_change_command(
+    RoleAction.REVOKE,
+    "Take ROLE from the account at ADDRESS (signed by an admin key; a vote when the admin "
+    "threshold is above 1).",
+)
 
 
 @permissions.command("list")
@@ -183,7 +143,7 @@ def permissions_list(
     """Every role and its holders, the admin threshold, and pending role changes (proven
     against the genesis: the listing is complete, not just true)."""
     with connect(node_url) as client:
-        answer = _ask(lambda: client.permissions(proof=not trust_node))
+        answer = ask(lambda: client.permissions(proof=not trust_node))
     if trust_node:
         doc = {k: v for k, v in answer.items() if k != "proof"}
         doc["verified"] = False

@@ -56,7 +56,7 @@ wait_option = click.option(
 _R = TypeVar("_R")
 
 
-def _ask(request: Callable[[], _R]) -> _R:
+def ask(request: Callable[[], _R]) -> _R:
     """Run one client request; client failures become DESIGN section 6 exit codes."""
     try:
         return request()
@@ -64,14 +64,14 @@ def _ask(request: Callable[[], _R]) -> _R:
         raise client_error(exc) from None
 
 
-def _address(text: str, what: str) -> bytes:
+def parse_address(text: str, what: str) -> bytes:
     try:
         return from_hex(text, size=ADDRESS_SIZE, name=what)
     except ValueError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
 
 
-def _load_sender(key_file: Path, password_file: Path | None) -> PrivateKey:
+def load_sender(key_file: Path, password_file: Path | None) -> PrivateKey:
     info = read_public_info(key_file)
     return load_key(key_file, existing_password(password_file, info.encrypted, key_file))
 
@@ -125,7 +125,7 @@ def _verified_commit(
         click.echo(f"warning: {exc.message}; the result below is the node's word", err=True)
         return {**doc, "verified": False}
     digest = bytes.fromhex(doc["tx_hash"])
-    answer = _ask(lambda: client.transaction(digest, proof=True))
+    answer = ask(lambda: client.transaction(digest, proof=True))
     if answer is None:
         raise unverified(f"the node said {doc['tx_hash']} committed, then that it does not know it")
     try:
@@ -143,7 +143,22 @@ def _verified_commit(
     return out
 
 
-def _finish(out: Output, doc: dict[str, Any], wait: bool) -> None:
+def send(
+    client: QuorumClient,
+    key: PrivateKey,
+    payload: Payload,
+    gas: int,
+    wait: bool,
+    genesis_file: Path | None,
+    trust_node: bool,
+) -> tuple[Transaction, dict[str, Any]]:
+    """Sign ``payload`` with the sender's next nonce, submit it, and return the answer —
+    when it committed, re-read with its inclusion proof and checked against the genesis."""
+    tx, result = _submit(client, key, payload, gas, wait)
+    return tx, _verified_commit(client, genesis_file, trust_node, _outcome(result, tx))
+
+
+def print_result(out: Output, doc: dict[str, Any], wait: bool) -> None:
     def render(console: Console) -> None:
         console.print(f"transaction {doc['tx_hash']}")
         console.print(
@@ -216,11 +231,18 @@ def tx_transfer(
     as_json: bool,
 ) -> None:
     """Transfer native currency; prints the hash, status, height and receipt."""
-    key = _load_sender(key_file, password_file)
+    key = load_sender(key_file, password_file)
     with connect(node_url) as client:
-        tx, result = _submit(client, key, Transfer(_address(to, "--to"), amount), gas, wait)
-        doc = _verified_commit(client, genesis_file, trust_node, _outcome(result, tx))
-    _finish(Output(as_json), doc, wait)
+        _, doc = send(
+            client,
+            key,
+            Transfer(parse_address(to, "--to"), amount),
+            gas,
+            wait,
+            genesis_file,
+            trust_node,
+        )
+    print_result(Output(as_json), doc, wait)
 
 
 @tx.command("status")
@@ -238,7 +260,7 @@ def tx_status(
     except ValueError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
     with connect(node_url) as client:
-        found = _ask(lambda: client.transaction(digest, proof=not trust_node))
+        found = ask(lambda: client.transaction(digest, proof=not trust_node))
         if found is None:
             raise CommandError(
                 f"transaction {tx_hash} is not known to this node (not committed, not pending)"
@@ -332,16 +354,15 @@ def contract_deploy(
     """Deploy a contract: a .qasm or container file, or a shipped example by name (token...)."""
     code = load_contract(contract_ref)
     values = _typed_args(_method_abi(code, None), args)
-    key = _load_sender(key_file, password_file)
+    key = load_sender(key_file, password_file)
     with connect(node_url) as client:
-        tx, result = _submit(client, key, Deploy(code, values), gas, wait)
-        doc = _verified_commit(client, genesis_file, trust_node, _outcome(result, tx))
+        tx, doc = send(client, key, Deploy(code, values), gas, wait, genesis_file, trust_node)
     doc.setdefault("address", contract_address(key.address, tx.nonce).hex())
-    _finish(Output(as_json), doc, wait)
+    print_result(Output(as_json), doc, wait)
 
 
 def _remote_method(client: QuorumClient, address: bytes, method: str) -> MethodAbi | None:
-    found = _ask(lambda: client.contract(address))
+    found = ask(lambda: client.contract(address))
     if found is None:
         raise CommandError(f"no contract at {address.hex()}")
     return _method_abi(bytes.fromhex(found["code"]), method)
@@ -382,13 +403,14 @@ def contract_call(
     as_json: bool,
 ) -> None:
     """Call METHOD of the contract at ADDRESS with typed ARGS (e.g. transfer <addr> 250)."""
-    target = _address(address, "ADDRESS")
-    key = _load_sender(key_file, password_file)
+    target = parse_address(address, "ADDRESS")
+    key = load_sender(key_file, password_file)
     with connect(node_url) as client:
         values = _typed_args(_remote_method(client, target, method), args)
-        tx, result = _submit(client, key, Call(target, method, values, value), gas, wait)
-        doc = _verified_commit(client, genesis_file, trust_node, _outcome(result, tx))
-    _finish(Output(as_json), doc, wait)
+        _, doc = send(
+            client, key, Call(target, method, values, value), gas, wait, genesis_file, trust_node
+        )
+    print_result(Output(as_json), doc, wait)
 
 
 @contract.command("query")
@@ -410,9 +432,9 @@ def contract_query(
 ) -> None:
     """Run a read-only METHOD against committed state (no transaction); the result is
     checked by running it again here on the state the node proves it read."""
-    target = _address(address, "ADDRESS")
+    target = parse_address(address, "ADDRESS")
     with connect(node_url) as client:
-        result = _ask(lambda: client.query(target, method, list(args), proof=not trust_node))
+        result = ask(lambda: client.query(target, method, list(args), proof=not trust_node))
     if trust_node:
         doc = {"address": target.hex(), "method": method, **result, "verified": False}
     else:
@@ -456,15 +478,15 @@ def query_account(
     address: str, node_url: str | None, genesis_file: Path | None, trust_node: bool, as_json: bool
 ) -> None:
     """Balance and nonce of ADDRESS, proven against a certified state root."""
-    target = _address(address, "ADDRESS")
+    target = parse_address(address, "ADDRESS")
     with connect(node_url) as client:
         if trust_node:
-            doc = {**_ask(lambda: client.account(target)), "verified": False}
+            doc = {**ask(lambda: client.account(target)), "verified": False}
         else:
             from ledger.light import VerificationError
 
             light = light_client(genesis_file)
-            answer = _ask(lambda: client.account(target, proof=True))
+            answer = ask(lambda: client.account(target, proof=True))
             try:
                 head, account, is_contract = light.verify_account(target, answer)
             except VerificationError as exc:
@@ -506,13 +528,13 @@ def query_storage(
     as_json: bool,
 ) -> None:
     """One storage slot (KEY in hex) of the contract at ADDRESS, proven."""
-    target = _address(address, "ADDRESS")
+    target = parse_address(address, "ADDRESS")
     try:
         slot = from_hex(key, name="KEY")
     except ValueError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
     with connect(node_url) as client:
-        answer = _ask(lambda: client.storage(target, slot))
+        answer = ask(lambda: client.storage(target, slot))
     doc = {k: answer.get(k) for k in ("address", "key", "value", "height")}
     if trust_node:
         doc["verified"] = False
@@ -548,7 +570,7 @@ def query_block(
 ) -> None:
     """A committed block (the latest without HEIGHT), its commit certificate checked."""
     with connect(node_url) as client:
-        found = _ask(lambda: client.block(height))
+        found = ask(lambda: client.block(height))
     if found is None:
         raise CommandError(f"no block at height {height}")
     doc = dict(found)

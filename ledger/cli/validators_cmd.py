@@ -20,13 +20,11 @@ from ledger.chain.types import SetAction, ValidatorChange
 from ledger.cli.nodes import connect, node_option
 from ledger.cli.output import CommandError, Output, command_errors, json_option
 from ledger.cli.tx_cmd import (
-    _ask,
-    _finish,
-    _load_sender,
-    _outcome,
-    _submit,
-    _verified_commit,
+    ask,
+    load_sender,
     password_option,
+    print_result,
+    send,
     wait_option,
 )
 from ledger.cli.verify import verify_options
@@ -65,10 +63,9 @@ def _vote(
     trust_node: bool,
     as_json: bool,
 ) -> None:
-    key = _load_sender(key_file, password_file)
+    key = load_sender(key_file, password_file)
     with connect(node_url) as client:
-        tx, result = _submit(client, key, change, DEFAULT_VOTE_GAS, wait)
-        doc = _verified_commit(client, genesis_file, trust_node, _outcome(result, tx))
+        _, doc = send(client, key, change, DEFAULT_VOTE_GAS, wait, genesis_file, trust_node)
     receipt = doc.get("receipt") or {}
     for event in receipt.get("events") or []:
         if event.get("name") == "validator_vote" and len(event.get("args") or []) == 5:
@@ -88,7 +85,7 @@ def _vote(
                 )
             else:
                 Output(as_json).note(f"vote recorded: {votes} of {quorum} validators")
-    _finish(Output(as_json), doc, wait)
+    print_result(Output(as_json), doc, wait)
 
 
 def _options(func: Any) -> Any:
@@ -165,7 +162,7 @@ def validators_list(node_url: str | None, as_json: bool) -> None:
     """The active validator set in state: epoch, members (name, public key, p2p), the set
     scheduled for the next checkpoint and pending votes (as the node reports them)."""
     with connect(node_url) as client:
-        doc = _ask(lambda: client.validator_set())
+        doc = ask(lambda: client.validator_set())
 
     def render(console: Console) -> None:
         console.print(

@@ -26,7 +26,7 @@ from typing import Final
 from crypto.hashing import sha256
 from ledger.chain.execute import ChainRules
 from ledger.chain.roles import role_refusal
-from ledger.chain.state import StateReader
+from ledger.chain.state_access import StateReader
 from ledger.chain.types import (
     Transaction,
     TxLimits,

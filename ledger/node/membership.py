@@ -18,8 +18,8 @@ from typing import NamedTuple, Protocol
 
 from genesis.document import Genesis
 from ledger.chain.payloads import SetAction
+from ledger.chain.state_access import StateReader
 from ledger.chain.validators import (
-    StateReader,
     ValidatorSet,
     read_active,
     read_next,
