@@ -50,7 +50,7 @@ from ledger.chain.store import Store
 from ledger.chain.types import CommitCertificate
 from ledger.chain.validators import VALIDATOR_PREFIX
 from ledger.config import NodeConfig
-from ledger.engine.admission import RETRY_AFTER_MS, VerifiedCache
+from ledger.engine.admission import VerifiedCache
 from ledger.engine.assemble import assemble_engine
 from ledger.engine.events import (
     Built,
@@ -72,8 +72,10 @@ from ledger.engine.speculative import (
     run_validation,
 )
 from ledger.node import epochs, persist, wire
-from ledger.node.admission import check_batch, commit_result
+from ledger.node.admission import check_batch, commit_result, refused
+from ledger.node.logs import log_event
 from ledger.node.membership import genesis_names, peer_id, refresh_peers
+from ledger.node.metrics import Instruments
 from ledger.node.peer_limits import (
     BYZANTINE_GOSSIP_CODES,
     Fetcher,
@@ -86,7 +88,7 @@ from ledger.node.support import (
     APPROX_TX_BYTES,
     NodeHalted,
     OneShotTimer,
-    Waiter,
+    Waiters,
     log_notes,
     offload,
     syncing_status,
@@ -139,7 +141,7 @@ class Node:
         self._record_keys: set[str] = set()
         self._assemble_engine()
         self.verified = VerifiedCache()
-        self.waiters: dict[bytes, list[Waiter]] = {}
+        self.waiters = Waiters()
         self.net: PeerNetwork | None = None
         self._nursery: trio.Nursery | None = None
         self._events_send, self._events_recv = trio.open_memory_channel[Any](MAX_PENDING_EVENTS)
@@ -154,6 +156,7 @@ class Node:
         self._commits_since_prune = 0
         self._verifying = 0
         self.counters: collections.Counter[str] = collections.Counter()
+        self.metrics = Instruments()  # histograms and clocks fed below (ledger/node/metrics.py)
         self.gossip_in = GossipInbox(self.limits, self.counters)
         self.started = False
         self.last_commit_ms = 0
@@ -223,10 +226,11 @@ class Node:
         epochs.check_member(config, self.key.public_key, config.genesis_height)
         ready = self.engine.next_epoch(Replica(config, self.key))
         self._use_replica()
-        log.info(
-            "epoch switch after block %d: %d validators (%s), this node is %s",
+        log_event(
+            log, "epoch_switch", "epoch switch after block %d: %d validators (%s), this node is %s",
             config.genesis_height, config.n, ", ".join(config.validator_names),
-            config.name(self.replica.index),
+            config.name(self.replica.index), height=config.genesis_height, epoch=epoch,
+            validators=list(config.validator_names),
         )  # fmt: skip
         return ready
 
@@ -389,18 +393,7 @@ class Node:
             self.counters["admission.syncing" if syncing else "admission.busy_verifying"] += len(
                 raws
             )
-            return [
-                {
-                    "tx_hash": None,
-                    "status": "rejected",
-                    "code": "syncing" if syncing else "busy",
-                    "error": "the node is installing a state snapshot; retry later"
-                    if syncing
-                    else "the node is verifying as many transactions as it can; retry later",
-                    "retry_after_ms": RETRY_AFTER_MS,
-                }
-                for _ in raws
-            ]
+            return refused(len(raws), syncing=syncing)
         engine = self.engine
         engine.unverified = self._verifying + self.gossip_in.queued_txs
         limit = engine.client_limit()
@@ -421,6 +414,7 @@ class Node:
         finally:
             self._verifying -= len(raws)
         results = await self._admitted(checked)
+        self.metrics.admitted(checked, results, time.monotonic())
         for item, result in zip(checked, results, strict=True):
             if (
                 not isinstance(item.outcome, Exception)
@@ -497,18 +491,6 @@ class Node:
                 self.net.broadcast(wire.encode_tx_gossip(batch), bulk=True)
                 self.counters["gossip.sent"] += len(batch)
 
-    def wait_for(self, tx_hash: bytes) -> Waiter:
-        waiter = Waiter(trio.Event())
-        self.waiters.setdefault(tx_hash, []).append(waiter)
-        return waiter
-
-    def forget_waiter(self, tx_hash: bytes, waiter: Waiter) -> None:
-        waiting = self.waiters.get(tx_hash)
-        if waiting and waiter in waiting:
-            waiting.remove(waiter)
-            if not waiting:
-                del self.waiters[tx_hash]
-
     # ------------------------------------------------------------------ the consensus loop
 
     async def _consensus_loop(self) -> None:
@@ -557,9 +539,7 @@ class Node:
         """Act on the engine's side outputs: answers, gossip, wake-ups."""
         outputs = self.engine.take_outputs()
         for tx_hash, answer in outputs.answers:
-            for waiter in self.waiters.pop(tx_hash, ()):
-                waiter.result = answer
-                waiter.event.set()
+            self.waiters.answer(tx_hash, answer)
         if outputs.gossip:
             self._gossip.extend(outputs.gossip)
             # Wake the flusher now: it sends whatever accumulated by the time it runs, so
@@ -581,6 +561,7 @@ class Node:
                     "the validators certified (a damaged store, or a bug); stopping"
                 )
             log_notes(ready, self.mempool, self.gossip_in.queued_txs, self.counters)
+            self.metrics.on_ready(ready, len(self._peer_ids) - 1, time.monotonic())
             records = persist.batch_records(ready.persist) if ready.persist is not None else {}
             if records and not ready.committed:
                 # A few small rows: cheaper inline than a worker-thread round trip.
@@ -613,6 +594,7 @@ class Node:
             return outcome, (time.perf_counter_ns() - started) // 1000
 
         outcome, elapsed_us = await offload(check, len(request.payload) // APPROX_TX_BYTES)
+        self.metrics.executed("validate", elapsed_us / 1e6)
         ready = self.engine.step(Validated(request, outcome, elapsed_us))
         if isinstance(outcome, str):
             log.warning("rejecting %s", self.engine.last_rejection)
@@ -631,6 +613,7 @@ class Node:
             return built, (time.perf_counter_ns() - started) // 1000
 
         (executed, skipped), elapsed_us = await offload(build, len(work.candidates))
+        self.metrics.executed("build", elapsed_us / 1e6)
         return self.engine.step(Built(request, executed, tuple(skipped), elapsed_us))
 
     async def _commit(self, committed: CommittedBlock, records: dict[str, bytes | None]) -> Ready:
@@ -658,7 +641,11 @@ class Node:
                 consensus_meta={**records, **epochs.link_record(final, certificate)} or None,
             )
 
+        started = time.monotonic()
         await offload(write, len(block.transactions))
+        now, names = time.monotonic(), self.replica_config.name
+        signers = [names(i) for i, _ in committed.votes]
+        self.metrics.committed(block, len(committed.payload), signers, now - started, now)
         if any(k[:1] == VALIDATOR_PREFIX for k in final.overlay.writes):
             self._refresh_peers()
         self._record_keys.update(records)
