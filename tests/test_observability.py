@@ -20,9 +20,10 @@ from ledger.chain.types import TxRejected
 from ledger.engine.admission import AdmittedTx
 from ledger.engine.events import Checked
 from ledger.monitoring import dashboard, prometheus_config
-from ledger.node.health import PendingWatch
+from ledger.node.health import PendingWatch, assess
 from ledger.node.logs import JsonFormatter, configure_logging, log_event
 from ledger.node.metrics import AdmissionClock, Instruments, PhaseClock
+from ledger.node.observe import Observer
 from ledger.testnet import NodeEntry
 
 
@@ -179,3 +180,93 @@ def test_prometheus_config_scrapes_every_node_labelled_by_name(tmp_path: Any) ->
     text = prometheus_config(nodes)
     assert text.count("- targets:") == 3
     assert '"127.0.0.1:2001"' in text and '{node: "node2"}' in text
+
+
+class FakeReplica:
+    def __init__(self) -> None:
+        self.index = 0
+        self.committed_height = 10
+        self.catchup_target = 10
+        self.stable = SimpleNamespace(height=0)
+        self.waiting_for = "height 11: idle, no requests pending"
+
+    def status(self) -> Any:
+        return SimpleNamespace(view=2, primary=2, waiting_for=self.waiting_for)
+
+
+def fake_node(linked: int, mempool_oldest: bytes | None = None) -> Any:
+    """What health.assess and the observer read of a node; peers 1..linked are linked."""
+    config = SimpleNamespace(n=4, quorum=3, name=lambda i: f"node{i}")
+    return SimpleNamespace(
+        started=True,
+        net=SimpleNamespace(connected_peers=lambda: list(range(1, linked + 1))),
+        replica_config=config,
+        replica=FakeReplica(),
+        genesis=SimpleNamespace(consensus=SimpleNamespace(view_change_timeout_ms=2000)),
+        syncing=lambda: False,
+        state_sync_min_blocks=64,
+        last_commit_ms=0,
+        names={0: "node0"},
+        index=0,
+        store=SimpleNamespace(head_height=10),
+        mempool=SimpleNamespace(oldest_includable=lambda: mempool_oldest),
+        metrics=Instruments(),
+    )
+
+
+@pytest.fixture
+def identity_peer_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ledger.node.health.peer_ids", lambda config, genesis: (0, 1, 2, 3))
+
+
+def codes(doc: dict[str, Any]) -> set[str]:
+    return {p["code"] for p in doc["problems"]}
+
+
+@pytest.mark.usefixtures("identity_peer_ids")
+def test_health_names_each_reason_it_cannot_make_progress() -> None:
+    node = fake_node(linked=2)
+    watch = PendingWatch()
+    doc = assess(node, watch, now_s=0.0)
+    assert doc["healthy"] and doc["peers"] == ["node1", "node2"] and doc["quorum"] == 3
+    node = fake_node(linked=1)  # 1 + 1 < 3
+    assert codes(assess(node, watch, now_s=0.0)) == {"no_quorum_of_peers"}
+    node = fake_node(linked=3)
+    watch.observe(b"\x01" * 32, 0.0)
+    assert assess(node, watch, now_s=9.9)["healthy"]  # waiting, within the 10 s bound
+    late = assess(node, watch, now_s=10.5)
+    assert codes(late) == {"pending_not_committed"} and "0101010101010101" in str(late)
+    assert late["oldest_pending_ms"] == 10_500 and late["pending_bound_ms"] == 10_000
+    node.replica.catchup_target = 10 + 65  # more than a checkpoint interval behind
+    assert codes(assess(node, PendingWatch(), now_s=0.0)) == {"syncing"}
+    node.replica.catchup_target = 10 + 64
+    assert assess(node, PendingWatch(), now_s=0.0)["healthy"]  # catching up, not far
+    node.syncing = lambda: {"mode": "state_sync", "phase": "fetching"}
+    assert codes(assess(node, PendingWatch(), now_s=0.0)) == {"syncing"}
+
+
+@pytest.mark.usefixtures("identity_peer_ids")
+def test_the_observer_logs_checkpoints_sync_phases_and_health_turns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    node = fake_node(linked=3)
+    observer = Observer(node)
+    caplog.set_level(logging.INFO, logger="quorum.node")
+    observer.sample(0.0)  # first look: healthy, nothing to report
+    node.replica.stable.height = 64
+    node.syncing = lambda: {"mode": "replay", "progress": {"height": 10, "target": 20}}
+    node.replica.catchup_target = 20
+    observer.sample(1.0)
+    node.syncing = lambda: False
+    node.replica.committed_height = 20
+    node.net.connected_peers = lambda: [1]
+    observer.sample(3.5)
+    events = [(r.event, r.fields) for r in caplog.records if hasattr(r, "event")]  # type: ignore[attr-defined]
+    names = [e for e, _ in events]
+    assert names == ["checkpoint_stable", "sync_phase", "sync_finished", "health"]
+    fields = dict(events)
+    assert fields["checkpoint_stable"] == {"height": 64, "previous": 0}
+    assert fields["sync_phase"]["phase"] == "replay" and fields["sync_phase"]["target"] == 20
+    assert fields["sync_finished"]["blocks"] == 10 and fields["sync_finished"]["seconds"] == 2.5
+    assert fields["health"]["healthy"] is False
+    assert caplog.records[-1].levelno == logging.WARNING

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.integration.netutil import free_base_port
@@ -156,6 +157,9 @@ def test_the_wheel_ships_the_packages_and_examples_and_no_tests(dist: Path) -> N
     for example in ("token", "lock", "registry", "vote"):
         assert f"contracts/examples/{example}.qasm" in names
     assert "genesis/examples/four-validators.json" in names
+    for served in ("index.html", "explorer.js", "explorer.css"):  # every node serves these
+        assert f"ledger/node/explorer/{served}" in names
+    assert "ledger/monitoring/dashboard.json" in names  # testnet start --with-monitoring
     assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]
     (sdist,) = dist.glob(f"quorum_ledger-{VERSION}.tar.gz")
     with tarfile.open(sdist) as tar:
@@ -203,3 +207,5 @@ def test_a_testnet_a_transfer_and_the_token_example_by_name(testnet: Installed) 
     assert queried["return"] == 1000
     status = testnet.quorum_json("testnet", "status")
     assert [n["running"] for n in status["nodes"]] == [True] * 4
+    page = httpx.get(manifest["nodes"][0]["rpc"] + "/explorer/explorer.js", timeout=30)
+    assert page.status_code == 200 and "REFRESH_MS" in page.text

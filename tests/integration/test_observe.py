@@ -10,7 +10,8 @@ CLI with JSON logs and --with-monitoring:
 * stopping the primary makes the others log a view change with its reason (PBFT's view
   change, Castro & Liskov OSDI'99 §4.4) and the new view;
 * with 2 of 4 validators stopped and a transaction pending, /health answers 503 naming
-  both problems, and /v1/status still says what the node waits for.
+  both problems, and /v1/status still says what the node waits for; with them back, the
+  transaction commits and every node answers 200 again.
 
 The tests share one testnet and run in order (the last two stop validators).
 """
@@ -300,3 +301,18 @@ def test_health_is_503_with_two_of_four_stopped_and_a_transaction_pending(net: N
     assert status["waiting_for"] and doc["waiting_for"]
     warned = [e for e in net.log_events(target) if e.get("event") == "health" and not e["healthy"]]
     assert warned and warned[-1]["level"] == "warning"
+    net.shared.update(stopped=[*stopped, victim], pending=pending["tx_hash"])
+
+
+def test_health_is_200_again_once_the_validators_are_back(net: Net) -> None:
+    quorum("testnet", "start", "--dir", net.dir)  # the stopped ones; waits until linked
+
+    def committed_and_healthy() -> bool:
+        with net.client(NODES[0]) as c:
+            found = c.transaction(net.shared["pending"])
+        if found is None or found["status"] != "committed":
+            return False
+        return all(httpx.get(net.rpc[n] + "/health", timeout=10).status_code == 200 for n in NODES)
+
+    wait_until("the pending transaction to commit and every node to be healthy",
+               committed_and_healthy)  # fmt: skip
