@@ -15,6 +15,7 @@ touches consensus state directly. Routes (all JSON unless noted)::
     GET  /v1/accounts/{address}      balance, nonce
     GET  /v1/contracts/{address}     code (hex) and ABI of a deployed contract
     POST /v1/contracts/{address}/query   {"method": str, "args": [...]}   read-only call
+    GET  /v1/contracts/{address}/storage/{key}   one storage slot with its state proof
     GET  /v1/status                  height, head, view, primary, peers, syncing, why stalled
     GET  /v1/validators
     GET  /v1/validator-set           the active set in state (epoch, p2p), scheduled set, votes
@@ -44,28 +45,23 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from contracts.limits import MAX_STORAGE_KEY_BYTES as MAX_CONTRACT_STORAGE_KEY_BYTES
 from ledger import version
 from ledger.chain.store_check import StoreError
 from ledger.node import api_schemas as ops
+from ledger.node.api_limits import (
+    DEFAULT_BLOCKS_LISTED,
+    DEFAULT_WAIT_MS,
+    MAX_BLOCKS_LISTED,
+    MAX_QUERY_ARGS,
+    MAX_REQUEST_BYTES,
+    MAX_STORAGE_KEY_BYTES,
+    MAX_TXS_PER_REQUEST,
+    MAX_WAIT_MS,
+)
 from ledger.node.openapi import DescribedRoute, Operation, describe
-
-#: Largest request body accepted (a batch of transactions).
-MAX_REQUEST_BYTES: Final = 8 * 1024 * 1024
-#: Most transactions in one submit request.
-MAX_TXS_PER_REQUEST: Final = 5_000
-#: Longest a submit may wait for commits.
-MAX_WAIT_MS: Final = 120_000
-DEFAULT_WAIT_MS: Final = 30_000
-MAX_QUERY_ARGS: Final = 16
-#: Longest contract storage key (the VM's own bound).
-MAX_STORAGE_KEY_BYTES: Final = MAX_CONTRACT_STORAGE_KEY_BYTES
 
 #: The code of a transaction whose sender lacks the role it needs (HTTP 403).
 NOT_PERMITTED: Final = "not_permitted"
-#: Blocks ``GET /v1/blocks`` lists by default, and at most.
-DEFAULT_BLOCKS_LISTED: Final = 20
-MAX_BLOCKS_LISTED: Final = 100
 #: The explorer's files (ledger/node/explorer/), served as they are: no build step.
 EXPLORER_ASSETS: Final = {
     "explorer.js": "text/javascript; charset=utf-8",

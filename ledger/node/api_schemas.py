@@ -11,6 +11,13 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from ledger.node.api_limits import (
+    DEFAULT_BLOCKS_LISTED,
+    MAX_BLOCKS_LISTED,
+    MAX_QUERY_ARGS,
+    MAX_TXS_PER_REQUEST,
+    MAX_WAIT_MS,
+)
 from ledger.node.openapi import Operation, Param, Response, Schema, ref
 
 HEX: Final = {"type": "string", "pattern": "^(0x)?[0-9a-fA-F]*$"}
@@ -57,9 +64,9 @@ COMPONENTS: Final[dict[str, Schema]] = {
         [],
         {
             "tx": {**HEX, "description": "one signed transaction (give tx or txs)"},
-            "txs": {"type": "array", "items": HEX, "minItems": 1, "maxItems": 5000},
+            "txs": {"type": "array", "items": HEX, "minItems": 1, "maxItems": MAX_TXS_PER_REQUEST},
             "wait": {"type": "boolean", "description": "answer when committed (or timed out)"},
-            "timeout_ms": {"type": "integer", "minimum": 0, "maximum": 120_000},
+            "timeout_ms": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_MS},
         },
         additionalProperties=False,
     ),
@@ -210,7 +217,11 @@ COMPONENTS: Final[dict[str, Schema]] = {
         ["method"],
         {
             "method": {"type": "string"},
-            "args": {"type": "array", "maxItems": 16, "items": {"type": ["string", "integer"]}},
+            "args": {
+                "type": "array",
+                "maxItems": MAX_QUERY_ARGS,
+                "items": {"type": ["string", "integer"]},
+            },
         },
         additionalProperties=False,
     ),
@@ -392,7 +403,7 @@ SUBMIT: Final = Operation(
         429: Response("nothing taken: the node is busy (Retry-After)", ref("SubmitResults")),
         **_errors(400, 413),
     },
-    description="Hex transactions (`tx`, or `txs` up to 5,000); `wait` answers once "
+    description=f"Hex transactions (`tx`, or `txs` up to {MAX_TXS_PER_REQUEST:,}); `wait` answers once "
     "each is committed or `timeout_ms` passed.",
     body=ref("SubmitRequest"),
 )
@@ -409,7 +420,11 @@ BLOCKS: Final = Operation(
     {**_ok("newest first", ref("BlockList")), **_errors(400)},
     query=(
         Param("before", UINT, "list blocks below this height (default: from the head)"),
-        Param("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "at most (20)"),
+        Param(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": MAX_BLOCKS_LISTED},
+            f"how many (default {DEFAULT_BLOCKS_LISTED})",
+        ),
     ),
 )
 BLOCK: Final = Operation(

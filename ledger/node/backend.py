@@ -27,13 +27,11 @@ from ledger.chain.proofs import (
 from ledger.chain.roles import LISTING_KEYS, RoleTable
 from ledger.engine.engine import dropped_answer
 from ledger.node.api import ApiError
+from ledger.node.api_limits import MAX_BLOCKS_LISTED
 from ledger.node.node import Node
 from ledger.node.observe import Observer
 from ledger.node.scrape import NodeCollector
 from ledger.node.signers import SignerNames, recent_signers
-
-#: Most blocks one ``GET /v1/blocks`` lists.
-MAX_BLOCKS_LISTED = 100
 
 
 class NodeService:

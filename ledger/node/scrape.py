@@ -212,6 +212,16 @@ class NodeCollector:
             "Consensus messages the core refused, by reason (counted, nothing changed).",
             ["reason"], _by_prefix(stats, "rejected."),
         )  # fmt: skip
+        yield _labelled(
+            CounterMetricFamily, "quorum_consensus_messages_duplicate",
+            "Consensus votes received again (same content), by kind.", ["kind"],
+            _by_prefix(stats, "duplicate."),
+        )  # fmt: skip
+        yield _labelled(
+            CounterMetricFamily, "quorum_consensus_equivocations",
+            "Conflicting votes from one validator for one slot, by kind (Byzantine evidence).",
+            ["kind"], _by_prefix(stats, "equivocation."),
+        )  # fmt: skip
         yield _labelled(CounterMetricFamily, "quorum_consensus_events",
                         "Consensus core counters.", ["event"], stats)  # fmt: skip
         yield _labelled(CounterMetricFamily, "quorum_node_events", "Node event counters.",
