@@ -159,7 +159,7 @@ def test_openapi_lists_every_route_and_live_answers_fit_it(net: Net) -> None:
                            "--from", net.accounts[0], "--node", net.rpc["node0"],
                            "--trust-node")  # fmt: skip
         assert call["status"] == "committed"
-        net.shared.update(contract=address, call=call["tx_hash"])
+        net.shared.update(contract=address, call=call["tx_hash"], call_height=call["height"])
         latest = c.block()
         assert latest is not None
         answers = {
@@ -237,6 +237,11 @@ def test_explorer_rendered_by_chromium_shows_the_live_chain(net: Net, tmp_path: 
     assert '"greeting"' in events[:400]
     assert "6772656574696e67" not in tx  # the key, a str, shown as text and not hex
     assert 'key = "greeting"' in tx and "Set" in tx
+
+    block = render(f"{base}/explorer#/block/{net.shared['call_height']}", tmp_path / "block")
+    section = block[block.index('id="block-txs"') :]
+    assert f'href="#/tx/{net.shared["call"]}"' in section and ">call<" in section
+    assert len(re.findall(r'class="signer">node\d<', block)) >= 3 and DATE.search(block)
 
     account = net.addresses[0]
     page = render(f"{base}/explorer#/account/{account}", tmp_path / "account")
