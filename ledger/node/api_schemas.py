@@ -167,6 +167,7 @@ COMPONENTS: Final[dict[str, Schema]] = {
             "certificate": _nullable(ref("Certificate")),
             "header_raw": HEX,
             "certificate_raw": _nullable(HEX),
+            "proposer_name": {"type": "string"},
             "epochs": {"type": "array", "items": {"type": "object"}},
         },
     ),
@@ -177,9 +178,10 @@ COMPONENTS: Final[dict[str, Schema]] = {
             "blocks": {
                 "type": "array",
                 "items": _obj(
-                    [*HEADER_FIELDS, "certificate_view", "signers"],
+                    [*HEADER_FIELDS, "proposer_name", "certificate_view", "signers"],
                     {
                         **HEADER_PROPERTIES,
+                        "proposer_name": {"type": "string"},
                         "certificate_view": _nullable(UINT),
                         "signers": {"type": "array", "items": {"type": "string"}},
                     },

@@ -119,6 +119,7 @@ class NodeService:
                 return None
             links = epochs_json(chain_of_sets(store))
             doc = render.block_json(block, store.get_certificate(at))
+            doc["proposer_name"] = self.signers.names(at, [block.header.proposer])[0]
             if doc["certificate"] is not None:
                 votes = doc["certificate"]["votes"]
                 for vote, name in zip(
@@ -298,11 +299,13 @@ class NodeService:
                         break
                     certificate = store.get_certificate(height)
                     indices = [] if certificate is None else [i for i, _ in certificate.votes]
+                    names = self.signers.names(height, [header.proposer, *indices])
                     listed.append(
                         {
                             **render.header_json(header),
+                            "proposer_name": names[0],
                             "certificate_view": None if certificate is None else certificate.view,
-                            "signers": self.signers.names(height, indices),
+                            "signers": names[1:],
                         }
                     )
             return {"head": head, "blocks": listed}

@@ -125,10 +125,10 @@ async function viewHome() {
   const blocks = el("section", { id: "latest-blocks" }, el("h2", {}, "Latest blocks"),
     table(["height", "time", "txs", "view", "proposer", "certificate signers"],
       list.blocks.map((b) => [blockLink(b.height), el("span", { class: "time", title: ago(b.timestamp_ms) }, date(b.timestamp_ms)),
-        String(b.tx_count), String(b.view), String(b.proposer),
+        String(b.tx_count), String(b.view), b.proposer_name,
         b.signers.map((s) => el("span", { class: "signer" }, s))])));
   const vals = el("section", { id: "validators" }, el("h2", {}, "Validators"),
-    table(["name", "public key", "connected", "last signed height"],
+    table(["name", "public key", "connected", "last height its signature certified"],
       validators.validators.map((v) => [v.name + (v.self ? " (this node)" : ""), el("code", {}, short(v.public_key)),
         v.connected ? "yes" : "no", v.last_signed_height === null ? "—" : blockLink(v.last_signed_height)])));
   return [blocks, vals];
@@ -145,7 +145,7 @@ async function viewBlock(height) {
       ["hash", el("code", {}, h.hash)],
       ["time", el("span", { class: "time" }, `${date(h.timestamp_ms)} (${ago(h.timestamp_ms)})`)],
       ["previous", h.height > 1 ? blockLink(h.height - 1) : "genesis"],
-      ["view / proposer", `${h.view} / ${h.proposer}`],
+      ["view / proposer", `${h.view} / ${block.proposer_name}`],
       ["transactions", String(h.tx_count)],
       ["state root", el("code", {}, h.state_root)],
       ["signers", cert ? cert.votes.map((v) => el("span", { class: "signer" }, v.name || `#${v.validator}`)) : "none"],
