@@ -34,7 +34,7 @@ from contracts.lang.model import (
     error,
     function_key,
 )
-from contracts.lang.parse import is_docstring, value_type
+from contracts.lang.parse import RESERVED_NAMES, is_docstring, value_type
 from contracts.limits import MAX_SUBROUTINE_DEPTH
 
 _STATEMENT_HINTS: Final[dict[type, str]] = {
@@ -144,8 +144,8 @@ class BodyChecker(ExprChecker):
         if name in self.params:
             raise error(target, f"*{name} cannot be assigned")
         program = self.program
-        if name == "self" or name in program.constants or name in program.imports:
-            raise error(target, f"{name} is already a constant or an imported name: pick another")
+        if name in RESERVED_NAMES or name in program.constants or name in program.imports:
+            raise error(target, f"{name} is already a constant or a built-in name: pick another")
         if name in program.helpers:
             raise error(target, f"{name} is a helper function: pick another name")
         ref = self.locals.get(name)

@@ -22,6 +22,7 @@ from contracts.lang.model import (
     CallKind,
     CallRef,
     Checked,
+    CompileError,
     ConstRef,
     Field,
     Function,
@@ -104,6 +105,7 @@ class ExprChecker:
         self.params: dict[str, NameRef] = {}
         self.locals: dict[str, LocalRef] = {}
         self.assigned: set[str] = set()  # names definitely assigned at this point
+        self.bound: frozenset[str] = frozenset()  # names the body assigns anywhere
 
     # ------------------------------------------------------------------------- dispatch
 
@@ -176,6 +178,8 @@ class ExprChecker:
             raise error(node, "self is only used as self.field or self.method(...)")
         if name in self.program.imports or name in self.program.helpers:
             raise error(node, f"{name} is a function: call it")
+        if name in self.bound:
+            raise error(node, f"{name} may be used before it is assigned on some path")
         raise error(node, f"unknown name {name}")
 
     # ------------------------------------------------------------------------- storage
@@ -490,7 +494,10 @@ class ExprChecker:
         self._no_keywords(node, "bytes")
         if len(node.args) != 1:
             raise error(node, "bytes(n) takes a constant size")
-        size_type, size = constant_value(node.args[0], self.program.constants)
+        try:
+            size_type, size = constant_value(node.args[0], self.program.constants)
+        except CompileError:
+            size_type, size = NONE, 0
         if size_type is not INT or not isinstance(size, int):
             raise error(node, "bytes(n) takes a constant int size")
         checked_bytes(node, bytes(size))

@@ -96,7 +96,7 @@ class FunctionLowerer(ExprLowerer):
             for index, slot, param_type in self.checked.copied_params:
                 self.emit("arg", index)
                 if param_type is BOOL:
-                    self._normalise_bool()
+                    self.normalise_bool()
                 self.emit("store", slot)
         body = function.node.body
         self.statements(body)
@@ -104,10 +104,6 @@ class FunctionLowerer(ExprLowerer):
             self.line = _last_line(function.node)
             self.emit("retsub" if self.subroutine else "halt")
         return self.code
-
-    def _normalise_bool(self) -> None:
-        self.emit("push", 0)
-        self.emit("ne")
 
     def _entry_stub(self) -> None:
         """The ABI entry of a public method that the contract also calls."""
@@ -117,7 +113,7 @@ class FunctionLowerer(ExprLowerer):
         for index, param in enumerate(function.params):
             self.emit("arg", index)
             if param.type is BOOL:
-                self._normalise_bool()
+                self.normalise_bool()
         self.emit("callsub", f"S{function.index}")
         self.emit("halt" if function.returns is NONE else "return")
 
@@ -266,6 +262,8 @@ class FunctionLowerer(ExprLowerer):
         self.emit("load", counter)
         if varargs is not None:
             self.emit("argx")
+            if varargs.elem is BOOL:
+                self.normalise_bool()
         self.emit("store", self.checked.targets[node.target].slot)
         self.emit("load", counter)
         self.emit("push", 1)

@@ -185,6 +185,8 @@ class ExprLowerer:
                 self.emit("push", ref.fixed)
                 self.emit("add")
             self.emit("argx")
+            if ref.elem is BOOL:
+                self.normalise_bool()
             return
         self.value(base)
         if isinstance(node.slice, ast.Slice):
@@ -206,6 +208,11 @@ class ExprLowerer:
         self.emit("add")
         self.emit("slice")
         self.emit("btoi")
+
+    def normalise_bool(self) -> None:
+        """Make the u64 on top 0 or 1 (a bool argument may arrive as any u64)."""
+        self.emit("push", 0)
+        self.emit("ne")
 
     def _value_BinOp(self, node: ast.BinOp) -> None:
         self.value(node.left)

@@ -35,6 +35,10 @@ _NOT_CODE: Final = frozenset({"OnChainOnly", "Reverted"})
 _SCALARS: Final = {"int": LangType.INT, "bool": LangType.BOOL, "bytes": LangType.BYTES}
 _SCALARS_WITH_STR: Final = {**_SCALARS, "str": LangType.STR}
 _MAX_FIELDS: Final = 256
+#: Names the language gives a meaning to: no function, parameter or variable may take one.
+RESERVED_NAMES: Final = frozenset(
+    {"self", "len", "bytes", "range", "int", "bool", "str", "True", "False", "None"}
+)
 _IMPORT_HINT: Final = (
     "contracts may import only from contracts.lang (`from contracts.lang import Contract, "
     "Map, ...`): the VM has no modules, files, clock or network"
@@ -167,8 +171,8 @@ def _read_constant(
     if len(targets) != 1 or not isinstance(targets[0], ast.Name) or statement.value is None:
         raise error(statement, "a module-level constant is `NAME = value`, one name at a time")
     name = targets[0].id
-    if name in constants or name in imports:
-        raise error(statement, f"{name} is defined twice")
+    if name in constants or name in imports or name in RESERVED_NAMES:
+        raise error(statement, f"{name} is defined twice or is a built-in name")
     constants[name] = constant_value(statement.value, constants)
 
 
@@ -330,6 +334,8 @@ def _key_type(node: ast.expr, imports: dict[str, str]) -> LangType:
 
 
 def _stored_type(node: ast.expr, imports: dict[str, str], what: str) -> LangType:
+    if isinstance(node, ast.Subscript) and _imported(node.value, imports, "Map"):
+        raise error(node, "maps do not nest: use a tuple key, Map[tuple[K1, K2], V]")
     found = value_type(node, imports) if not _imported(node, imports, "Address") else None
     if found not in STORED_TYPES:
         raise error(
@@ -368,8 +374,10 @@ def _add_function(program: Program, node: ast.FunctionDef, kind: Kind) -> None:
     table = program.helpers if kind is Kind.HELPER else program.methods
     if name in table:
         raise error(node, f"{name} is defined twice")
-    if kind is Kind.HELPER and (name in program.constants or name in program.imports):
-        raise error(node, f"{name} is already a constant or an imported name")
+    if kind is Kind.HELPER and (
+        name in program.constants or name in program.imports or name in RESERVED_NAMES
+    ):
+        raise error(node, f"{name} is already a constant or a built-in name")
     if kind is not Kind.HELPER and name in program.fields:
         raise error(node, f"{name} is both a storage field and a method")
     if kind is Kind.PRIVATE and name.startswith("__"):
@@ -440,8 +448,8 @@ def _param(program: Program, arg: ast.arg) -> Param:
     found = value_type(arg.annotation, program.imports)
     if found is LangType.NONE:
         raise error(arg, f"parameter {arg.arg} cannot be None")
-    if arg.arg in program.imports or arg.arg in program.constants:
-        raise error(arg, f"parameter {arg.arg} hides an imported name or a constant")
+    if arg.arg in program.imports or arg.arg in program.constants or arg.arg in RESERVED_NAMES:
+        raise error(arg, f"parameter {arg.arg} hides a constant or a built-in name")
     return Param(arg.arg, found, arg)
 
 
