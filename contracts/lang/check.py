@@ -325,6 +325,8 @@ class BodyChecker(ExprChecker):
 
     def _stmt_Return(self, node: ast.Return) -> bool:
         returns = self.function.returns
+        if isinstance(node.value, ast.Constant) and node.value.value is None:
+            node.value = None  # `return None` is a bare return
         if node.value is None:
             if returns is not NONE:
                 raise error(

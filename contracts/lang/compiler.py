@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contracts.abi import ContractAbi
-from contracts.assembler import assemble
+from contracts.assembler import AssemblyError, assemble
 from contracts.container import HEADER_BYTES, parse_container
 from contracts.lang.check import check_program
 from contracts.lang.emit import assembly_text
@@ -80,7 +80,16 @@ def compile_source(source: str, filename: str = "<source>") -> CompiledContract:
     except RecursionError:
         raise CompileError("the source nests too deeply for the compiler", 1, 1, filename) from None
     text = assembly_text(code, source, f"{program.name}, from {filename}")
-    container = assemble(text)
+    try:
+        container = assemble(text)
+    except AssemblyError as exc:  # only the VM's size limits can be left to fail here
+        node = program.node
+        raise CompileError(
+            f"the compiled contract does not fit the VM: {exc}; split it into smaller contracts",
+            node.lineno,
+            node.col_offset + 1,
+            filename,
+        ) from None
     return CompiledContract(
         program.name, container, text, parse_container(container).abi, _storage(program)
     )

@@ -33,6 +33,7 @@ from contracts.lang.model import (
     VarArgsRef,
     error,
 )
+from contracts.lang.parse import constant_value
 from contracts.limits import ADDRESS_BYTES, MAX_BYTES_LENGTH, MAX_LOCALS, U64_BYTES, U64_MAX
 
 INT, BOOL, BYTES, STR, ADDRESS, NONE = (
@@ -144,7 +145,7 @@ class ExprLowerer:
             ref = self.checked.names.get(node)
             return ref.value if isinstance(ref, ConstRef) else None
         if isinstance(node, ast.Call) and self._builtin_name(node) == "bytes":
-            size = self.fold(node.args[0])
+            _, size = constant_value(node.args[0], self.program.constants)  # checked
             return bytes(size) if isinstance(size, int) else None
         if isinstance(node, ast.BinOp):
             left, right = self.fold(node.left), self.fold(node.right)
@@ -377,7 +378,9 @@ class ExprLowerer:
             assert isinstance(node.func, ast.Attribute)
             self.value(node.func.value)
         elif name == "bytes":
-            self.value(node)  # folded
+            folded = self.fold(node)
+            assert isinstance(folded, bytes)
+            self.emit("push", folded)
         elif name == "len":
             self._len(args[0])
         elif name == "Address":

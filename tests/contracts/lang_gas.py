@@ -8,7 +8,6 @@ docs/CONTRACTS.md shows (tests/contracts/test_lang_examples.py checks the two ag
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from contracts.abi import AbiValue
@@ -81,13 +80,11 @@ def measure() -> list[Row]:
     rows = []
     for name, steps in SCENARIOS.items():
         compiled, hand = _run(name, "py"), _run(name, "qasm")
-        rows += [
-            Row(name, step[0], c, h) for step, c, h in zip(steps, compiled, hand, strict=True)
-        ]
+        rows += [Row(name, step[0], c, h) for step, c, h in zip(steps, compiled, hand, strict=True)]
     return rows
 
 
-def table(rows: list[Row], line: Callable[[str], None] | None = None) -> list[str]:
+def table(rows: list[Row]) -> list[str]:
     """The markdown table of ``rows``."""
     out = [
         "| contract | method | gas compiled (.py) | gas hand-written (.qasm) | ratio |",

@@ -155,3 +155,10 @@ def test_too_many_locals_names_the_function() -> None:
     lines = "".join(f"        v{i} = {i}\n" for i in range(33))
     found = compile_error(C + "    def f(self) -> None:\n" + lines)
     assert "needs more than 32 local slots" in found.message and found.line == 36
+
+
+def test_a_contract_too_big_for_the_vm_is_a_compile_error() -> None:
+    lines = "".join(f"        self.x = {i}\n" for i in range(2000))
+    found = compile_error(C + "    x: int\n    def f(self) -> None:\n" + lines)
+    assert "does not fit the VM" in found.message and "code section is" in found.message
+    assert (found.line, found.column) == (2, 1)

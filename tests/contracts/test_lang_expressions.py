@@ -141,6 +141,7 @@ def test_conditional_expression_and_constants(chain: Chain) -> None:
         DOUBLE = LIMIT * 2
         TAG = b"t" + b"ag"
         ON = True
+        WIDTH = 3
 
         class C(Contract):
             def f(self, x: int) -> int:
@@ -148,11 +149,19 @@ def test_conditional_expression_and_constants(chain: Chain) -> None:
 
             def g(self) -> bytes:
                 return TAG if ON else b""
+
+            def h(self) -> bytes:
+                return bytes(WIDTH) + bytes(WIDTH - 1)
+
+            def nothing(self) -> None:
+                return None
         """,
     )
     assert chain.call(contract, "f", 3).return_value == 3
     assert chain.call(contract, "f", 30).return_value == 20
     assert chain.call(contract, "g").return_value == b"tag"
+    assert chain.call(contract, "h").return_value == bytes(5)
+    assert chain.call(contract, "nothing").ok
 
 
 def test_bytes_operations(chain: Chain) -> None:
