@@ -42,6 +42,7 @@ from contracts.lang import Contract, Map, emit, require, view
 
 
 def helper(p: int, q: int) -> int:
+    require(p % 5 != 4, "helper refuses")
     {helper}
 
 
@@ -58,6 +59,7 @@ class P(Contract):
         return self.a + self.m[k]
 
     def _bump(self, v: int) -> int:
+        require(v % 4 != 3, "bump refuses")
         self.b += v % 7
         self.m[v % 5] += 1
         return self.b
@@ -411,7 +413,7 @@ def _agree(source: str, calls: list[tuple[int, int]]) -> None:
     assert _run_vm(source, calls) == expected, source
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(programs(), _CALLS)
 def test_random_programs_agree_with_cpython(source: str, calls: list[tuple[int, int]]) -> None:
     _agree(source, calls)

@@ -18,8 +18,10 @@ import contracts.lang as lang
 from contracts.abi import MethodAbi
 from contracts.container import parse_container
 from contracts.examples import EXAMPLES, load, load_python, source
+from contracts.interpreter import ExecutionStatus
 from contracts.lang.compiler import compile_source
 from tests.contracts.lang_gas import measure, table
+from tests.contracts.vm_support import ALICE, BOB, Chain
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "CONTRACTS.md"
 #: The issue's bound: a compiled token transfer costs at most 1.5x the hand-written one.
@@ -74,3 +76,41 @@ def test_gas_table_in_the_docs_is_the_measured_one() -> None:
     assert found.group(1).splitlines() == table(rows), (
         "docs/CONTRACTS.md's gas table is stale: PYTHONPATH=. python -m tests.contracts.lang_gas"
     )
+
+
+ISSUE_17_TOKEN = """\
+from contracts.lang import Contract, Map, emit, require, sender, view
+
+class Token(Contract):
+    supply: int
+    balances: Map[bytes, int]
+
+    def __init__(self, supply: int):
+        self.supply = supply
+        self.balances[sender()] = supply
+
+    def transfer(self, to: bytes, amount: int) -> None:
+        require(amount > 0, "amount must be positive")
+        require(self.balances[sender()] >= amount, "insufficient balance")
+        self.balances[sender()] -= amount
+        self.balances[to] += amount
+        emit("Transfer", sender(), to, amount)
+
+    @view
+    def balance_of(self, who: bytes) -> int:
+        return self.balances[who]
+"""
+
+
+def test_the_surface_as_the_issue_writes_it() -> None:
+    """Issue 17's own example, verbatim: it compiles, and behaves."""
+    compiled = compile_source(ISSUE_17_TOKEN, "issue.py")
+    assert compiled.abi.constructor is not None
+    assert compiled.abi.constructor.signature() == "constructor(supply: u64)"
+    chain = Chain()
+    token = chain.deployed(compiled.container, [100])
+    assert chain.call(token, "transfer", BOB, 30).ok
+    assert chain.query(token, "balance_of", BOB) == 30
+    assert chain.query(token, "balance_of", ALICE) == 70
+    zero = chain.call(token, "transfer", BOB, 0)
+    assert zero.status is ExecutionStatus.REVERTED and zero.error == "amount must be positive"
