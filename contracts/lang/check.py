@@ -223,7 +223,7 @@ class BodyChecker(ExprChecker):
             if found is None or isinstance(found.type, MapType):
                 raise error(target, "only locals, self.field and self.map[key] can be updated")
             self.out.fields[target] = found
-            current = found.type
+            self.out.types[target] = current = found.type
             self.note_write(node)
         elif isinstance(target, ast.Subscript):
             current = self._map_target(target)

@@ -176,16 +176,14 @@ class FunctionLowerer(ExprLowerer):
             self.binary(node.op, node.value, self.checked.targets[target].type)
             self.emit("store", slot)
             return
+        assert isinstance(target, ast.Attribute | ast.Subscript)
         found = self.checked.fields[target]
         if isinstance(target, ast.Subscript):
             self.key(target, found)
-            current = self.type_of(target)
         else:
             self.emit("push", found.prefix)
-            current = found.type  # type: ignore[assignment]
-        self.emit("dup", 0)
-        self.emit("sload")
-        self.decode(current)
+        current = self.type_of(target)
+        self.read_storage(target, key_pushed=True)
         self.binary(node.op, node.value, current)
         if current is INT:
             self.emit("itob")

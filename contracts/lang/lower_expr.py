@@ -17,6 +17,7 @@ can fail or have effects.
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 from typing import Final
 
 from contracts.lang.ir import Ins, Item, Label
@@ -73,6 +74,8 @@ _UNARY_BUILTINS: Final = {
     "to_bytes": "itob",
     "from_bytes": "btoi",
 }
+#: Instructions after which a storage slot may hold something else.
+_FORGETS_READS: Final = frozenset({"sstore", "sdelete", "callsub", "call"})
 #: Builtins that can neither fail nor change state, given safe operands.
 _SAFE_BUILTINS: Final = frozenset(
     {*_ENVIRONMENT, "encode", "bytes", "len", "balance", "sha256", "to_bytes"}
@@ -96,7 +99,26 @@ class Labels:
         return self.reverts[message]
 
 
+@dataclass(slots=True)
+class _Read:
+    """A storage read in the current straight-line code: ``at`` is where its value was on
+    top of the stack (``dup 0; store slot`` goes there once a second read wants it)."""
+
+    at: int
+    slot: int | None = None
+
+
 class ExprLowerer:
+    """Lowers expressions of one function (contracts.lang.lower adds the statements).
+
+    Redundant storage reads: within straight-line code (no label in between), a second
+    read of the same slot -- same field, key parts that are constants, unassigned
+    parameters or the environment -- loads the first read's value from a local instead of
+    reading storage again. Any write, subroutine or contract call, or label forgets them.
+    Those locals come from the top of the function's slots, down; when a temporary needs
+    one, the remembered reads are forgotten first.
+    """
+
     def __init__(self, program: Program, checked: Checked, labels: Labels) -> None:
         self.program = program
         self.checked = checked
@@ -104,14 +126,25 @@ class ExprLowerer:
         self.code: list[Item] = []
         self.line = checked.function.node.lineno
         self.temps_used = checked.slots_used
+        self.reads: dict[tuple[object, ...], _Read] = {}
+        self.reads_floor = MAX_LOCALS  # the lowest local slot holding a remembered read
 
     def emit(self, op: str, arg: int | bytes | str | None = None) -> None:
         self.code.append(Ins(op, arg, self.line))
+        if op in _FORGETS_READS:
+            self.forget_reads()
 
     def place(self, label: str) -> None:
         self.code.append(Label(label))
+        self.forget_reads()  # control may arrive here from elsewhere
+
+    def forget_reads(self) -> None:
+        self.reads.clear()
+        self.reads_floor = MAX_LOCALS
 
     def temp(self, node: ast.AST) -> int:
+        if self.temps_used >= self.reads_floor:
+            self.forget_reads()
         if self.temps_used >= MAX_LOCALS:
             raise error(
                 node,
@@ -166,17 +199,11 @@ class ExprLowerer:
             raise AssertionError(f"unexpected name reference {ref}")
 
     def _value_Attribute(self, node: ast.Attribute) -> None:
-        found = self.checked.fields[node]
-        self.emit("push", found.prefix)
-        self.emit("sload")
-        self.decode(self.type_of(node))
+        self.read_storage(node, key_pushed=False)
 
     def _value_Subscript(self, node: ast.Subscript) -> None:
-        found = self.checked.fields.get(node)
-        if found is not None:
-            self.key(node, found)
-            self.emit("sload")
-            self.decode(self.type_of(node))
+        if node in self.checked.fields:
+            self.read_storage(node, key_pushed=False)
             return
         base = node.value
         ref = self.checked.names.get(base) if isinstance(base, ast.Name) else None
@@ -316,6 +343,66 @@ class ExprLowerer:
             self.emit("push", pending)
             if started:
                 self.emit("concat")
+
+    def read_storage(self, node: ast.Attribute | ast.Subscript, *, key_pushed: bool) -> None:
+        """Push the value of ``self.field`` or ``self.map[...]``. With ``key_pushed`` the
+        slot's key is on the stack and stays under the value (for an update)."""
+        found = self.checked.fields[node]
+        signature = self._read_signature(node, found)
+        slot = None if signature is None else self._recall(signature)
+        if slot is not None:
+            self.emit("load", slot)
+            return
+        if key_pushed:
+            self.emit("dup", 0)
+        elif isinstance(node, ast.Subscript):
+            self.key(node, found)
+        else:
+            self.emit("push", found.prefix)
+        self.emit("sload")
+        self.decode(self.type_of(node))
+        if signature is not None:
+            self.reads[signature] = _Read(len(self.code))
+
+    def _read_signature(
+        self, node: ast.Attribute | ast.Subscript, found: Field
+    ) -> tuple[object, ...] | None:
+        """What identifies the slot read, if it cannot change within straight-line code."""
+        signature: list[object] = [found.prefix]
+        if isinstance(node, ast.Subscript):
+            parts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            for part in parts:
+                constant = self.fold(part)
+                ref = self.checked.names.get(part) if isinstance(part, ast.Name) else None
+                name = self._builtin_name(part) if isinstance(part, ast.Call) else None
+                if constant is not None:
+                    signature.append(_key_bytes(constant))
+                elif isinstance(ref, ArgRef):  # arguments never change
+                    signature.append(("arg", ref.index))
+                elif name in _ENVIRONMENT:
+                    signature.append(name)
+                else:
+                    return None
+        return tuple(signature)
+
+    def _recall(self, signature: tuple[object, ...]) -> int | None:
+        """The local holding an earlier read of the same slot, if any (making the earlier
+        read keep its value there)."""
+        read = self.reads.get(signature)
+        if read is None:
+            return None
+        if read.slot is None:
+            if self.reads_floor - 1 < self.temps_used:
+                return None
+            self.reads_floor -= 1
+            read.slot = self.reads_floor
+            before = self.code[read.at - 1]
+            line = before.line if isinstance(before, Ins) else self.line
+            self.code[read.at : read.at] = [Ins("dup", 0, line), Ins("store", read.slot, line)]
+            for other in self.reads.values():
+                if other.at > read.at:
+                    other.at += 2
+        return read.slot
 
     def decode(self, found: LangType) -> None:
         """Turn a stored byte string (on top) into a value of type ``found``."""

@@ -6,7 +6,7 @@ the same (operand types are known from the checker, so ``push 0; eq`` meets an i
 * dead code after a jump, return, halt, revert or retsub, up to the next label;
 * a jump to the very next instruction; jumps to a jump go straight to its target, and a
   jump to ``halt``, ``return`` or ``retsub`` becomes that instruction;
-* a condition's ``not``, ``!= 0`` and ``== 0`` folded into the branch (``jz`` <-> ``jnz``),
+* a condition's ``not``, ``!= 0``, ``> 0``, ``>= 1`` and ``== 0`` folded into the branch,
   a comparison's ``not`` into the opposite comparison, a constant condition into a jump
   or nothing;
 * a value pushed and popped, two swaps, two constant byte strings joined at run time;
@@ -188,10 +188,13 @@ def _rewrite(code: list[Item], index: int) -> tuple[list[Item], int]:
     ):
         return [Ins("push", first.arg + second.arg, line)], 3
     if first.op == "push" and first.arg == 0 and not isinstance(first.arg, bytes):
-        if second.op == "ne" and third.op in _FLIPPED:  # x != 0: branch on x itself
+        if second.op in ("ne", "gt") and third.op in _FLIPPED:  # x != 0, x > 0: branch on x
             return [Ins(third.op, third.arg, line)], 3
         if second.op == "eq" and third.op in _FLIPPED:  # x == 0: branch the other way
             return [Ins(_FLIPPED[third.op], third.arg, line)], 3
+    at_least_one = first.op == "push" and first.arg == 1 and second.op == "ge"
+    if at_least_one and third.op in _FLIPPED:  # x >= 1 is x != 0: branch on x
+        return [Ins(third.op, third.arg, line)], 3
     return [], 0
 
 

@@ -35,6 +35,9 @@ AUG_OPS = ["+", "-", "*", "//", "%", "|", "^"]
 COMPARE_OPS = ["<", "<=", ">", ">=", "==", "!="]
 INTERESTING = [0, 1, 2, 3, 7, 63, 64, 2**32, 2**63, U64_MAX - 1, U64_MAX]
 INT_LOCALS = ["v0", "v1", "v2"]
+#: Storage reads the compiler may remember within straight-line code (a second read of
+#: the same slot loads the first one's value): programs read them often.
+STORAGE_READS = ["self.a", "self.b", "self.m[x]", "self.m[y]", "self.m[0]"]
 BOOL_LOCALS = ["f0", "f1"]
 
 PRELUDE = """\
@@ -90,7 +93,7 @@ class _Gen:
         if kind == "name":
             return draw(st.sampled_from(self.ints))
         if kind == "storage":
-            return draw(st.sampled_from(["self.a", "self.b", f"self.m[{self.int_expr(3)}]"]))
+            return draw(st.sampled_from([*STORAGE_READS, f"self.m[{self.int_expr(3)}]"]))
         if kind == "binop":
             op = draw(st.sampled_from(INT_OPS))
             left = self.int_expr(level + 1, pure=pure)
@@ -143,7 +146,7 @@ class _Gen:
     def statement(self, indent: int) -> list[str]:
         draw = self.draw
         pad = " " * indent
-        kinds = ["assign", "assign", "aug", "store", "store", "require", "emit"]
+        kinds = ["assign", "assign", "aug", "store", "store", "require", "emit", "reread"]
         if self.depth < 2:
             kinds += ["if", "for", "while"]
         if self.loops:
@@ -154,7 +157,7 @@ class _Gen:
                 return [f"{pad}{draw(st.sampled_from(INT_LOCALS))} = {self.int_expr()}"]
             return [f"{pad}{draw(st.sampled_from(BOOL_LOCALS))} = {self.bool_expr()}"]
         if kind == "aug":
-            target = draw(st.sampled_from([*INT_LOCALS, "self.a", "self.m[x % 3]"]))
+            target = draw(st.sampled_from([*INT_LOCALS, "self.a", "self.m[x % 3]", "self.m[x]"]))
             return [f"{pad}{target} {draw(st.sampled_from(AUG_OPS))}= {self.int_expr()}"]
         if kind == "store":
             which = draw(st.sampled_from(["a", "flag", "m", "del"]))
@@ -165,6 +168,14 @@ class _Gen:
             if which == "m":
                 return [f"{pad}self.m[{self.int_expr(2)}] = {self.int_expr()}"]
             return [f"{pad}del self.m[{self.int_expr(2)}]"]
+        if kind == "reread":  # one slot before and after something that may change it
+            first = draw(st.sampled_from(STORAGE_READS))
+            second = draw(st.sampled_from([first, first, *STORAGE_READS]))
+            between = self.int_expr(1)
+            if draw(st.booleans()):
+                between = f"self._bump({self.int_expr(2)})"
+            target = draw(st.sampled_from(INT_LOCALS))
+            return [f"{pad}{target} = ({first} + {between}) ^ {second}"]
         if kind == "require":
             self.messages += 1
             return [f'{pad}require({self.bool_expr()}, "r{self.messages}")']

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from contracts.interpreter import ExecutionStatus
+from contracts.lang.compiler import compile_source
 from contracts.limits import U64_MAX
 from contracts.state import EventRecord
 from crypto.hashing import sha256
@@ -73,11 +74,15 @@ def test_comparisons(chain: Chain, op: str, pairs: list[tuple[int, int, int]]) -
                 if a {op} b:
                     return 1
                 return 0
+
+            def n(self, a: int, b: int) -> bool:
+                return not (a {op} b)
         """,
     )
     for a, b, expected in pairs:
         assert chain.call(contract, "f", a, b).return_value == expected
         assert chain.call(contract, "g", a, b).return_value == expected
+        assert chain.call(contract, "n", a, b).return_value == 1 - expected
 
 
 def test_bytes_and_address_equality(chain: Chain) -> None:
@@ -283,6 +288,48 @@ def test_evaluation_order_of_a_map_assignment(chain: Chain) -> None:
         """,
     )
     assert chain.call(contract, "f").error == "value first"
+
+
+def test_a_second_read_of_a_slot_is_not_stale(chain: Chain) -> None:
+    """The compiler keeps a storage read for a second read of the same slot in straight-line
+    code; a write, a call or a join in between must make it read again."""
+    contract = deploy_body(
+        chain,
+        """
+        class C(Contract):
+            n: int
+            m: Map[Address, int]
+
+            def _inc(self) -> int:
+                self.n += 1
+                return 0
+
+            def f(self, c: bool) -> int:
+                a = self.n + self._inc() + self.n
+                if c:
+                    self.n = 10
+                    b = self.n
+                else:
+                    b = 0
+                return a * 1000 + b * 100 + self.n
+
+            def g(self, who: Address) -> int:
+                self.m[who] += self.m[who] + 1
+                return self.m[who] + self.m[who]
+        """,
+    )
+    assert chain.call(contract, "f", 0).return_value == 1 * 1000 + 0 + 1
+    assert chain.call(contract, "f", 1).return_value == 3 * 1000 + 10 * 100 + 10
+    assert chain.call(contract, "g", BOB).return_value == 2
+    assert chain.call(contract, "g", BOB).return_value == 6
+
+
+def test_the_token_transfer_reads_the_balance_once() -> None:
+    from contracts.examples import source
+
+    assembly = compile_source(source("token", "py"), "token.py").assembly
+    transfer = assembly.split(".method transfer")[1].split(".method")[0]
+    assert transfer.count("\n    sload") == 2  # the sender's balance once, the recipient's
 
 
 def test_the_compiled_code_is_small_and_readable() -> None:
