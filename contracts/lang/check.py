@@ -93,7 +93,7 @@ class BodyChecker(ExprChecker):
     def run(self) -> Checked:
         body = self.function.node.body
         if body and is_docstring(body[0]):
-            body = body[1:]
+            del body[0]
         falls = self.statements(body)
         if falls and self.function.returns is not NONE:
             raise error(
@@ -107,13 +107,16 @@ class BodyChecker(ExprChecker):
     # ------------------------------------------------------------------------- flow
 
     def statements(self, body: list[ast.stmt]) -> bool:
-        """Check ``body``; False if its end cannot be reached (the rest is dead code)."""
-        for statement in body:
+        """Check ``body``; False if its end cannot be reached. Statements after one that
+        never falls through are dead code: they are dropped from the tree unchecked (as
+        mypy skips them), so the lowering never sees them."""
+        for index, statement in enumerate(body):
             method = getattr(self, f"_stmt_{type(statement).__name__}", None)
             if method is None:
                 hint = _STATEMENT_HINTS.get(type(statement), "this statement is not in the subset")
                 raise error(statement, hint)
             if not method(statement):
+                del body[index + 1 :]
                 return False
         return True
 

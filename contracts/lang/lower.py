@@ -120,18 +120,10 @@ class FunctionLowerer(ExprLowerer):
     # ------------------------------------------------------------------------- statements
 
     def statements(self, body: list[ast.stmt]) -> None:
+        """Lower checked statements (the checker dropped docstrings and dead code)."""
         for statement in body:
-            if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
-                continue  # a docstring (the checker refused other constants)
             self.line = statement.lineno
             getattr(self, f"_stmt_{type(statement).__name__}")(statement)
-            if isinstance(statement, ast.Return | ast.Break | ast.Continue):
-                return  # the rest is dead code (not checked either)
-            if isinstance(statement, ast.Expr) and self._is_revert(statement.value):
-                return
-
-    def _is_revert(self, node: ast.expr) -> bool:
-        return isinstance(node, ast.Call) and self._builtin_name(node) == "revert"
 
     def _stmt_Pass(self, node: ast.Pass) -> None:
         return

@@ -394,3 +394,34 @@ def test_a_public_method_called_internally_keeps_its_abi(chain: Chain) -> None:
     assert chain.call(contract, "check", 5, ALICE).return_value == 1  # any u64 is a bool
     assert chain.call(contract, "check", 0, ALICE).return_value == 0
     assert chain.call(contract, "f").return_value == 1
+
+
+def test_dead_code_after_a_statement_that_never_falls_through_is_dropped(chain: Chain) -> None:
+    """As mypy does, the compiler skips what cannot run (even what it would refuse)."""
+    contract = deploy_body(
+        chain,
+        """
+        class C(Contract):
+            def f(self, x: int) -> int:
+                if x > 0:
+                    return 1
+                else:
+                    return 2
+                y = 1.5
+
+            def g(self) -> int:
+                while True:
+                    return 3
+                return x
+
+            def h(self) -> int:
+                revert("no")
+                print("unreachable")
+        """,
+    )
+    assert [chain.call(contract, m, *a).return_value for m, a in (("f", (5,)), ("f", (0,)))] == [
+        1,
+        2,
+    ]
+    assert chain.call(contract, "g").return_value == 3
+    assert chain.call(contract, "h").error == "no"
