@@ -156,6 +156,8 @@ def test_the_wheel_ships_the_packages_and_examples_and_no_tests(dist: Path) -> N
         assert f"ledger/{harness}/__init__.py" in names, harness
     for example in ("token", "lock", "registry", "vote"):
         assert f"contracts/examples/{example}.qasm" in names
+        assert f"contracts/examples/{example}.py" in names
+    assert "contracts/lang/compiler.py" in names
     assert "genesis/examples/four-validators.json" in names
     for served in ("index.html", "explorer.js", "explorer.css"):  # every node serves these
         assert f"ledger/node/explorer/{served}" in names
@@ -184,6 +186,8 @@ def test_the_installed_quorum_is_the_wheel_and_knows_its_version(installed: Inst
     assert [e["name"] for e in listed["examples"]] == ["lock", "registry", "token", "vote"]
     token = next(e for e in listed["examples"] if e["name"] == "token")
     assert token["constructor"] == "constructor(supply: u64)"
+    compiled = installed.quorum_json("contract", "compile", "token.py")  # Python, from the wheel
+    assert compiled["contract"] == "Token" and compiled["size"] > 0
     missing = installed.quorum("contract", "deploy", "nosuchexample", "--from", "k.json")
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "lock, registry, token, vote" in missing.stderr
