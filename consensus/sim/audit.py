@@ -24,13 +24,14 @@ and commit (``on_commit``), and the end of the run (``finish``). Properties:
                     PRE-PREPAREs, PREPAREs or COMMITs for one (view, height), nor two
                     different VIEW-CHANGEs or NEW-VIEWs for one view;
 * ``epoch``         the chain of sets (docs/CONSENSUS.md §12), replayed by the auditor
-                    itself from the decided blocks (audit_sets.py): each honest replica
-                    marks exactly the blocks that activate a set as ending their epoch;
-                    every honest vote verifies under the signing domain and key of an
-                    epoch its sender belongs to (a removed validator's replica signs
-                    nothing after its switch); no honest replica votes, in an epoch's
-                    domain, at or below its anchor or for a child of the block that ended
-                    it; certificates at a height are checked with that height's set;
+                    itself from the decided blocks (audit_sets.py), certificates at each
+                    height checked with that height's set and signing domain: every
+                    honest vote verifies under the domain and key of an epoch its sender
+                    belongs to (a removed validator's replica signs nothing after its
+                    switch); no honest replica votes, in an epoch's domain, at or below
+                    its anchor or for a child of the block that ended it;
+* ``epoch_end``     each honest replica marks exactly the blocks that activate a set (by
+                    the auditor's replay) as ending their epoch;
 * ``liveness``      at the end of the run every honest member of the final set applied
                     every request, and every planned set change took effect.
 
@@ -178,6 +179,8 @@ class Auditor:
         self._sound_new_views: dict[tuple[int, bytes], str | None] = {}
         #: digest -> (height, parent) of every block whose payload crossed the network.
         self._parents: dict[bytes, tuple[int, bytes]] = {}
+        #: Honest slot votes already judged for their epoch (retransmissions are not new).
+        self._epoch_judged: set[tuple[int, int, str, int, int, bytes]] = set()
         #: Honest votes of an open epoch that may turn out to lie above its end.
         self._open_votes: dict[int, list[tuple[int, str, int, int, bytes]]] = {}
 
@@ -515,7 +518,11 @@ class Auditor:
     ) -> None:
         """An honest slot vote in ``ep``'s domain: never at or below its anchor, and never
         for a child of the block that ended it (judged once that block is decided)."""
-        view, height, _digest = slot
+        view, height, digest = slot
+        judged = (index, ep.number, kind, view, height, digest)
+        if judged in self._epoch_judged:
+            return
+        self._epoch_judged.add(judged)
         if height <= ep.start:
             self.report(
                 "epoch",
@@ -594,7 +601,7 @@ class Auditor:
             self._decide(ep, block, ids or [])
         if self.with_epochs and bool(block.ends_epoch) != (ep.end == height):
             self.report(
-                "epoch",
+                "epoch_end",
                 f"node{index} height {height}: its replica says the block "
                 f"{'ends' if block.ends_epoch else 'does not end'} epoch {ep.number}; the set "
                 f"rules say it {'does' if ep.end == height else 'does not'}",

@@ -74,11 +74,14 @@ class Checker:
         )
         self.violations: list[Violation] = []
         self.violation_count = 0
+        #: Every violation counted by kind (the list above keeps only the first ones).
+        self.kinds: dict[str, int] = {}
         self.commits = 0
         self.time_ms = 0
 
     def _violate(self, kind: str, detail: str) -> None:
         self.violation_count += 1
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
         if len(self.violations) < MAX_VIOLATIONS_KEPT:
             self.violations.append(Violation(kind, self.time_ms, detail))
 

@@ -304,8 +304,8 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
     Mutant(
         "checker_epoch_signer_off",
         "consensus/sim/audit.py",
-        "        self.report(\n            \"epoch\",\n            f\"node{index} signed a {message.kind} (as",
-        "        (lambda *_: None)(\n            \"epoch\",\n            f\"node{index} signed a {message.kind} (as",
+        '        self.report(\n            "epoch",\n            f"node{index} signed a {message.kind} (as',
+        '        (lambda *_: None)(\n            "epoch",\n            f"node{index} signed a {message.kind} (as',
         (f"{_EPOCHS}::test_a_removed_validator_that_keeps_voting_is_flagged",),
         "the auditor no longer checks that honest votes verify in an epoch of their sender",
     ),
