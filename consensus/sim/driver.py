@@ -549,6 +549,8 @@ class SimDriver(ReadyDriver):
                 return used
             height, digest = self.head
             certificate = block.certificate
+            if block.height <= height:
+                continue  # a late reply: applied already
             if (
                 block.height != height + 1
                 or block.parent != digest
