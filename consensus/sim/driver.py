@@ -13,11 +13,17 @@ Epochs (``SimParams(epochs=True)``, docs/CONSENSUS.md §12), as the node does th
 the block's state (consensus/sim/epochs.py) and tells the core which block ends the epoch;
 once the core committed it and every output of the old replica was acted on, the driver
 drops the old epoch's consensus records and starts the next epoch's replica on that block
-(or stops, if its key left the set). A key outside the set is a *follower*: it fetches
-certified blocks, checks each certificate with the set of the block's epoch (as its own
-replay of the chain says), executes them, and starts its replica at the block after which
-its key is in the set. A member with no commit for a while asks a peer for blocks above its
+(or retires, if its key left the set: see below). A key outside the set is a *follower*:
+it fetches certified blocks, checks each certificate with the set of the block's epoch (as
+its own replay of the chain says), executes them, and starts its replica at the block
+after which its key is in the set. A member with no commit for a while asks a peer for blocks above its
 head (the node's probe: a replica left in an old epoch cannot verify the new set's STATUS).
+
+A validator voted out *retires* rather than vanishing: no replica and no votes, but it
+keeps serving its certified blocks until a peer shows it the block after its switch
+certified by the new set. Here the simulator deliberately differs from the node, which
+stops at once (ledger/node/epochs.py ``check_member``): the epoch simulator found that
+stopping at once can stall the old set for ever (docs/RELIABILITY.md §12).
 
 House rules: the world is reached only through the :class:`World` protocol (this module
 never imports world.py); every random choice is the world's seeded generator.
@@ -72,8 +78,10 @@ MAX_BLOCKS_PER_FETCH_REPLY = 32
 #: ms; the node waits 5 s with a 2 s view-change timeout, here the timeout is 150 ms).
 PROBE_AFTER_MS = 400
 #: What a driver is: a member runs a replica; a follower replays certified blocks until
-#: its key is in the set; a removed validator has stopped.
-MEMBER, FOLLOWER, REMOVED = "member", "follower", "removed"
+#: its key is in the set; a retiring validator, voted out, has no replica but serves its
+#: certified blocks until it sees a block above its switch certified by the new set; then
+#: it is removed and has stopped.
+MEMBER, FOLLOWER, RETIRING, REMOVED = "member", "follower", "retiring", "removed"
 
 Outgoing = Callable[[Outbound], list[tuple[int | None, SignedMessage]]]
 
@@ -124,6 +132,8 @@ class World(Protocol):
     def on_switch(self, driver: SimDriver, config: ReplicaConfig) -> None: ...
 
     def on_epoch_end(self, driver: SimDriver, height: int, digest: bytes) -> None: ...
+
+    def crash_at_switch(self, driver: SimDriver) -> bool: ...
 
     def send(self, driver: SimDriver, to: int | None, message: SignedMessage) -> None: ...
 
@@ -217,10 +227,14 @@ class SimDriver(ReadyDriver):
         if self.role != MEMBER:
             return  # a removed validator stays stopped; a follower just follows on
         config = self._config_at_head()  # the epoch of the store's head (restored_replica)
+        if self.disk_epoch != self.sets.epoch:  # it stopped between the switch block and
+            self.world.on_switch(self, config)  # the switch: the records are the old epoch's
+            self.disk.start_epoch()  # and are dropped (ledger/node/node.py)
+            self.disk_epoch = self.sets.epoch
+        if self.key.public_key not in config.validators:
+            self.role = RETIRING  # no replica (epochs.check_member); it serves and probes
+            return
         self._use(config)
-        if self.disk_epoch != self.epoch:
-            self.disk.start_epoch()  # another epoch's records: dropped (ledger/node/node.py)
-            self.disk_epoch = self.epoch
         height, digest = self.head
         certificate = (
             self.chain[-1].certificate() if self.chain and height > config.genesis_height else None
@@ -251,6 +265,9 @@ class SimDriver(ReadyDriver):
         """The committed head ended the epoch: drop the old replica and its records, start
         the next epoch's on that block, or stop if this key left the set (ledger/node:
         ``Node._switch_epoch``, ``epochs.check_member``)."""
+        if self.world.crash_at_switch(self):
+            self.crash()  # the block store holds the switch block; the records are old
+            return
         config = self._config_at_head()
         assert self.replica is not None
         for key, count in self.replica.statistics().items():
@@ -263,8 +280,8 @@ class SimDriver(ReadyDriver):
         self.pending_dirty = True
         self.world.on_switch(self, config)
         if self.key.public_key not in config.validators:
-            self.replica = None
-            self.role = REMOVED
+            self.replica = None  # voted out: it votes no more, but retires (_retire)
+            self.role = RETIRING
             return
         self._use(config)
         self.replica = Replica(config, self.key)
@@ -517,7 +534,7 @@ class SimDriver(ReadyDriver):
 
     def serve_fetch(self, low: int, high: int) -> list[FetchedBlock]:
         if self.role == REMOVED:
-            return []  # a removed validator has stopped
+            return []  # a removed validator has stopped (a retiring one still serves)
         first = self.world.config.genesis_height + 1
         start = max(low, first) - first
         stop = min(high, low + MAX_BLOCKS_PER_FETCH_REPLY - 1) - first + 1
@@ -527,6 +544,9 @@ class SimDriver(ReadyDriver):
         ]
 
     def on_fetched(self, blocks: list[FetchedBlock]) -> None:
+        if self.role == RETIRING:
+            self._retire(blocks)
+            return
         if self.role == FOLLOWER:
             blocks = blocks[self._follow(blocks) :]
         for block in blocks:
@@ -538,7 +558,28 @@ class SimDriver(ReadyDriver):
                 )
             )
 
-    # ------------------------------------------------------------------ follower mode
+    # ------------------------------------------------------------------ retiring, following
+
+    def _retire(self, blocks: list[FetchedBlock]) -> None:
+        """A validator voted out stays until the new set has taken over: it may be the only
+        honest one holding the switch block's certificate (its COMMIT lost, the old set one
+        short of a quorum without it, so no view change either), and the others fetch that
+        block from it. It stops once a peer serves the block after its switch certified by
+        the new set: a quorum of the new set has switched and can serve everyone else."""
+        height, digest = self.head
+        for block in blocks:
+            certificate = block.certificate
+            if (
+                block.height == height + 1
+                and block.parent == digest
+                and (certificate.height, certificate.digest) == (block.height, block.digest)
+            ):
+                try:
+                    verify_commit_proof(self._config_at_head(), certificate)
+                except Rejected:
+                    return
+                self.role = REMOVED
+                return
 
     def _follow(self, blocks: list[FetchedBlock]) -> int:
         """Check and apply the fetched blocks that extend the head, each certificate with

@@ -39,7 +39,14 @@ from consensus.ready import CommittedBlock, ProposalRequest, ValidateRequest
 from consensus.sim.audit import SetRules
 from consensus.sim.byzantine import STRATEGY_TYPES, Strategy
 from consensus.sim.checker import Checker, Violation
-from consensus.sim.driver import FOLLOWER, MAX_BLOCKS_PER_FETCH_REPLY, FetchedBlock, SimDriver
+from consensus.sim.driver import (
+    FOLLOWER,
+    MAX_BLOCKS_PER_FETCH_REPLY,
+    MEMBER,
+    RETIRING,
+    FetchedBlock,
+    SimDriver,
+)
 from consensus.sim.epochs import ADD, VOTE_BASE, SetState, dead_vote, final_members, vote_id
 from consensus.sim.forgery import Forge
 from consensus.sim.model import (
@@ -91,6 +98,8 @@ FOLLOW_MS: Final = 50
 FILL_MS: Final = 60
 #: A primary crashed around a change's votes restarts after this long (virtual ms, range).
 DISRUPT_DOWN_MS: Final = (150, 600)
+#: One honest switch in this many crashes right before it (and restarts 50-400 ms later).
+CRASH_AT_SWITCH_EVERY: Final = 4
 
 
 @dataclass
@@ -111,6 +120,8 @@ class EpochStats:
     overreaches: int = 0
     #: Certified blocks followers refused (forged or corrupted fetch replies).
     follower_refused: int = 0
+    #: Honest validators that crashed between committing the switch block and switching.
+    switch_crashes: int = 0
 
 
 @dataclass
@@ -356,6 +367,8 @@ class Simulation:
         if not endpoint.honest and not member and driver.replica is not None:
             endpoint.strategy = Zombie(self, driver, config)
             driver.outgoing = endpoint.strategy.outgoing
+        if not member and driver.role == MEMBER:  # voted out: it retires, asking for blocks
+            self.schedule(self.time + FOLLOW_MS, FOLLOW, driver.eid)
         epoch = driver.sets.epoch
         if not endpoint.honest or epoch <= self.epoch_reached:
             return
@@ -366,6 +379,15 @@ class Simulation:
             self.stats.switch_view_changes += 1
         if epoch < len(self.changes):
             self.schedule(self.time + self.changes[epoch].delay_ms, VOTES, -1, (epoch, 0))
+
+    def crash_at_switch(self, driver: SimDriver) -> bool:
+        """Whether ``driver`` stops between committing the block that ended its epoch and
+        starting the next replica (it restarts a little later, in the next epoch)."""
+        if not self.endpoints[driver.eid].honest or self.rng.randrange(CRASH_AT_SWITCH_EVERY):
+            return False
+        self.stats.switch_crashes += 1
+        self.schedule(self.time + self.rng.randint(50, 400), RESTART, driver.eid)
+        return True
 
     def on_epoch_end(self, driver: SimDriver, height: int, digest: bytes) -> None:
         """A Byzantine validator's execution found that block ``digest`` at ``height`` ends
@@ -482,7 +504,7 @@ class Simulation:
     def _dispatch_epochs(self, kind: int, eid: int, data: Any) -> None:
         if kind == FOLLOW:
             driver = self.endpoints[eid].driver
-            if driver.role == FOLLOWER:
+            if driver.role in (FOLLOWER, RETIRING):
                 height = driver.head[0]
                 self.fetch(driver, height + 1, height + MAX_BLOCKS_PER_FETCH_REPLY)
                 self.schedule(self.time + FOLLOW_MS, FOLLOW, eid)

@@ -33,9 +33,12 @@ import consensus.normal_case
 import consensus.sim.driver
 import consensus.sim.world
 from consensus.config import ReplicaConfig
+from consensus.messages import Commit, Kind
+from consensus.ready import Outbound
 from consensus.replica import Replica
 from consensus.sim import SimParams, run_seed, run_seeds
-from consensus.sim.driver import REMOVED, SimDriver
+from consensus.sim.byzantine import Silent
+from consensus.sim.driver import REMOVED, RETIRING, FetchedBlock, SimDriver
 from consensus.sim.epochs import VOTE_BASE
 from consensus.sim.world import Simulation
 from ledger.cli.sim_cmd import sim
@@ -98,6 +101,7 @@ def test_epoch_fast_tier_every_change_takes_effect_and_agrees() -> None:
     assert epochs["zombie_messages"] > 0, "a removed Byzantine validator kept sending"
     assert epochs["overreaches"] > 0, "an old primary proposed above the epoch's end"
     assert epochs["follower_refused"] > 0, "followers met corrupted catch-up blocks"
+    assert epochs["switch_crashes"] > 0, "a validator stopped between the switch block and E+1"
 
 
 @pytest.mark.slow
@@ -171,19 +175,85 @@ def test_4_2_an_old_primary_proposing_above_the_end_is_refused_and_counted() -> 
 
 def test_an_added_validator_follows_then_signs_and_a_removed_one_stops() -> None:
     """§4.3: the joining key replays certified blocks (each certificate checked with its
-    epoch's set, corrupted fetch replies refused) until the set names it, then signs the
-    next epoch's certificates; an honest validator voted out stops at its switch."""
+    epoch's set) until the set names it, then signs the next epoch's certificates; an
+    honest validator voted out stops at its switch."""
     run = _run(27)  # add node4, add node5, remove node1 (honest)
     assert run.violations == [] and run.finished_at is not None
-    joiner = run.endpoints[run.by_index[4][0].eid].driver
-    first_end = next(b.height for b in joiner.chain if b.ends_epoch)
-    later = [b for b in joiner.chain if b.height > first_end]
-    config = joiner.config
-    position = config.validators.index(joiner.key.public_key)
-    assert any(position in (i for i, _ in b.votes) for b in later[-4:])
+    joiner = run.by_index[4][0].driver
+    digests = [b.digest for b in run.by_index[0][0].driver.chain]
+    assert joiner.role == "member" and [b.digest for b in joiner.chain] == digests
+    signed = 0
+    for block in joiner.chain:
+        epoch = run.checker.auditor._epoch_at(block.height)  # the height's set
+        if 4 in epoch.members:
+            signed += epoch.members.index(4) in (i for i, _ in block.votes)
+    assert signed > 0, "the added validator signs certificates of its epochs"
     removed = run.by_index[1][0].driver
-    assert removed.role == REMOVED and removed.replica is None
-    assert run.stats.follower_refused > 0 or _run(5).stats.follower_refused > 0
+    assert removed.replica is None and removed.role in (RETIRING, REMOVED)
+
+
+def _only_the_leaver_holds_its_switch_block(monkeypatch: pytest.MonkeyPatch, leaver: int) -> None:
+    """Validator ``leaver``'s COMMIT for the block that ends its membership is lost on every
+    link, retransmissions included (it commits that block with the others' COMMITs; they
+    stay one short), and the silent Byzantine validator serves no blocks either."""
+    original = SimDriver.send
+
+    def send(self: SimDriver, out: Outbound) -> None:
+        message = out.message
+        if self.index == leaver and message.kind == Kind.COMMIT:
+            vote = Commit.decode(message.body)
+            overlay = self.overlays.get(vote.digest)
+            ends_my_membership = (
+                overlay is not None
+                and overlay.sets.start_height == vote.height
+                and leaver not in overlay.sets.members
+            )
+            if ends_my_membership:
+                return
+        original(self, out)
+
+    monkeypatch.setattr(SimDriver, "send", send)
+    monkeypatch.setattr(Silent, "serve_fetch", lambda self, blocks: [])
+
+
+#: n = 4, node3 silent; add node4, then remove node0 (honest), then add node5. In epoch 1
+#: (n = 5, q = 4) the honest node0, node1, node2, node4 are exactly a quorum.
+LEAVER_SEED, LEAVER = 23, 0
+
+
+def test_4_4_a_validator_voted_out_retires_so_the_old_set_can_finish_its_epoch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by the epoch simulator (n = 4, seed 1988 of 3,000): the validator voted out
+    committed the switch block and stopped at once (as the node does); its COMMIT had been
+    lost and the Byzantine member had not committed, so the rest of the old set was one
+    COMMIT short — and with the leaver gone fewer than q of the old set were live, so no
+    view change could help either (§4.4 needs q VIEW-CHANGEs). Only the leaver held the
+    switch block's certificate. Now it retires: no replica, no votes, but it serves its
+    certified blocks until a peer shows it the block after its switch certified by the
+    new set; the others fetch the switch block from it (the probe) and switch."""
+    _only_the_leaver_holds_its_switch_block(monkeypatch, LEAVER)
+    run = _run(LEAVER_SEED)
+    assert run.violations == [] and run.finished_at is not None
+    assert run.by_index[LEAVER][0].driver.role == REMOVED  # retired, then stopped
+
+
+def test_a_validator_voted_out_that_stops_at_once_can_stall_the_old_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same run with the leaver serving nothing from its switch on (what the node does
+    today): the old set never finishes its epoch — the liveness check flags it."""
+    _only_the_leaver_holds_its_switch_block(monkeypatch, LEAVER)
+    original = SimDriver.serve_fetch
+
+    def stopped(self: SimDriver, low: int, high: int) -> list[FetchedBlock]:
+        return [] if self.role == RETIRING else original(self, low, high)
+
+    monkeypatch.setattr(SimDriver, "serve_fetch", stopped)
+    run = _run(LEAVER_SEED)
+    assert "liveness" in run.checker.kinds
+    old_set = [run.by_index[i][0].driver for i in (1, 2, 4)]
+    assert all(d.epoch == 1 for d in old_set), "stuck before the switch block"
 
 
 def test_epoch_seeds_are_deterministic_and_reproducible_from_their_command() -> None:
