@@ -25,12 +25,16 @@ from ledger.chain.state_access import StateReader
 class StateOverlay:
     """Writes layered over a :class:`StateReader`; also the VM's Host."""
 
-    __slots__ = ("_base", "writes")
+    __slots__ = ("_accounts", "_base", "writes")
 
     def __init__(self, base: StateReader) -> None:
         self._base = base
         #: key -> new value, or None for a deletion; insertion order is execution order.
         self.writes: dict[bytes, bytes | None] = {}
+        #: Accounts decoded (or set) here: key -> (the bytes, the account they encode). A
+        #: transfer reads its sender twice and writes it twice; without this every read
+        #: decodes again. An entry is used only while the key's bytes are the same ones.
+        self._accounts: dict[bytes, tuple[bytes, Account]] = {}
 
     def rebase(self, base: StateReader) -> None:
         """Read through ``base`` from now on: the parent committed, and ``base`` (the store)
@@ -46,11 +50,22 @@ class StateOverlay:
         self.writes[key] = value
 
     def get_account(self, address: bytes) -> Account:
-        raw = self.get_state(account_key(address))
-        return EMPTY_ACCOUNT if raw is None else Account.decode(raw)
+        key = account_key(address)
+        raw = self.get_state(key)
+        if raw is None:
+            return EMPTY_ACCOUNT
+        known = self._accounts.get(key)
+        if known is not None and known[0] == raw:
+            return known[1]
+        account = Account.decode(raw)
+        self._accounts[key] = (raw, account)
+        return account
 
     def set_account(self, address: bytes, account: Account) -> None:
-        self.writes[account_key(address)] = account.encode()
+        key = account_key(address)
+        raw = account.encode()
+        self.writes[key] = raw
+        self._accounts[key] = (raw, account)
 
     # contracts.state.Host
 

@@ -30,6 +30,7 @@ from typing import Any, Final
 
 import trio
 
+from consensus.limits import MAX_CATCHUP_BLOCKS
 from consensus.messages import CommitProof
 from consensus.ready import (
     CommittedBlock,
@@ -68,7 +69,6 @@ from ledger.engine.speculative import (
     BuildWork,
     ValidateWork,
     run_build,
-    run_commit_execution,
     run_validation,
 )
 from ledger.node import epochs, persist, wire
@@ -79,8 +79,9 @@ from ledger.node.peer_limits import (
     Fetcher,
     GossipInbox,
     PeerLimits,
-    read_blocks,
+    serve_blocks,
 )
+from ledger.node.replay import REPLAY_MAX_BLOCKS, REPLAY_MAX_TXS, replay, write_committed
 from ledger.node.statesync import SnapshotServer, StateSync
 from ledger.node.support import (
     APPROX_TX_BYTES,
@@ -305,6 +306,7 @@ class Node:
                     blocks = wire.decode_blocks(body)
                     if self.fetcher.replied():
                         await self._events_send.send(Fetched(tuple(blocks)))
+                        self._fetch_following(blocks)
                     else:
                         self.counters["peer.unsolicited_blocks"] += 1
             except DecodeError as exc:
@@ -343,30 +345,27 @@ class Node:
             "%d blocks behind (head %d, network at least %d): looking for a snapshot",
             behind, replica.committed_height, replica.catchup_target,
         )  # fmt: skip
+        target = replica.catchup_target
         if await self.state_sync.run(self.net, self.store, min_ahead=self.state_sync_min_blocks):
             self._assemble_engine()
             self._refresh_peers()
             self._next_state_sync_s = 0.0
             await self._handle([self.engine.start()])
+            # The new replica learns the network's height from its peers again; the blocks
+            # after the snapshot are asked for now (verified like any fetched block).
+            self.fetcher.cancel()
+            height = self.replica.committed_height
+            if target > height:
+                self._start_fetch(FetchRequest(height + 1, height + wire.MAX_BLOCKS_PER_REPLY))
 
     def _queue_serve(self, sender: int, wanted: wire.BlocksWanted) -> None:
         if not self.limits.start_serving(sender, trio.current_time()):
             self.counters["catchup.requests_refused"] += 1
             return
         assert self._nursery is not None
-        self._nursery.start_soon(self._serve_blocks, sender, wanted)
-
-    async def _serve_blocks(self, sender: int, wanted: wire.BlocksWanted) -> None:
-        sent = 0
-        try:
-            blocks = await trio.to_thread.run_sync(read_blocks, self.store, wanted)
-            if blocks and self.net is not None:
-                reply = wire.encode_blocks(blocks)
-                self.net.send(sender, reply, bulk=True)
-                self.counters["catchup.blocks_served"] += len(blocks)
-                sent = len(reply)
-        finally:
-            self.limits.done_serving(sender, trio.current_time(), sent)
+        self._nursery.start_soon(
+            serve_blocks, self.net, self.store, self.limits, self.counters, sender, wanted
+        )
 
     # ------------------------------------------------------------------ admission and gossip
 
@@ -587,8 +586,8 @@ class Node:
                 self.store.write_consensus_meta(records)
                 await trio.lowlevel.checkpoint()
                 self._record_keys.update(records)
-            for index, committed in enumerate(ready.committed):
-                batch.append(await self._commit(committed, records if index == 0 else {}))
+            if ready.committed:
+                batch.extend(await self._commit(ready.committed, records))
             if self.net is not None:
                 epochs.send_routed(self.net, ready.messages, self._peer_ids, self.index)
             for request in ready.validate:
@@ -602,6 +601,9 @@ class Node:
                 batch.append(await self._switch_epoch())
 
     async def _validate(self, request: ValidateRequest) -> Ready:
+        run = self.engine.replay_work(request, max_blocks=REPLAY_MAX_BLOCKS, max_txs=REPLAY_MAX_TXS)
+        if run is not None:  # certified blocks from catch-up: a run of them at once
+            return await replay(self.engine, run, self.rules, self.verified, self.counters)
         work = self.engine.validation_work(request, self._clock_ms())
         if not isinstance(work, ValidateWork):
             return work
@@ -633,46 +635,32 @@ class Node:
         (executed, skipped), elapsed_us = await offload(build, len(work.candidates))
         return self.engine.step(Built(request, executed, tuple(skipped), elapsed_us))
 
-    async def _commit(self, committed: CommittedBlock, records: dict[str, bytes | None]) -> Ready:
-        work = self.engine.commit_work(committed)
-        rules, signature_ok = self.rules, self.verified.signature_ok
-        executed = work.executed
-        if executed is None:  # caught up from a peer, or validated in a view we left
-            executed = await offload(
-                lambda: run_commit_execution(work, rules, signature_ok),
-                len(committed.payload) // APPROX_TX_BYTES,
-            )
-        certificate = CommitCertificate(
-            committed.view, committed.height, committed.digest, committed.votes
+    async def _commit(
+        self, committed: tuple[CommittedBlock, ...], records: dict[str, bytes | None]
+    ) -> list[Ready]:
+        """Write every block of a Ready in ONE transaction (ledger/node/replay.py), then
+        tell the engine, in order; a client hears of its transaction only after that."""
+        works = [self.engine.commit_work(block) for block in committed]
+        store, rules, verified = self.store, self.rules, self.verified
+        executed = await offload(
+            lambda: write_committed(store, committed, works, records, rules, verified),
+            sum(len(block.payload) for block in committed) // APPROX_TX_BYTES,
         )
-        block = executed.block
-        final = executed
-
-        def write() -> None:
-            self.store.append_block(
-                block,
-                certificate,
-                final.receipts,
-                final.overlay.writes,
-                tree_update=final.tree_update,
-                consensus_meta={**records, **epochs.link_record(final, certificate)} or None,
-            )
-
-        await offload(write, len(block.transactions))
-        if any(k[:1] == VALIDATOR_PREFIX for k in final.overlay.writes):
+        if any(k[:1] == VALIDATOR_PREFIX for e in executed for k in e.overlay.writes):
             self._refresh_peers()
         self._record_keys.update(records)
         self.last_commit_ms = self._clock_ms()
-        self.counters["blocks.committed"] += 1
-        self.counters["txs.committed"] += len(block.transactions)
-        ready = self.engine.step(
-            Persisted(committed, executed, self.store.tip(), self.last_commit_ms)
-        )
-        self._commits_since_prune += 1
+        tip = self.store.tip()  # the last block's: the engine's results above it rebase on it
+        readies = []
+        for block, result in zip(committed, executed, strict=True):
+            self.counters["blocks.committed"] += 1
+            self.counters["txs.committed"] += len(result.block.transactions)
+            readies.append(self.engine.step(Persisted(block, result, tip, self.last_commit_ms)))
+        self._commits_since_prune += len(committed)
         if self._commits_since_prune >= PRUNE_EVERY_BLOCKS:
             self._commits_since_prune = 0
             await self._prune_records()
-        return ready
+        return readies
 
     async def _prune_records(self) -> None:
         doomed = persist.prunable_now(self._record_keys, self.replica.status())
@@ -690,11 +678,21 @@ class Node:
         )
 
     def _start_fetch(self, request: FetchRequest) -> None:
+        first = request.from_height  # blocks the core already holds are not asked again
+        while first <= request.to_height and self.replica.fetched_block(first) is not None:
+            first += 1
         if (
-            self.net is not None
+            first <= request.to_height
+            and self.net is not None
             and self._nursery is not None
-            and self.fetcher.request(
-                self.net, self._nursery, request.from_height, request.to_height
-            )
+            and self.fetcher.request(self.net, self._nursery, first, request.to_height)
         ):
             self.counters["catchup.requests"] += 1
+
+    def _fetch_following(self, blocks: list[tuple[bytes, bytes]]) -> None:
+        """A full catch-up reply arrived: ask for the blocks after it now, so they arrive
+        while these are replayed (ledger/node/replay.py) instead of after."""
+        if len(blocks) == wire.MAX_BLOCKS_PER_REPLY:  # a peer above its head answers empty
+            last = CommitCertificate.decode(blocks[-1][1]).height
+            upto = self.replica.committed_height + MAX_CATCHUP_BLOCKS
+            self._start_fetch(FetchRequest(last + 1, min(upto, last + wire.MAX_BLOCKS_PER_REPLY)))

@@ -118,15 +118,47 @@ class Fetcher:
         return True
 
     def replied(self) -> bool:
-        """A BLOCKS reply arrived: True if we were waiting for one (else it is unsolicited)."""
-        if self.active:
-            self._reply.set()
-        return self.active
+        """A BLOCKS reply arrived: True if we were waiting for one (else it is unsolicited).
+        The next request may go out at once (the caller may ask for what follows while it
+        replays these)."""
+        waiting = self.active
+        self.cancel()
+        return waiting
+
+    def cancel(self) -> None:
+        """Forget the outstanding request: a late reply counts as unsolicited (also used when
+        a state sync replaced the store, making the request moot)."""
+        self._reply.set()
+        self.active = False
 
     async def _deadline(self, reply: trio.Event) -> None:
         with trio.move_on_after(FETCH_TIMEOUT_S):
             await reply.wait()
-        self.active = False
+        if reply is self._reply:  # not a newer request's
+            self.active = False
+
+
+async def serve_blocks(
+    net: PeerNetwork | None,
+    store: Store,
+    limits: PeerLimits,
+    counters: collections.Counter[str],
+    sender: int,
+    wanted: wire.BlocksWanted,
+) -> None:
+    """Answer a peer's catch-up request (store reads in a worker thread), then pace it. A
+    request above our head gets an empty reply: the asker is free to ask elsewhere at once
+    instead of waiting out its timeout (it asks ahead while it replays)."""
+    sent = 0
+    try:
+        blocks = await trio.to_thread.run_sync(read_blocks, store, wanted)
+        if net is not None:
+            reply = wire.encode_blocks(blocks)
+            net.send(sender, reply, bulk=True)
+            counters["catchup.blocks_served"] += len(blocks)
+            sent = len(reply)
+    finally:
+        limits.done_serving(sender, trio.current_time(), sent)
 
 
 class GossipInbox:
