@@ -18,10 +18,11 @@ import trio
 from genesis.document import Genesis
 from ledger.chain.execute import ChainRules, build_block
 from ledger.chain.store import BlockWrite, Store
-from ledger.chain.types import Transaction, Transfer
+from ledger.chain.types import Block, Transaction, Transfer
 from ledger.config import HostPort, NodeConfig
 from ledger.engine.events import Fetched
 from ledger.node.node import Node
+from ledger.node.replay import prepare_fetched
 from ledger.node.support import NodeHalted
 from tests.test_store import USER_KEYS, VALIDATOR_KEYS, certify, make_genesis
 
@@ -104,6 +105,8 @@ def _feed(
     node: Node,
     replies: Sequence[Sequence[tuple[bytes, bytes]]],
     written: list[list[int]] | None = None,
+    *,
+    prepared: bool = False,
 ) -> list[list[int]]:
     """Step the node's engine with each catch-up reply and act on it; the heights of each
     SQLite transaction the store wrote (also appended to ``written`` as they happen)."""
@@ -120,6 +123,9 @@ def _feed(
     async def main() -> None:
         await node._handle([node.engine.start()])
         for reply in replies:
+            if prepared:  # as the node's intake does: decoded and checked off the loop
+                engine = node.engine
+                await prepare_fetched(reply, engine.blocks, node.replica.config, node.verified)
             await node._handle([node.engine.step(Fetched(tuple(reply)))])
 
     trio.run(main)
@@ -131,14 +137,15 @@ def genesis() -> Genesis:
     return make_genesis()
 
 
+@pytest.mark.parametrize("prepared", [False, True])
 def test_fetched_runs_are_executed_at_once_and_written_in_one_transaction_each(
-    tmp_path: Path, genesis: Genesis
+    tmp_path: Path, genesis: Genesis, prepared: bool
 ) -> None:
     source = Store.open(tmp_path / "source.db", genesis)
     chain = make_chain(source, genesis, 70)
     target = Store.open(tmp_path / "target.db", genesis)
     node = _node(tmp_path, genesis, target)
-    written = _feed(node, [chain[:64], chain[64:]])
+    written = _feed(node, [chain[:64], chain[64:]], prepared=prepared)
     assert written == [list(range(1, 65)), list(range(65, 71))]
     assert (target.head_height, target.head_hash, target.state_root) == (
         source.head_height,
@@ -146,7 +153,9 @@ def test_fetched_runs_are_executed_at_once_and_written_in_one_transaction_each(
         source.state_root,
     )
     assert node.counters["replay.blocks"] == 70
-    assert node.counters["replay.signatures_verified"] == 70 * TXS_PER_BLOCK
+    # Each signature is checked once: before the core saw the reply, or in the replay.
+    assert len(node.verified) == 70 * TXS_PER_BLOCK
+    assert node.counters["replay.signatures_verified"] == (0 if prepared else 70 * TXS_PER_BLOCK)
     assert node.replica.committed_height == 70
     # The snapshot at the checkpoint inside the first run holds that height's state.
     assert [s.height for s in target.snapshots()] == [s.height for s in source.snapshots()]
@@ -168,3 +177,23 @@ def test_a_certified_block_with_a_forged_signature_halts_the_node(
     # asked for again, found invalid, and the node stops before anything else is written.
     assert written == [list(range(1, 9))]
     assert target.head_height == 8 and target.head_hash == source.get_block_hash(8)
+
+
+def test_signatures_are_not_checked_ahead_for_a_block_whose_certificate_fails(
+    tmp_path: Path, genesis: Genesis
+) -> None:
+    source = Store.open(tmp_path / "source.db", genesis)
+    chain = make_chain(source, genesis, 3)
+    raw_block, _ = chain[1]
+    block = Block.decode(raw_block)
+    chain[1] = (raw_block, certify(block, signers=2).encode())  # under a quorum
+    target = Store.open(tmp_path / "target.db", genesis)
+    node = _node(tmp_path, genesis, target)
+    engine = node.engine
+
+    async def main() -> None:
+        await prepare_fetched(chain, engine.blocks, node.replica.config, node.verified)
+
+    trio.run(main)
+    assert len(node.verified) == 2 * TXS_PER_BLOCK  # blocks 1 and 3 only
+    assert all(engine.blocks.block(raw) is not None for raw, _ in chain)  # all decoded

@@ -174,6 +174,9 @@ def main() -> None:
                 "bench_committed": bench.get("committed"),
                 "bench_tx_per_s": bench.get("tx_per_s"),
                 "bench_exit_code": bench["exit_code"],
+                "bench_lost": bench.get("lost"),
+                "bench_failed": bench.get("failed"),
+                "bench_agree": bench.get("agree"),
             }
             row["replay"] = rejoin(directory, state_sync=False)
             row["state_sync"] = rejoin(directory, state_sync=True)

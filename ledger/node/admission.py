@@ -16,7 +16,7 @@ from crypto.encoding import DecodeError
 from ledger.chain.execute import ChainRules
 from ledger.chain.store import Store
 from ledger.chain.types import Receipt, Transaction, TxRejected
-from ledger.engine.admission import Gate, VerifiedCache, admit_raw
+from ledger.engine.admission import RETRY_AFTER_MS, Gate, VerifiedCache, admit_raw
 from ledger.engine.engine import commit_answer
 from ledger.engine.events import Checked
 from ledger.render import receipt_json
@@ -61,3 +61,17 @@ def check_batch(
 def commit_result(receipt: Receipt, height: int) -> dict[str, Any]:
     """What a client is told about a committed transaction."""
     return commit_answer(receipt, height, receipt_json)
+
+
+def not_now(syncing: bool) -> dict[str, Any]:
+    """A submission refused before any work: the node installs a snapshot, or verifies as
+    many transactions as it can."""
+    return {
+        "tx_hash": None,
+        "status": "rejected",
+        "code": "syncing" if syncing else "busy",
+        "error": "the node is installing a state snapshot; retry later"
+        if syncing
+        else "the node is verifying as many transactions as it can; retry later",
+        "retry_after_ms": RETRY_AFTER_MS,
+    }

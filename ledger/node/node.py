@@ -51,7 +51,7 @@ from ledger.chain.store import Store
 from ledger.chain.types import CommitCertificate
 from ledger.chain.validators import VALIDATOR_PREFIX
 from ledger.config import NodeConfig
-from ledger.engine.admission import RETRY_AFTER_MS, VerifiedCache
+from ledger.engine.admission import VerifiedCache
 from ledger.engine.assemble import assemble_engine
 from ledger.engine.events import (
     Built,
@@ -72,7 +72,7 @@ from ledger.engine.speculative import (
     run_validation,
 )
 from ledger.node import epochs, persist, wire
-from ledger.node.admission import check_batch, commit_result
+from ledger.node.admission import check_batch, commit_result, not_now
 from ledger.node.membership import genesis_names, peer_id, refresh_peers
 from ledger.node.peer_limits import (
     BYZANTINE_GOSSIP_CODES,
@@ -81,7 +81,13 @@ from ledger.node.peer_limits import (
     PeerLimits,
     serve_blocks,
 )
-from ledger.node.replay import REPLAY_MAX_BLOCKS, REPLAY_MAX_TXS, replay, write_committed
+from ledger.node.replay import (
+    REPLAY_MAX_BLOCKS,
+    REPLAY_MAX_TXS,
+    prepare_fetched,
+    replay,
+    write_committed,
+)
 from ledger.node.statesync import SnapshotServer, StateSync
 from ledger.node.support import (
     APPROX_TX_BYTES,
@@ -305,8 +311,9 @@ class Node:
                 else:
                     blocks = wire.decode_blocks(body)
                     if self.fetcher.replied():
-                        await self._events_send.send(Fetched(tuple(blocks)))
                         self._fetch_following(blocks)
+                        assert self._nursery is not None
+                        self._nursery.start_soon(self._deliver_fetched, blocks)
                     else:
                         self.counters["peer.unsolicited_blocks"] += 1
             except DecodeError as exc:
@@ -385,21 +392,9 @@ class Node:
         threads are the bottleneck, and a queue in front of them only adds latency)."""
         syncing = self.state_sync.active
         if syncing or self._verifying + len(raws) > MAX_VERIFYING_TXS:
-            self.counters["admission.syncing" if syncing else "admission.busy_verifying"] += len(
-                raws
-            )
-            return [
-                {
-                    "tx_hash": None,
-                    "status": "rejected",
-                    "code": "syncing" if syncing else "busy",
-                    "error": "the node is installing a state snapshot; retry later"
-                    if syncing
-                    else "the node is verifying as many transactions as it can; retry later",
-                    "retry_after_ms": RETRY_AFTER_MS,
-                }
-                for _ in raws
-            ]
+            refused = "admission.syncing" if syncing else "admission.busy_verifying"
+            self.counters[refused] += len(raws)
+            return [not_now(syncing) for _ in raws]
         engine = self.engine
         engine.unverified = self._verifying + self.gossip_in.queued_txs
         limit = engine.client_limit()
@@ -688,6 +683,11 @@ class Node:
             and self.fetcher.request(self.net, self._nursery, first, request.to_height)
         ):
             self.counters["catchup.requests"] += 1
+
+    async def _deliver_fetched(self, blocks: list[tuple[bytes, bytes]]) -> None:
+        """Decoded and signature-checked off the loop first (ledger/node/replay.py)."""
+        await prepare_fetched(blocks, self.engine.blocks, self.replica.config, self.verified)
+        await self._events_send.send(Fetched(tuple(blocks)))
 
     def _fetch_following(self, blocks: list[tuple[bytes, bytes]]) -> None:
         """A full catch-up reply arrived: ask for the blocks after it now, so they arrive

@@ -26,8 +26,14 @@ tests/test_store_crash.py), and whatever the core committed in memory beyond it 
 again after the restart. :func:`write_committed` serves every Ready, not only replays: the
 blocks a pipelined normal case commits together share a transaction too.
 
-Never: execute a block whose certificate the core has not verified, answer a request the
-core did not make, or acknowledge anything (``Persisted``) before its transaction returned.
+Before the core even sees a catch-up reply, :func:`prepare_fetched` decodes its blocks and
+verifies the signatures of those whose certificate verifies (worker threads): with the node
+asking for the next range as soon as a reply arrives, the next run is decoded and checked
+while the current one executes and is written, and the event loop never decodes a block.
+
+Never: execute a block whose certificate the core has not verified, spend signature checks
+on a block whose certificate does not verify, answer a request the core did not make, or
+acknowledge anything (``Persisted``) before its transaction returned.
 """
 
 from __future__ import annotations
@@ -41,11 +47,16 @@ from typing import Final
 
 import trio
 
+from consensus.certificates import Rejected, verify_commit_proof
+from consensus.config import ReplicaConfig
+from consensus.messages import CommitProof
 from consensus.ready import CommittedBlock, Ready, merge_readies
+from crypto.encoding import DecodeError
 from ledger.chain.execute import ChainRules, ChainTip, ExecutedBlock
 from ledger.chain.store import BlockWrite, Store
-from ledger.chain.types import CommitCertificate, Transaction
+from ledger.chain.types import Block, CommitCertificate, Transaction
 from ledger.engine.admission import VerifiedCache
+from ledger.engine.blocks import BlockCache
 from ledger.engine.engine import Engine
 from ledger.engine.events import Validated
 from ledger.engine.speculative import CommitWork, ReplayWork, run_commit_execution, run_replay
@@ -63,6 +74,45 @@ REPLAY_MAX_TXS: Final = 20_000
 VERIFY_THREADS: Final = 2
 #: ... when there are at least this many to do (below, one thread is quicker).
 PARALLEL_VERIFY_MIN: Final = 512
+
+
+async def prepare_fetched(
+    blocks: Sequence[tuple[bytes, bytes]],
+    cache: BlockCache,
+    config: ReplicaConfig,
+    verified: VerifiedCache,
+) -> None:
+    """Decode a catch-up reply's blocks into the engine's block ``cache`` and verify the
+    transaction signatures of those certified by ``config``'s set (worker threads). What
+    does not decode or verify is left to the core to refuse and count."""
+    max_block_bytes = cache.max_bytes
+
+    def decode_and_check() -> tuple[list[tuple[bytes, Block]], list[Transaction]]:
+        decoded: list[tuple[bytes, Block]] = []
+        certified: list[Transaction] = []
+        for raw_block, raw_certificate in blocks:
+            try:
+                block = Block.decode(raw_block, max_bytes=max_block_bytes)
+                certificate = CommitCertificate.decode(raw_certificate)
+            except DecodeError:
+                break
+            decoded.append((raw_block, block))
+            proof = CommitProof(
+                certificate.view, certificate.height, certificate.block_hash, certificate.votes
+            )
+            if proof.height != block.height or proof.digest != block.hash():
+                continue
+            try:
+                verify_commit_proof(config, proof)
+            except Rejected:
+                continue
+            certified.extend(block.transactions)
+        return decoded, certified
+
+    decoded, certified = await trio.to_thread.run_sync(decode_and_check)
+    await verify_signatures(certified, verified)
+    for payload, block in decoded:  # on the event loop: the cache is not thread-safe
+        cache.remember(payload, block)
 
 
 def _clock_us() -> int:
