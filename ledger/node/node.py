@@ -30,7 +30,6 @@ from typing import Any, Final
 
 import trio
 
-from consensus.limits import MAX_CATCHUP_BLOCKS
 from consensus.messages import CommitProof
 from consensus.ready import (
     CommittedBlock,
@@ -48,7 +47,6 @@ from genesis.document import Genesis
 from ledger import render
 from ledger.chain.execute import ChainRules
 from ledger.chain.store import Store
-from ledger.chain.types import CommitCertificate
 from ledger.chain.validators import VALIDATOR_PREFIX
 from ledger.config import NodeConfig
 from ledger.engine.admission import VerifiedCache
@@ -311,6 +309,7 @@ class Node:
                 else:
                     blocks = wire.decode_blocks(body)
                     if self.fetcher.replied():
+                        log.info("TMP reply of %d blocks from %s", len(blocks), self.names[sender])
                         self._fetch_following(blocks)
                         assert self._nursery is not None
                         self._nursery.start_soon(self._deliver_fetched, blocks)
@@ -352,26 +351,26 @@ class Node:
             "%d blocks behind (head %d, network at least %d): looking for a snapshot",
             behind, replica.committed_height, replica.catchup_target,
         )  # fmt: skip
-        target = replica.catchup_target
         if await self.state_sync.run(self.net, self.store, min_ahead=self.state_sync_min_blocks):
             self._assemble_engine()
             self._refresh_peers()
             self._next_state_sync_s = 0.0
-            await self._handle([self.engine.start()])
-            # The new replica learns the network's height from its peers again; the blocks
-            # after the snapshot are asked for now (verified like any fetched block).
+            # The blocks after the snapshot are asked for at once (verified like any fetched
+            # block; a peer with none answers empty), before the new replica asks for what
+            # it knows of: it learns the network's height from its peers again.
             self.fetcher.cancel()
             height = self.replica.committed_height
-            if target > height:
-                self._start_fetch(FetchRequest(height + 1, height + wire.MAX_BLOCKS_PER_REPLY))
+            self._start_fetch(FetchRequest(height + 1, height + wire.MAX_BLOCKS_PER_REPLY))
+            await self._handle([self.engine.start()])
 
     def _queue_serve(self, sender: int, wanted: wire.BlocksWanted) -> None:
-        if not self.limits.start_serving(sender, trio.current_time()):
+        wait_s = self.limits.start_serving(sender, trio.current_time())
+        if wait_s is None:
             self.counters["catchup.requests_refused"] += 1
             return
         assert self._nursery is not None
         self._nursery.start_soon(
-            serve_blocks, self.net, self.store, self.limits, self.counters, sender, wanted
+            serve_blocks, self.net, self.store, self.limits, self.counters, sender, wanted, wait_s
         )
 
     # ------------------------------------------------------------------ admission and gossip
@@ -673,26 +672,23 @@ class Node:
         )
 
     def _start_fetch(self, request: FetchRequest) -> None:
-        first = request.from_height  # blocks the core already holds are not asked again
-        while first <= request.to_height and self.replica.fetched_block(first) is not None:
-            first += 1
+        held = self.replica.fetched_block
         if (
-            first <= request.to_height
-            and self.net is not None
+            self.net is not None
             and self._nursery is not None
-            and self.fetcher.request(self.net, self._nursery, first, request.to_height)
+            and self.fetcher.ask(self.net, self._nursery, request, lambda h: held(h) is not None)
         ):
             self.counters["catchup.requests"] += 1
 
     async def _deliver_fetched(self, blocks: list[tuple[bytes, bytes]]) -> None:
         """Decoded and signature-checked off the loop first (ledger/node/replay.py)."""
-        await prepare_fetched(blocks, self.engine.blocks, self.replica.config, self.verified)
-        await self._events_send.send(Fetched(tuple(blocks)))
+        with self.fetcher.arriving(blocks, self.replica.committed_height):
+            await prepare_fetched(blocks, self.engine.blocks, self.replica.config, self.verified)
+            await self._events_send.send(Fetched(tuple(blocks)))
 
     def _fetch_following(self, blocks: list[tuple[bytes, bytes]]) -> None:
         """A full catch-up reply arrived: ask for the blocks after it now, so they arrive
         while these are replayed (ledger/node/replay.py) instead of after."""
-        if len(blocks) == wire.MAX_BLOCKS_PER_REPLY:  # a peer above its head answers empty
-            last = CommitCertificate.decode(blocks[-1][1]).height
-            upto = self.replica.committed_height + MAX_CATCHUP_BLOCKS
-            self._start_fetch(FetchRequest(last + 1, min(upto, last + wire.MAX_BLOCKS_PER_REPLY)))
+        following = self.fetcher.following(blocks, self.replica.committed_height)
+        if following is not None:
+            self._start_fetch(following)
