@@ -123,10 +123,11 @@ def _feed(
     async def main() -> None:
         await node._handle([node.engine.start()])
         for reply in replies:
+            decoded: tuple[Block | None, ...] = ()
             if prepared:  # as the node's intake does: decoded and checked off the loop
-                engine = node.engine
-                await prepare_fetched(reply, engine.blocks, node.replica.config, node.verified)
-            await node._handle([node.engine.step(Fetched(tuple(reply)))])
+                limit = node.engine.blocks.max_bytes
+                decoded = await prepare_fetched(reply, node.replica.config, limit, node.verified)
+            await node._handle([node.engine.step(Fetched(tuple(reply), decoded))])
 
     trio.run(main)
     return written
@@ -191,9 +192,12 @@ def test_signatures_are_not_checked_ahead_for_a_block_whose_certificate_fails(
     node = _node(tmp_path, genesis, target)
     engine = node.engine
 
-    async def main() -> None:
-        await prepare_fetched(chain, engine.blocks, node.replica.config, node.verified)
+    async def main() -> tuple[Block | None, ...]:
+        limit = engine.blocks.max_bytes
+        return await prepare_fetched(chain, node.replica.config, limit, node.verified)
 
-    trio.run(main)
+    decoded = trio.run(main)
     assert len(node.verified) == 2 * TXS_PER_BLOCK  # blocks 1 and 3 only
-    assert all(engine.blocks.block(raw) is not None for raw, _ in chain)  # all decoded
+    assert [b.hash() for b in decoded if b is not None] == [
+        Block.decode(raw).hash() for raw, _ in chain
+    ]

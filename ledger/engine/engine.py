@@ -388,6 +388,9 @@ class Engine:
 
     def _on_fetched(self, event: Fetched) -> Ready:
         readies: list[Ready] = []
+        for (raw_block, _), decoded in zip(event.blocks, event.decoded, strict=False):
+            if decoded is not None:
+                self.blocks.remember(raw_block, decoded)
         for raw_block, raw_certificate in event.blocks[:MAX_FETCHED_PER_EVENT]:
             block = self.blocks.block(raw_block)
             try:

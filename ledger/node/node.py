@@ -169,6 +169,7 @@ class Node:
         self.state_sync_min_blocks = genesis.consensus.checkpoint_interval
         self._next_state_sync_s = 0.0
         self._last_probe_ms = 0
+        self._preparing = trio.Lock()  # catch-up replies are decoded and checked in turn
 
     def _assemble_engine(self) -> None:
         """The engine (consensus core, mempool, executed-block tree) from the store: at
@@ -683,8 +684,10 @@ class Node:
     async def _deliver_fetched(self, blocks: list[tuple[bytes, bytes]]) -> None:
         """Decoded and signature-checked off the loop first (ledger/node/replay.py)."""
         with self.fetcher.arriving(blocks, self.replica.committed_height):
-            await prepare_fetched(blocks, self.engine.blocks, self.replica.config, self.verified)
-            await self._events_send.send(Fetched(tuple(blocks)))
+            async with self._preparing:  # one at a time, in arrival order
+                limit, config = self.engine.blocks.max_bytes, self.replica.config
+                decoded = await prepare_fetched(blocks, config, limit, self.verified)
+                await self._events_send.send(Fetched(tuple(blocks), decoded))
 
     def _fetch_following(self, blocks: list[tuple[bytes, bytes]]) -> None:
         """A full catch-up reply arrived: ask for the blocks after it now, so they arrive

@@ -130,7 +130,8 @@ class Fetcher:
     @contextmanager
     def arriving(self, blocks: list[tuple[bytes, bytes]], committed: int) -> Iterator[None]:
         """While a reply is prepared: its heights count as asked for."""
-        heights = set(range(committed + 1, _last_height(blocks, committed) + 1))
+        last = min(_last_height(blocks, committed), committed + MAX_CATCHUP_BLOCKS)
+        heights = set(range(max(committed + 1, last - len(blocks) + 1), last + 1))
         self._arriving |= heights
         try:
             yield
@@ -138,10 +139,13 @@ class Fetcher:
             self._arriving -= heights
 
     def following(self, blocks: list[tuple[bytes, bytes]], committed: int) -> FetchRequest | None:
-        """After a full reply, the range after it (a peer above its head answers empty)."""
+        """After a full reply, the range after it (a peer above its head answers empty), if
+        the core could hold it yet (up to MAX_CATCHUP_BLOCKS above its head)."""
         if len(blocks) < wire.MAX_BLOCKS_PER_REPLY:
             return None
         last = _last_height(blocks, committed)
+        if last + wire.MAX_BLOCKS_PER_REPLY > committed + MAX_CATCHUP_BLOCKS:
+            return None
         return FetchRequest(last + 1, last + wire.MAX_BLOCKS_PER_REPLY)
 
     def request(
@@ -208,13 +212,12 @@ async def serve_blocks(
 
 
 def _last_height(blocks: list[tuple[bytes, bytes]], committed: int) -> int:
-    """The height a catch-up reply ends at, as its last certificate says (only used to skip
-    heights when asking for more, so bounded by what the core would hold)."""
+    """The height a catch-up reply ends at, as its last certificate says (a peer's word:
+    only used to decide what to ask for next; the core verifies every block)."""
     try:
-        last = CommitCertificate.decode(blocks[-1][1]).height if blocks else committed
+        return CommitCertificate.decode(blocks[-1][1]).height if blocks else committed
     except DecodeError:  # the core counts it when it gets there
         return committed
-    return min(last, committed + MAX_CATCHUP_BLOCKS - wire.MAX_BLOCKS_PER_REPLY)
 
 
 class GossipInbox:

@@ -56,7 +56,6 @@ from ledger.chain.execute import ChainRules, ChainTip, ExecutedBlock
 from ledger.chain.store import BlockWrite, Store
 from ledger.chain.types import Block, CommitCertificate, Transaction
 from ledger.engine.admission import VerifiedCache
-from ledger.engine.blocks import BlockCache
 from ledger.engine.engine import Engine
 from ledger.engine.events import Validated
 from ledger.engine.speculative import CommitWork, ReplayWork, run_commit_execution, run_replay
@@ -78,25 +77,26 @@ PARALLEL_VERIFY_MIN: Final = 512
 
 async def prepare_fetched(
     blocks: Sequence[tuple[bytes, bytes]],
-    cache: BlockCache,
     config: ReplicaConfig,
+    max_block_bytes: int,
     verified: VerifiedCache,
-) -> None:
-    """Decode a catch-up reply's blocks into the engine's block ``cache`` and verify the
-    transaction signatures of those certified by ``config``'s set (worker threads). What
-    does not decode or verify is left to the core to refuse and count."""
-    max_block_bytes = cache.max_bytes
+) -> tuple[Block | None, ...]:
+    """Decode a catch-up reply's blocks and verify the transaction signatures of those
+    certified by ``config``'s set (worker threads); the decoded blocks, in order, for the
+    engine (``Fetched.decoded``). What does not decode or verify is left to the core to
+    refuse and count."""
 
-    def decode_and_check() -> tuple[list[tuple[bytes, Block]], list[Transaction]]:
-        decoded: list[tuple[bytes, Block]] = []
+    def decode_and_check() -> tuple[list[Block | None], list[Transaction]]:
+        decoded: list[Block | None] = []
         certified: list[Transaction] = []
         for raw_block, raw_certificate in blocks:
             try:
                 block = Block.decode(raw_block, max_bytes=max_block_bytes)
                 certificate = CommitCertificate.decode(raw_certificate)
             except DecodeError:
-                break
-            decoded.append((raw_block, block))
+                decoded.append(None)
+                continue
+            decoded.append(block)
             proof = CommitProof(
                 certificate.view, certificate.height, certificate.block_hash, certificate.votes
             )
@@ -111,8 +111,7 @@ async def prepare_fetched(
 
     decoded, certified = await trio.to_thread.run_sync(decode_and_check)
     await verify_signatures(certified, verified)
-    for payload, block in decoded:  # on the event loop: the cache is not thread-safe
-        cache.remember(payload, block)
+    return tuple(decoded)
 
 
 def _clock_us() -> int:
