@@ -5,8 +5,8 @@ fetches certified blocks (ledger/node/peer_limits.py), and the core verifies eac
 certificate as it arrives (consensus/catchup.py) — once per block, with the set of its
 epoch. The core then asks to validate them one at a time, each only once its parent
 committed. Answered one by one, every block would cost a worker-thread round trip to
-execute and its own fsynced SQLite transaction (about 85 ms for ~280 transfers, measured:
-docs/PERFORMANCE.md). Instead, when the core asks to validate a fetched block,
+execute and its own fsynced SQLite transaction (docs/PERFORMANCE.md, "Catch-up", has the
+figures before and after). Instead, when the core asks to validate a fetched block,
 :func:`replay` takes the run of fetched blocks chained after it (``Engine.replay_work``):
 
 1. signatures: every transaction of the run whose hash is not in the node's verified cache
@@ -27,7 +27,8 @@ again after the restart. :func:`write_committed` serves every Ready, not only re
 blocks a pipelined normal case commits together share a transaction too.
 
 Before the core even sees a catch-up reply, :func:`prepare_fetched` decodes its blocks and
-verifies the signatures of those whose certificate verifies (worker threads): with the node
+verifies the signatures of those whose certificate verifies (worker threads; the core
+checks the certificate again, three signatures, when it gets the block): with the node
 asking for the next range as soon as a reply arrives, the next run is decoded and checked
 while the current one executes and is written, and the event loop never decodes a block.
 
