@@ -7,6 +7,8 @@ by :meth:`Store.append_block` in ONE SQLite transaction — block row and certif
 transactions, receipts, the flat state delta, the state tree's node writes and deletions,
 optional consensus metadata — so after any crash (kill -9 included) a block is either
 wholly present or wholly absent, and a block whose ``append_block`` returned is on disk.
+:meth:`Store.append_blocks` writes a run of consecutive blocks the same way in one
+transaction (replay, several commits at once): after a crash, all of them or none.
 The head (height, hash, timestamp, state root) is cached and moves only after a commit.
 
 State is kept twice, committed together: the flat ``state`` table (what execution and
