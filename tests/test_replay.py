@@ -15,13 +15,17 @@ from pathlib import Path
 import pytest
 import trio
 
+from consensus.limits import MAX_CATCHUP_BLOCKS
+from consensus.ready import FetchRequest
 from genesis.document import Genesis
 from ledger.chain.execute import ChainRules, build_block
 from ledger.chain.store import BlockWrite, Store
 from ledger.chain.types import Block, Transaction, Transfer
 from ledger.config import HostPort, NodeConfig
 from ledger.engine.events import Fetched
+from ledger.node import wire
 from ledger.node.node import Node
+from ledger.node.peer_limits import Fetcher
 from ledger.node.replay import prepare_fetched
 from ledger.node.support import NodeHalted
 from tests.test_store import USER_KEYS, VALIDATOR_KEYS, certify, make_genesis
@@ -201,3 +205,42 @@ def test_signatures_are_not_checked_ahead_for_a_block_whose_certificate_fails(
     assert [b.hash() for b in decoded if b is not None] == [
         Block.decode(raw).hash() for raw, _ in chain
     ]
+
+
+class _Net:
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, int]] = []
+
+    def connected_peers(self) -> list[int]:
+        return [0, 1, 2]
+
+    def send(self, peer: int, payload: bytes, bulk: bool = False) -> None:
+        wanted = wire.BlocksWanted.decode(wire.split(payload)[1])
+        self.sent.append((wanted.from_height, wanted.to_height))
+
+
+def test_asking_ahead_stops_where_the_core_could_not_hold_the_blocks(
+    tmp_path: Path, genesis: Genesis
+) -> None:
+    """A full reply makes the node ask for the next range at once, but never past what the
+    core holds above its head (MAX_CATCHUP_BLOCKS), and never for heights it holds or that
+    are still being prepared (asking again and again for those was a bug found measuring)."""
+    source = Store.open(tmp_path / "source.db", genesis)
+    chain = make_chain(source, genesis, 64)
+    fetcher = Fetcher(OWN)
+    reply = chain[:64]
+    assert fetcher.following(reply, 0) == FetchRequest(65, 128)
+    assert fetcher.following(reply[:63], 0) is None  # the peer had no more
+    # With the head 193 blocks below the reply's end, the next 64 would reach 257 above it.
+    assert fetcher.following(reply, -MAX_CATCHUP_BLOCKS + 127) is None
+    net = _Net()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            with fetcher.arriving(reply, 0):
+                assert not fetcher.ask(net, nursery, FetchRequest(1, 64), lambda h: False)
+                fetcher.ask(net, nursery, FetchRequest(1, 70), lambda h: h == 65)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert net.sent == [(66, 70)]
