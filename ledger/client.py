@@ -79,6 +79,17 @@ def _results(response: httpx.Response) -> list[dict[str, Any]]:
     return list(_decode(response)["results"])
 
 
+def _health(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code == 503:
+        try:
+            document = response.json()
+        except ValueError:
+            document = None
+        if isinstance(document, dict) and "healthy" in document:
+            return document
+    return dict(_decode(response))
+
+
 def _timeout(wait: bool, timeout_ms: int, default: float) -> float:
     return timeout_ms / 1000 + WAIT_MARGIN_S if wait else default
 
@@ -188,6 +199,17 @@ class QuorumClient:
         params = {"proof": "true"} if proof else None
         return dict(_decode(self._request("GET", "/v1/permissions", params=params)))
 
+    def blocks(self, *, before: int | None = None, limit: int | None = None) -> dict[str, Any]:
+        """The newest block headers (below ``before``), newest first, each with the names
+        of its certificate's signers: ``{"head", "blocks"}``."""
+        params = {k: str(v) for k, v in (("before", before), ("limit", limit)) if v is not None}
+        return dict(_decode(self._request("GET", "/v1/blocks", params=params or None)))
+
+    def health(self) -> dict[str, Any]:
+        """``/health``'s document: ``healthy``, and the ``problems`` when it is not (a 503
+        is an answer here, not an error)."""
+        return _health(self._request("GET", "/health"))
+
     def healthy(self) -> bool:
         try:
             return self._request("GET", "/health").status_code == 200
@@ -254,3 +276,6 @@ class AsyncQuorumClient:
 
     async def status(self) -> dict[str, Any]:
         return dict(_decode(await self._request("GET", "/v1/status")))
+
+    async def health(self) -> dict[str, Any]:
+        return _health(await self._request("GET", "/health"))

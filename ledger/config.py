@@ -66,6 +66,8 @@ class NodeConfig:
     mempool_max_txs: int = 50_000
     mempool_max_bytes: int = 64 * 1024 * 1024
     log_level: str = "info"
+    #: ``text`` for people, ``json`` for log shippers (ledger/node/logs.py).
+    log_format: str = "text"
     #: Join from a certified snapshot when far behind (false: always replay blocks).
     state_sync: bool = True
 
@@ -80,6 +82,7 @@ class NodeConfig:
                 "validator_key_file": self.validator_key_file,
                 "data_dir": self.data_dir,
                 "log_level": self.log_level,
+                "log_format": self.log_format,
             },
             "rpc": {"listen": str(self.rpc_listen)},
             "p2p": {
@@ -100,6 +103,7 @@ class NodeConfig:
 
 
 _LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+_LOG_FORMATS: Final = ("text", "json")
 
 
 def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -156,7 +160,7 @@ def load_config(home: Path) -> NodeConfig:
     node = _table(doc, "node", where)
     _reject_unknown(
         node,
-        ("name", "genesis_file", "validator_key_file", "data_dir", "log_level"),
+        ("name", "genesis_file", "validator_key_file", "data_dir", "log_level", "log_format"),
         f"{where} [node]",
     )
     rpc = _table(doc, "rpc", where)
@@ -168,6 +172,9 @@ def load_config(home: Path) -> NodeConfig:
     log_level = _str(node, "log_level", "node", "info")
     if log_level not in _LOG_LEVELS:
         raise ConfigError(f"{where}: node.log_level must be one of {', '.join(_LOG_LEVELS)}")
+    log_format = _str(node, "log_format", "node", "text")
+    if log_format not in _LOG_FORMATS:
+        raise ConfigError(f"{where}: node.log_format must be one of {', '.join(_LOG_FORMATS)}")
     peers_raw = p2p.get("peers", [])
     if not isinstance(peers_raw, list):
         raise ConfigError(f"{where}: p2p.peers must be an array of tables")
@@ -205,6 +212,7 @@ def load_config(home: Path) -> NodeConfig:
             mempool_max_txs=_int(mempool, "max_txs", "mempool", 50_000),
             mempool_max_bytes=_int(mempool, "max_bytes", "mempool", 64 * 1024 * 1024),
             log_level=log_level,
+            log_format=log_format,
             state_sync=state_sync,
         )
     except ConfigError as exc:

@@ -256,7 +256,7 @@ def init_testnet(
 
 PID_FILE_NAME: Final = "node.pid"
 LOG_FILE_NAME: Final = "node.log"
-#: How long `testnet start` waits for every node to answer /health.
+#: How long `testnet start` waits for every node to serve (see :func:`serving`).
 START_TIMEOUT_S: Final = 90.0
 #: How long `testnet stop` waits after SIGTERM before SIGKILL.
 STOP_TIMEOUT_S: Final = 20.0
@@ -327,19 +327,35 @@ def pid_running(pid: int | None) -> bool:
         return True
 
 
-def healthy(rpc: str) -> bool:
+def serving(rpc: str, *, linked: bool = False) -> bool:
+    """The node at ``rpc`` serves its API; with ``linked``, it is also linked to a quorum of
+    validators. ``/health`` answers 200 when the node makes progress; a 503 listing its
+    problems still means it serves (a lone node, one catching up)."""
     import httpx
 
     try:
-        return httpx.get(f"{rpc}/health", timeout=2.0).status_code == 200
+        response = httpx.get(f"{rpc}/health", timeout=2.0)
     except httpx.HTTPError:
         return False
+    if response.status_code == 200:
+        return True
+    try:
+        problems = {p["code"] for p in response.json()["problems"]}
+    except (ValueError, KeyError, TypeError):
+        return False
+    return "starting" not in problems and not (linked and "no_quorum_of_peers" in problems)
 
 
 def start_nodes(
-    nodes: list[NodeEntry], *, timeout_s: float = START_TIMEOUT_S
+    nodes: list[NodeEntry],
+    *,
+    timeout_s: float = START_TIMEOUT_S,
+    linked: bool = False,
+    log_format: str | None = None,
 ) -> list[tuple[NodeEntry, int]]:
-    """Start each node as a background process; return when all answer /health."""
+    """Start each node as a background process; return when all serve their API (with
+    ``linked``: and each is linked to a quorum of validators, for a whole testnet started
+    at once). ``log_format`` (text, json) overrides the nodes' configs."""
     import subprocess
     import sys
     import time
@@ -352,8 +368,11 @@ def start_nodes(
             started.append((node, pid))
             continue
         log = open(node.home / LOG_FILE_NAME, "ab")  # noqa: SIM115 - handed to the child
+        command = [sys.executable, "-m", "ledger.cli", "node", "start", "--home", str(node.home)]
+        if log_format is not None:
+            command += ["--log-format", log_format]
         process = subprocess.Popen(
-            [sys.executable, "-m", "ledger.cli", "node", "start", "--home", str(node.home)],
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -365,7 +384,7 @@ def start_nodes(
     deadline = time.monotonic() + timeout_s
     waiting = list(started)
     while waiting:
-        waiting = [(n, p) for n, p in waiting if not healthy(n.rpc)]
+        waiting = [(n, p) for n, p in waiting if not serving(n.rpc, linked=linked)]
         for node, pid in waiting:
             if not pid_running(pid):
                 tail = (node.home / LOG_FILE_NAME).read_text(encoding="utf-8", errors="replace")[
@@ -374,7 +393,8 @@ def start_nodes(
                 raise TestnetError(f"{node.name} exited during startup; its log ends:\n{tail}")
         if waiting and time.monotonic() > deadline:
             raise TestnetError(
-                f"{', '.join(n.name for n, _ in waiting)} did not become healthy in {timeout_s:.0f} s"
+                f"{', '.join(n.name for n, _ in waiting)} did not "
+                f"{'link to a quorum of validators' if linked else 'serve'} in {timeout_s:.0f} s"
             )
         if waiting:
             time.sleep(0.2)

@@ -78,8 +78,14 @@ class FakeNode:
         doc: dict[str, Any] = {"roles": {"submit": "any"}, "admin_threshold": 1, "height": 7}
         return {**doc, "proof": {}} if proof else doc
 
-    async def healthy(self) -> bool:
-        return self.is_healthy
+    async def health(self) -> dict[str, Any]:
+        problems = [] if self.is_healthy else [{"code": "starting", "message": "starting"}]
+        return {"healthy": self.is_healthy, "problems": problems}
+
+    async def blocks(self, before: int | None, limit: int) -> dict[str, Any]:
+        top = 7 if before is None else min(7, before - 1)
+        heights = range(top, max(0, top - limit), -1)
+        return {"head": 7, "blocks": [{"height": h, "signers": ["node0"]} for h in heights]}
 
     async def metrics(self) -> bytes:
         return b"quorum_height 7\n"
@@ -123,7 +129,11 @@ def test_submit_and_reads(client: Client, node: FakeNode) -> None:
     assert client.get("/v1/validators").json() == {"validators": [{"name": "node0"}]}
     assert client.get("/health").status_code == 200
     node.is_healthy = False
-    assert client.get("/health").status_code == 503
+    unhealthy = client.get("/health")
+    assert unhealthy.status_code == 503 and unhealthy.json()["problems"][0]["code"] == "starting"
+    listed = client.get("/v1/blocks?before=6&limit=3").json()["blocks"]
+    assert [b["height"] for b in listed] == [5, 4, 3]
+    assert len(client.get("/v1/blocks").json()["blocks"]) == 7
     metrics = client.get("/metrics")
     assert metrics.status_code == 200 and metrics.text.startswith("quorum_height")
 
@@ -154,6 +164,12 @@ BAD_REQUESTS = [
     ("post", "/v1/contracts/" + "ab" * 20 + "/query", b'{"args": []}', 400, "bad_request"),
     ("post", "/v1/contracts/" + "ab" * 20 + "/query", b'{"method": "m", "args": {}}', 400, "bad_request"),
     ("post", "/v1/contracts/" + "ab" * 20 + "/query", b'{"method": "m", "args": [' + b"1," * 20 + b"1]}", 400, "bad_request"),
+    ("get", "/v1/blocks?limit=0", None, 400, "bad_request"),
+    ("get", "/v1/blocks?limit=101", None, 400, "bad_request"),
+    ("get", "/v1/blocks?before=-1", None, 400, "bad_request"),
+    ("get", "/v1/blocks?after=3", None, 400, "bad_request"),
+    ("get", "/explorer/../api.py", None, 404, "not_found"),
+    ("get", "/explorer/secrets.txt", None, 404, "not_found"),
     ("get", "/v1/nowhere", None, 404, "not_found"),
     ("delete", "/v1/transactions", None, 405, "method_not_allowed"),
     ("get", "/v1/transactions", None, 405, "method_not_allowed"),

@@ -335,6 +335,83 @@ def test_contract_examples_lists_the_shipped_examples() -> None:
     assert_user_error(run("contract", "examples", "nope"), 2, "lock, registry, token, vote")
 
 
+def test_contract_examples_show_the_python_versions() -> None:
+    listed = run_json("contract", "examples")
+    assert [e["sources"] for e in listed["examples"]][2] == ["token.qasm", "token.py"]
+    python = run("contract", "examples", "token.py")
+    assert python.exit_code == 0 and python.stdout.startswith('"""token: a fixed-supply')
+    assert "class Token(Contract):" in python.stdout
+    doc = run_json("contract", "examples", "vote.py")
+    assert doc["language"] == "py" and "def approve(self, id: int) -> int:" in doc["source"]
+
+
+def test_contract_compile_prints_abi_storage_size_and_assembly(tmp_path: Path) -> None:
+    from contracts.assembler import assemble
+    from contracts.examples import load_python
+
+    doc = run_json("contract", "compile", "token.py")
+    assert doc["contract"] == "Token" and doc["file"] == "token.py"
+    assert bytes.fromhex(doc["code"]) == load_python("token") and doc["size"] == len(
+        load_python("token")
+    )
+    assert doc["size"] == 6 + doc["abi_bytes"] + doc["code_bytes"]
+    signatures = [m["signature"] for m in doc["abi"]["methods"]]
+    assert "transfer(to: address, amount: u64) -> u64" in signatures
+    assert doc["storage"] == [
+        {"name": "supply", "type": "int", "prefix": "00"},
+        {"name": "balances", "type": "Map[Address, int]", "prefix": "01"},
+    ]
+    human = run("contract", "compile", "token.py")
+    assert (
+        human.exit_code == 0 and "Token (token.py)" in human.stdout and "balance_of" in human.stdout
+    )
+    source = tmp_path / "counter.py"
+    source.write_text(COUNTER)
+    asm = run("contract", "compile", source, "--asm")
+    assert asm.exit_code == 0 and asm.stdout.startswith("; Counter, from ")
+    assert ".method bump(by: u64) -> u64" in asm.stdout and "Counter" in asm.stderr
+    assert assemble(asm.stdout).hex() == run_json("contract", "compile", source)["code"]
+
+
+COUNTER = """\
+from contracts.lang import Contract, require
+
+
+class Counter(Contract):
+    count: int
+
+    def bump(self, by: int) -> int:
+        require(by > 0, "by must be positive")
+        self.count += by
+        return self.count
+"""
+
+
+def test_contract_compile_errors_exit_2_with_file_line_and_column(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        COUNTER.replace("from contracts.lang import", "import os\nfrom contracts.lang import")
+    )
+    result = run("contract", "compile", bad)
+    assert_user_error(result, 2, f"{bad}:1:1: `import os` is not allowed")
+    doc = json.loads(run("contract", "compile", bad, "--json").stdout)
+    assert (doc["line"], doc["column"]) == (1, 1) and "import os" in doc["error"]
+    assert_user_error(run("contract", "compile", tmp_path / "none.py"), 1, "does not exist")
+    assert_user_error(run("contract", "compile", "token"), 2, "compile token.py")
+
+
+def test_contract_deploy_of_a_file_that_does_not_compile_sends_nothing(tmp_path: Path) -> None:
+    """The compile error comes first: before the key file is read (it does not exist) or
+    a node is asked (none listens there), so the exit is 2 with the compiler's words."""
+    bad = tmp_path / "bad.py"
+    bad.write_text(COUNTER.replace("self.count += by", "self.count += by / 2"))
+    result = run(
+        "contract", "deploy", bad, "--from", tmp_path / "missing-key.json",
+        "--node", "http://127.0.0.1:9",
+    )  # fmt: skip
+    assert_user_error(result, 2, f"{bad}:9:23: / makes floats: use // (integer division)")
+
+
 @pytest.mark.parametrize(
     ("target", "code", "needle"),
     [

@@ -28,6 +28,7 @@ def test_round_trip(tmp_path: Path) -> None:
         p2p_listen=HostPort("0.0.0.0", 26656),
         peers=(PEER,),
         mempool_max_txs=10,
+        log_format="json",
     )
     write(tmp_path, config.to_toml())
     assert load_config(tmp_path) == config
@@ -53,6 +54,7 @@ listen = "127.0.0.1:2"
         (GOOD.replace("127.0.0.1:1", "localhost"), "rpc.listen"),
         (GOOD.replace("127.0.0.1:2", "127.0.0.1:70000"), "outside 1..65535"),
         (GOOD.replace('name = "n"', 'name = "n"\nlog_level = "loud"'), "log_level"),
+        (GOOD.replace('name = "n"', 'name = "n"\nlog_format = "xml"'), "log_format"),
         (GOOD + "[mempool]\nmax_txs = -1\n", "mempool.max_txs"),
         (GOOD + "[mempool]\nmax_txs = true\n", "mempool.max_txs"),
         (GOOD.replace("[p2p]", "[p2p]\npeers = 3"), "p2p.peers"),

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.integration.netutil import free_base_port
@@ -155,7 +156,12 @@ def test_the_wheel_ships_the_packages_and_examples_and_no_tests(dist: Path) -> N
         assert f"ledger/{harness}/__init__.py" in names, harness
     for example in ("token", "lock", "registry", "vote"):
         assert f"contracts/examples/{example}.qasm" in names
+        assert f"contracts/examples/{example}.py" in names
+    assert "contracts/lang/compiler.py" in names
     assert "genesis/examples/four-validators.json" in names
+    for served in ("index.html", "explorer.js", "explorer.css"):  # every node serves these
+        assert f"ledger/node/explorer/{served}" in names
+    assert "ledger/monitoring/dashboard.json" in names  # testnet start --with-monitoring
     assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]
     (sdist,) = dist.glob(f"quorum_ledger-{VERSION}.tar.gz")
     with tarfile.open(sdist) as tar:
@@ -180,6 +186,8 @@ def test_the_installed_quorum_is_the_wheel_and_knows_its_version(installed: Inst
     assert [e["name"] for e in listed["examples"]] == ["lock", "registry", "token", "vote"]
     token = next(e for e in listed["examples"] if e["name"] == "token")
     assert token["constructor"] == "constructor(supply: u64)"
+    compiled = installed.quorum_json("contract", "compile", "token.py")  # Python, from the wheel
+    assert compiled["contract"] == "Token" and compiled["size"] > 0
     missing = installed.quorum("contract", "deploy", "nosuchexample", "--from", "k.json")
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "lock, registry, token, vote" in missing.stderr
@@ -203,3 +211,5 @@ def test_a_testnet_a_transfer_and_the_token_example_by_name(testnet: Installed) 
     assert queried["return"] == 1000
     status = testnet.quorum_json("testnet", "status")
     assert [n["running"] for n in status["nodes"]] == [True] * 4
+    page = httpx.get(manifest["nodes"][0]["rpc"] + "/explorer/explorer.js", timeout=30)
+    assert page.status_code == 200 and "REFRESH_MS" in page.text

@@ -112,6 +112,14 @@ def test_transaction_round_trip_and_signature(tx: Transaction) -> None:
         validate_transaction(again, CHAIN, TxLimits(max_tx_bytes=10**6))
 
 
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(transactions)
+def test_signing_body_cut_from_raw_is_the_encoded_body(tx: Transaction) -> None:
+    # signing_body() slices the canonical bytes; the definition is the body record encoded.
+    assert tx.signing_body() == tx._encoded_signing_body()
+    assert Transaction.decode(tx.encode()).signing_body() == tx._encoded_signing_body()
+
+
 def _runnable(code: bytes) -> bool:
     try:
         validate_code(code)

@@ -16,6 +16,9 @@ one key (see world.py). Every strategy draws from the run's one seeded generator
 
 ``mutate`` and ``flood`` validators also serve corrupted blocks to catch-up fetches.
 
+With epochs a strategy acts in the epoch its driver's replica is in: ``config`` is the
+driver's current one and messages name the driver's index in that set (``driver.local``).
+
 House rule: a strategy reaches the world only through the :class:`Network` protocol (this
 module never imports world.py).
 """
@@ -85,7 +88,11 @@ class Strategy:
         self.world = world
         self.driver = driver
         self.rng: random.Random = world.rng
-        self.config = world.config
+
+    @property
+    def config(self) -> ReplicaConfig:
+        """The config of the epoch this validator's replica is in."""
+        return self.driver.config
 
     def outgoing(self, out: Outbound) -> Sends:
         return [(out.to, out.message)]
@@ -102,10 +109,11 @@ class Strategy:
         return blocks
 
     def _sign(self, body: object, payload: bytes = b"") -> SignedMessage:
-        return sign(self.driver.key, self.config.chain_id, self.driver.index, body, payload)  # type: ignore[arg-type]
+        return sign(self.driver.key, self.config.chain_id, self.driver.local, body, payload)  # type: ignore[arg-type]
 
     def _others(self) -> list[int]:
-        return [i for i in range(self.config.n) if i != self.driver.index]
+        me = self.driver.local
+        return [i for i in range(self.config.n) if i != me]
 
 
 class Silent(Strategy):
@@ -148,7 +156,8 @@ class Equivocate(Strategy):
         self.alternative: dict[tuple[int, int], bytes] = {}
 
     def _group(self, index: int) -> int:
-        return self.world.plan.groups.get(index, 0)
+        """The group of the validator at ``index`` of the current set."""
+        return self.world.plan.groups.get(self.driver.members[index], 0)
 
     def outgoing(self, out: Outbound) -> Sends:
         message = out.message

@@ -26,7 +26,7 @@ from consensus.limits import (
 from consensus.messages import Kind, SignedMessage, decode_body
 from consensus.ready import CommittedBlock
 from consensus.replica import Replica
-from consensus.sim.audit import Auditor
+from consensus.sim.audit import Auditor, SetRules
 
 _SLOT_VOTES: Final = frozenset({Kind.PRE_PREPARE, Kind.PREPARE, Kind.COMMIT})
 #: Keep at most this many violations per run in the report (all are counted).
@@ -61,19 +61,27 @@ def memory_caps(config: ReplicaConfig) -> dict[str, int]:
 
 
 class Checker:
-    def __init__(self, config: ReplicaConfig, honest: list[int]) -> None:
+    def __init__(
+        self, config: ReplicaConfig, honest: list[int], sets: SetRules | None = None
+    ) -> None:
         self.config = config
         self.honest = honest
-        self.caps = memory_caps(config)
+        #: Memory caps by set size (the set changes size across epochs).
+        self.caps = {config.n: memory_caps(config)}
         genesis = (config.genesis_height, config.genesis_digest, config.genesis_state_root)
-        self.auditor = Auditor(config.chain_id, config.validators, genesis, honest, self._violate)
+        self.auditor = Auditor(
+            config.chain_id, config.validators, genesis, honest, self._violate, sets=sets
+        )
         self.violations: list[Violation] = []
         self.violation_count = 0
+        #: Every violation counted by kind (the list above keeps only the first ones).
+        self.kinds: dict[str, int] = {}
         self.commits = 0
         self.time_ms = 0
 
     def _violate(self, kind: str, detail: str) -> None:
         self.violation_count += 1
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
         if len(self.violations) < MAX_VIOLATIONS_KEPT:
             self.violations.append(Violation(kind, self.time_ms, detail))
 
@@ -98,18 +106,19 @@ class Checker:
         """Any endpoint put ``message`` on the network."""
         self.auditor.observe(message)
 
-    def on_send(self, index: int, message: SignedMessage) -> None:
-        """An honest replica is releasing ``message``."""
-        self.auditor.on_send(index, message)
+    def on_send(self, index: int, message: SignedMessage, epoch: int = 0) -> None:
+        """Honest validator ``index`` (global) is releasing ``message`` from its replica of
+        ``epoch`` (as its driver believes: the auditor checks the signature)."""
+        self.auditor.on_send(index, message, epoch)
 
-    def finish(self, requests: int, detail: str = "") -> None:
-        self.auditor.finish(requests, detail)
+    def finish(self, submitted: set[int], detail: str = "") -> None:
+        self.auditor.finish(submitted, detail)
 
     def check_window(self, index: int, replica: Replica, message: SignedMessage) -> None:
         """PBFT §4.2/§4.3: a replica votes for no height above its high watermark (its
         stable checkpoint plus one window). (The low side is not checked here: a replica may
         finish a slot in the very step whose checkpoint made that height stable.)"""
-        if message.sender != index or message.kind not in _SLOT_VOTES:
+        if message.sender != replica.index or message.kind not in _SLOT_VOTES:
             return
         height = decode_body(message).height  # type: ignore[union-attr]
         low = replica.stable.height
@@ -121,7 +130,10 @@ class Checker:
             )
 
     def check_memory(self, index: int, replica: Replica) -> None:
+        caps = self.caps.get(replica.config.n)
+        if caps is None:
+            caps = self.caps[replica.config.n] = memory_caps(replica.config)
         for name, size in replica.memory_footprint().items():
-            cap = self.caps[name]
+            cap = caps[name]
             if size > cap:
                 self._violate("memory", f"node{index} {name} holds {size} entries, cap {cap}")

@@ -8,6 +8,17 @@ validations, proposals and fetches as timed events. A crash throws away the repl
 overlays and the mempool; a restart rebuilds the replica with ``Replica.restore`` from the
 disk and the block store.
 
+Epochs (``SimParams(epochs=True)``, docs/CONSENSUS.md §12), as the node does them
+(ledger/node/epochs.py, ledger/node/follower.py): execution tracks the validator set in
+the block's state (consensus/sim/epochs.py) and tells the core which block ends the epoch;
+once the core committed it and every output of the old replica was acted on, the driver
+drops the old epoch's consensus records and starts the next epoch's replica on that block
+(or stops, if its key left the set). A key outside the set is a *follower*: it fetches
+certified blocks, checks each certificate with the set of the block's epoch (as its own
+replay of the chain says), executes them, and starts its replica at the block after which
+its key is in the set. A member with no commit for a while asks a peer for blocks above its
+head (the node's probe: a replica left in an old epoch cannot verify the new set's STATUS).
+
 House rules: the world is reached only through the :class:`World` protocol (this module
 never imports world.py); every random choice is the world's seeded generator.
 """
@@ -18,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from consensus.certificates import Rejected, verify_commit_proof
 from consensus.config import ReplicaConfig
 from consensus.messages import CommitProof, SignedMessage
 from consensus.outbox import EMPTY_READY
@@ -32,6 +44,15 @@ from consensus.ready import (
 from consensus.records import CommittedHead, PersistBatch
 from consensus.replica import Replica
 from consensus.sim.checker import Checker
+from consensus.sim.epochs import (
+    VOTE_BASE,
+    SetChange,
+    SetState,
+    apply_vote,
+    dead_vote,
+    execute_block,
+    refusal,
+)
 from consensus.sim.model import (
     GENESIS_STATE_ROOT,
     MAX_REQUESTS_PER_BLOCK,
@@ -47,6 +68,12 @@ from crypto.keys import PrivateKey
 
 #: Blocks per fetch reply.
 MAX_BLOCKS_PER_FETCH_REPLY = 32
+#: A member without a commit for this long asks a peer for blocks above its head (virtual
+#: ms; the node waits 5 s with a 2 s view-change timeout, here the timeout is 150 ms).
+PROBE_AFTER_MS = 400
+#: What a driver is: a member runs a replica; a follower replays certified blocks until
+#: its key is in the set; a removed validator has stopped.
+MEMBER, FOLLOWER, REMOVED = "member", "follower", "removed"
 
 Outgoing = Callable[[Outbound], list[tuple[int | None, SignedMessage]]]
 
@@ -59,6 +86,7 @@ class Overlay:
     parent: bytes
     ids: tuple[int, ...]
     state_root: bytes
+    sets: SetState
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +110,21 @@ class World(Protocol):
     @property
     def submitted(self) -> set[int]: ...
 
+    @property
+    def time(self) -> int: ...
+
+    @property
+    def changes(self) -> tuple[SetChange, ...]: ...
+
+    @property
+    def genesis_sets(self) -> SetState: ...
+
+    def epoch_config(self, sets: SetState, anchor: bytes, root: bytes) -> ReplicaConfig: ...
+
+    def on_switch(self, driver: SimDriver, config: ReplicaConfig) -> None: ...
+
+    def on_epoch_end(self, driver: SimDriver, height: int, digest: bytes) -> None: ...
+
     def send(self, driver: SimDriver, to: int | None, message: SignedMessage) -> None: ...
 
     def after_exec(
@@ -104,6 +147,21 @@ class SimDriver(ReadyDriver):
         self.variant = False
         self.outgoing: Outgoing | None = None
         self.disk = MemoryDisk()
+        #: The config of the replica's epoch (a follower: of the block after its head).
+        self.config = world.config
+        #: The set in the committed head's state, and the members of ``config``.
+        self.sets = world.genesis_sets
+        self.members = self.sets.members
+        self.epoch = 0
+        #: The epoch the disk's consensus records belong to (the node's ``epoch`` marker).
+        self.disk_epoch = 0
+        self.role = MEMBER if key.public_key in self.config.validators else FOLLOWER
+        self.last_commit_ms = 0
+        self.last_probe_ms = 0
+        #: Certified blocks a follower refused (bad certificate, chain or execution).
+        self.refused = 0
+        #: Statistics of this validator's replicas of finished epochs.
+        self.retired: dict[str, int] = {}
         self.chain: list[CommittedBlock] = []
         self.applied: set[int] = set()
         self.state_root = GENESIS_STATE_ROOT
@@ -121,6 +179,21 @@ class SimDriver(ReadyDriver):
     def up(self) -> bool:
         return self.replica is not None
 
+    def statistics(self) -> dict[str, int]:
+        """The replica's statistics, with those of this validator's earlier epochs."""
+        merged = dict(self.retired)
+        if self.replica is not None:
+            for key, count in self.replica.statistics().items():
+                merged[key] = merged.get(key, 0) + count
+        return merged
+
+    @property
+    def local(self) -> int:
+        """This validator's index in its epoch's set (what its messages name as sender)."""
+        if self.replica is not None:
+            return self.replica.index
+        return self.members.index(self.index) if self.index in self.members else self.index
+
     @property
     def head(self) -> tuple[int, bytes]:
         if self.chain:
@@ -128,8 +201,9 @@ class SimDriver(ReadyDriver):
         return self.world.config.genesis_height, self.world.config.genesis_digest
 
     def boot(self) -> None:
-        self.replica = Replica(self.world.config, self.key)
-        self.handle(self.replica.start())
+        if self.role == MEMBER:
+            self.replica = Replica(self.config, self.key)
+            self.handle(self.replica.start())
 
     def crash(self) -> None:
         self.replica = None
@@ -140,10 +214,60 @@ class SimDriver(ReadyDriver):
         self.pending_dirty = True
 
     def restart(self) -> None:
+        if self.role != MEMBER:
+            return  # a removed validator stays stopped; a follower just follows on
+        config = self._config_at_head()  # the epoch of the store's head (restored_replica)
+        self._use(config)
+        if self.disk_epoch != self.epoch:
+            self.disk.start_epoch()  # another epoch's records: dropped (ledger/node/node.py)
+            self.disk_epoch = self.epoch
         height, digest = self.head
-        certificate = self.chain[-1].certificate() if self.chain else None
+        certificate = (
+            self.chain[-1].certificate() if self.chain and height > config.genesis_height else None
+        )
         head = CommittedHead(height, digest, certificate)
-        self.replica = Replica.restore(self.world.config, self.key, self.disk.persisted(), head)
+        self.replica = Replica.restore(config, self.key, self.disk.persisted(), head)
+        self.handle(self.replica.start())
+
+    # ------------------------------------------------------------------ epochs
+
+    def _config_at_head(self) -> ReplicaConfig:
+        """The config of the epoch the committed head's state names (its anchor block:
+        ``sets.start_height``, in this driver's own block store)."""
+        sets = self.sets
+        if sets.epoch == 0:
+            return self.world.config
+        first = self.world.config.genesis_height + 1
+        anchor = self.chain[sets.start_height - first]
+        return self.world.epoch_config(sets, anchor.digest, anchor.state_root)
+
+    def _use(self, config: ReplicaConfig) -> None:
+        """Run in ``config``'s epoch: the head's set (its members: global indices)."""
+        self.config = config
+        self.members = self.sets.members
+        self.epoch = self.sets.epoch
+
+    def _switch(self) -> None:
+        """The committed head ended the epoch: drop the old replica and its records, start
+        the next epoch's on that block, or stop if this key left the set (ledger/node:
+        ``Node._switch_epoch``, ``epochs.check_member``)."""
+        config = self._config_at_head()
+        assert self.replica is not None
+        for key, count in self.replica.statistics().items():
+            self.retired[key] = self.retired.get(key, 0) + count
+        self.incarnation += 1  # answers the old replica was waiting for are void
+        self.overlays.clear()
+        self.disk.start_epoch()
+        self.disk_epoch = self.sets.epoch
+        self.last_pending = None
+        self.pending_dirty = True
+        self.world.on_switch(self, config)
+        if self.key.public_key not in config.validators:
+            self.replica = None
+            self.role = REMOVED
+            return
+        self._use(config)
+        self.replica = Replica(config, self.key)
         self.handle(self.replica.start())
 
     # ------------------------------------------------------------------ the contract
@@ -153,6 +277,8 @@ class SimDriver(ReadyDriver):
             return
         if ready is not EMPTY_READY:
             super().handle(ready)
+        if self.replica is not None and self.replica.epoch_over:
+            self._switch()  # after every output of the old replica was acted on
         if self.pending_dirty:
             self.update_pending()
 
@@ -176,6 +302,13 @@ class SimDriver(ReadyDriver):
         for request in ids or []:
             self.applied.add(request)
             self.mempool.pop(request, None)
+        if self.world.changes:
+            sets = self._next_sets(self.sets, block.height, ids or [])
+            if sets is not None and sets.epoch != self.sets.epoch:
+                for request in [r for r in self.mempool if dead_vote(sets, r)]:
+                    del self.mempool[request]  # refused from now on: the mempool drops it
+            self.sets = self.sets if sets is None else sets
+            self.last_commit_ms = self.world.time
         self.pending_dirty = True
         for digest in [d for d, o in self.overlays.items() if o.height <= block.height]:
             del self.overlays[digest]
@@ -183,7 +316,7 @@ class SimDriver(ReadyDriver):
 
     def send(self, out: Outbound) -> None:
         if self.honest:
-            self.world.checker.on_send(self.index, out.message)
+            self.world.checker.on_send(self.index, out.message, self.epoch)
             if self.replica is not None:
                 self.world.checker.check_window(self.index, self.replica, out.message)
         sends = self.outgoing(out) if self.outgoing is not None else [(out.to, out.message)]
@@ -228,99 +361,163 @@ class SimDriver(ReadyDriver):
         if self.replica is None:
             return
         self.handle(self.replica.tick())
-        if self.replica.ticks % 16 == 0:
-            live = {d for _, d in self.replica.live_blocks()}
+        replica = self.replica
+        if replica is None:
+            return  # removed at a switch during this tick
+        if replica.ticks % 16 == 0:
+            live = {d for _, d in replica.live_blocks()}
             for digest in [d for d in self.overlays if d not in live]:
                 del self.overlays[digest]
         if self.honest:
-            self.world.checker.check_memory(self.index, self.replica)
+            self.world.checker.check_memory(self.index, replica)
+        if self.world.changes:
+            self._maybe_probe()
+
+    def _maybe_probe(self) -> None:
+        """No commit for a while: ask a peer for blocks above the head anyway (the node's
+        ``_maybe_probe``)."""
+        now = self.world.time
+        if now - max(self.last_commit_ms, self.last_probe_ms) < PROBE_AFTER_MS:
+            return
+        self.last_probe_ms = now
+        height = self.head[0]
+        self.world.fetch(self, height + 1, height + MAX_BLOCKS_PER_FETCH_REPLY)
 
     def on_request(self, request: int) -> None:
         if self.replica is None or request in self.applied or request in self.mempool:
             return
+        if request >= VOTE_BASE and refusal(self.sets, self.world.changes, request):
+            return  # admission reads the committed state (ledger/engine/admission.py)
         self.mempool[request] = None
         self.update_pending(force=True)
 
-    def _ancestry(self, parent: bytes, height: int) -> tuple[set[int], bytes] | None:
+    def ancestry(self, parent: bytes, height: int) -> tuple[set[int], bytes, SetState] | None:
         """Ids in the uncommitted ancestors of a block at ``height`` on ``parent``, and the
-        parent's state root; None if the parent is not a known execution result."""
+        parent's state root and validator set; None if the parent is not a known execution
+        result."""
         head_height, head_digest = self.head
         ids: set[int] = set()
         digest, h = parent, height - 1
-        root: bytes | None = None
+        top: Overlay | None = None
         while h > head_height:
             overlay = self.overlays.get(digest)
             if overlay is None or overlay.height != h:
                 return None
-            if root is None:
-                root = overlay.state_root
+            if top is None:
+                top = overlay
             ids.update(overlay.ids)
             digest, h = overlay.parent, h - 1
         if h != head_height or digest != head_digest:
             return None
-        return ids, self.state_root if root is None else root
+        if top is None:
+            return ids, self.state_root, self.sets
+        return ids, top.state_root, top.sets
+
+    def _next_sets(self, sets: SetState, height: int, ids: list[int]) -> SetState | None:
+        world = self.world
+        return execute_block(
+            sets,
+            world.changes,
+            height,
+            ids,
+            world.config.genesis_height,
+            world.config.checkpoint_interval,
+        )
 
     def execute(
         self, height: int, parent: bytes, payload: bytes
-    ) -> tuple[bool, bytes, tuple[int, ...]]:
+    ) -> tuple[bool, bytes, tuple[int, ...], SetState]:
+        """Execute a block on its parent's state: (ok, state root, ids, the set after it)."""
+        fail = False, b"", (), self.sets
         try:
             block_height, block_parent, ids = parse_block(payload)
         except DecodeError:
-            return False, b"", ()
-        ancestry = self._ancestry(parent, height)
+            return fail
+        ancestry = self.ancestry(parent, height)
         if block_height != height or block_parent != parent or ancestry is None:
-            return False, b"", ()
-        before, root = ancestry
+            return fail
+        before, root, sets = ancestry
         if len(set(ids)) != len(ids) or len(ids) > MAX_REQUESTS_PER_BLOCK:
-            return False, b"", ()
+            return fail
         for request in ids:
             if request not in self.world.submitted or request in self.applied or request in before:
-                return False, b"", ()
-        return True, next_state_root(root, ids), tuple(ids)
+                return fail
+        after = self._next_sets(sets, height, ids)
+        if after is None:
+            return fail  # a vote the set rules refuse: a rule of block validity
+        return True, next_state_root(root, ids), tuple(ids), after
 
     def do_validate(self, incarnation: int, request: ValidateRequest) -> None:
         if self.replica is None or incarnation != self.incarnation:
             return
-        ok, root, ids = self.execute(request.height, request.parent_digest, request.payload)
+        ok, root, ids, sets = self.execute(request.height, request.parent_digest, request.payload)
+        ends_epoch = False
         if ok:
-            self.overlays[request.digest] = Overlay(
-                request.height, request.parent_digest, ids, root
-            )
+            overlay = Overlay(request.height, request.parent_digest, ids, root, sets)
+            self.overlays[request.digest] = overlay
+            ends_epoch = sets.start_height == request.height and sets.epoch > 0
         self.handle(
             self.replica.proposal_validated(
-                request.view, request.height, request.digest, ok, root if ok else None
+                request.view,
+                request.height,
+                request.digest,
+                ok,
+                root if ok else None,
+                ends_epoch,
             )
         )
+        if ends_epoch and not self.honest:
+            self.world.on_epoch_end(self, request.height, request.digest)
 
     def do_propose(self, incarnation: int, request: ProposalRequest) -> None:
         if self.replica is None or incarnation != self.incarnation:
             return
-        ancestry = self._ancestry(request.parent_digest, request.height)
+        ancestry = self.ancestry(request.parent_digest, request.height)
         if ancestry is None:
             self.handle(self.replica.skip_proposal(request.view, request.height))
             return
-        before, root = ancestry
-        ids = [i for i in self.mempool if i not in self.applied and i not in before][
-            :MAX_REQUESTS_PER_BLOCK
-        ]
+        before, root, sets = ancestry
+        ids = [
+            i
+            for i in self.mempool
+            if i not in self.applied and i not in before and self._includable(sets, i)
+        ][:MAX_REQUESTS_PER_BLOCK]
         if not ids:
             self.handle(self.replica.skip_proposal(request.view, request.height))
             return
         if self.variant:
             ids = ids[::-1] if len(ids) > 1 else []
+        after = self._next_sets(sets, request.height, ids)
+        assert after is not None, "a refusal depends on the parent's set alone"
         payload = block_payload(request.height, request.parent_digest, ids)
         digest = sha256(payload)
         state_root = next_state_root(root, ids)
         self.overlays[digest] = Overlay(
-            request.height, request.parent_digest, tuple(ids), state_root
+            request.height, request.parent_digest, tuple(ids), state_root, after
         )
+        ends_epoch = after.start_height == request.height and after.epoch > 0
         self.handle(
             self.replica.propose(
-                request.view, request.height, digest, request.parent_digest, payload, state_root
+                request.view,
+                request.height,
+                digest,
+                request.parent_digest,
+                payload,
+                state_root,
+                ends_epoch,
             )
         )
+        if ends_epoch and not self.honest:
+            self.world.on_epoch_end(self, request.height, digest)
+
+    def _includable(self, sets: SetState, request: int) -> bool:
+        """A vote the set rules would refuse on this parent stays out (admission and the
+        proposer skip it, as the node's do)."""
+        return request < VOTE_BASE or apply_vote(sets, self.world.changes, request) is not None
 
     def serve_fetch(self, low: int, high: int) -> list[FetchedBlock]:
+        if self.role == REMOVED:
+            return []  # a removed validator has stopped
         first = self.world.config.genesis_height + 1
         start = max(low, first) - first
         stop = min(high, low + MAX_BLOCKS_PER_FETCH_REPLY - 1) - first + 1
@@ -330,6 +527,8 @@ class SimDriver(ReadyDriver):
         ]
 
     def on_fetched(self, blocks: list[FetchedBlock]) -> None:
+        if self.role == FOLLOWER:
+            blocks = blocks[self._follow(blocks) :]
         for block in blocks:
             if self.replica is None:
                 return
@@ -338,3 +537,56 @@ class SimDriver(ReadyDriver):
                     block.height, block.digest, block.parent, block.payload, block.certificate
                 )
             )
+
+    # ------------------------------------------------------------------ follower mode
+
+    def _follow(self, blocks: list[FetchedBlock]) -> int:
+        """Check and apply the fetched blocks that extend the head, each certificate with
+        the set of its epoch (ledger/node/follower.py); start the replica at the block
+        after which this key is a member. Returns how many blocks were used."""
+        for used, block in enumerate(blocks):
+            if self.role != FOLLOWER:
+                return used
+            height, digest = self.head
+            certificate = block.certificate
+            if block.height <= height:
+                continue  # a late reply: applied already
+            if (
+                block.height != height + 1
+                or block.parent != digest
+                or (certificate.height, certificate.digest) != (block.height, block.digest)
+                or sha256(block.payload) != block.digest
+            ):
+                self.refused += 1
+                return len(blocks)
+            try:
+                verify_commit_proof(self.config, certificate)
+            except Rejected:
+                self.refused += 1
+                return len(blocks)
+            ok, root, _ids, sets = self.execute(block.height, block.parent, block.payload)
+            if not ok:
+                self.refused += 1
+                return len(blocks)
+            ends = sets.epoch != self.sets.epoch
+            committed = CommittedBlock(
+                certificate.view,
+                block.height,
+                block.digest,
+                block.parent,
+                block.payload,
+                root,
+                certificate.votes,
+                ends,
+            )
+            self.apply_committed(committed)
+            if ends:
+                config = self._config_at_head()
+                self.world.on_switch(self, config)
+                self._use(config)
+                if self.key.public_key in config.validators:
+                    self.role = MEMBER
+                    self.disk_epoch = self.epoch
+                    self.replica = Replica(config, self.key)
+                    self.handle(self.replica.start())
+        return len(blocks)

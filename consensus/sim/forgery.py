@@ -69,13 +69,19 @@ class Forge(Strategy):
         super().__init__(world, driver)
         self.history: deque[SignedMessage] = deque(maxlen=HISTORY)
         self.outsider = PrivateKey(sha256(b"quorum-sim outsider %d" % driver.index))
-        self.n = self.config.n
-        self.q = self.config.quorum
+
+    @property
+    def n(self) -> int:
+        return self.config.n
+
+    @property
+    def q(self) -> int:
+        return self.config.quorum
 
     # ------------------------------------------------------------------ hooks
 
     def observe(self, message: SignedMessage) -> None:
-        if message.sender != self.driver.index and message.kind in (
+        if message.sender != self.driver.local and message.kind in (
             Kind.PRE_PREPARE,
             Kind.PREPARE,
             Kind.COMMIT,
@@ -152,7 +158,7 @@ class Forge(Strategy):
     def _fake_quorum(self) -> None:
         view, height, digest, parent, payload = self._fake_block()
         primary = self.config.primary(view)
-        me = self.driver.index
+        me = self.driver.local
         pre_prepare = PrePrepare(view, height, digest, parent)
         if primary != me:
             self._broadcast(self._forged(primary, pre_prepare, payload))
@@ -164,7 +170,7 @@ class Forge(Strategy):
 
     def _own_pre_prepare(self) -> None:
         view, height, digest, parent, payload = self._fake_block()
-        if self.config.primary(view) == self.driver.index:
+        if self.config.primary(view) == self.driver.local:
             view += 1  # be the wrong primary either way
         self._broadcast(self._sign(PrePrepare(view, height, digest, parent), payload))
         self._broadcast(self._sign(Commit(view, height, digest)))
@@ -207,7 +213,7 @@ class Forge(Strategy):
         body = Commit(view, height, digest).encode()
         chain = self.config.chain_id
         mine = self.driver.key.sign(chain, Kind.COMMIT, body)
-        me = self.driver.index
+        me = self.driver.local
         how = self.rng.choice(STUFFINGS)
         if how == "duplicate":
             votes = tuple((me, mine) for _ in range(self.q))
@@ -225,7 +231,7 @@ class Forge(Strategy):
         """A prepared certificate for a fake block above the checkpoint, pre-prepared by us
         in the last view before ``view`` that we led, with PREPAREs that only look like
         q-1 backups': ours repeated (we were that view's primary), or forged."""
-        me = self.driver.index
+        me = self.driver.local
         led = view - 1 - ((view - 1 - me) % self.n)
         if led < 0:
             return None
@@ -266,6 +272,6 @@ class Forge(Strategy):
             )
         message = self._sign(vc)
         self._broadcast(message)
-        if self.config.primary(view) == self.driver.index:
+        if self.config.primary(view) == self.driver.local:
             repeated = tuple(message for _ in range(self.q))
             self._broadcast(self._sign(NewView(view, repeated, ())))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from consensus.quorum import max_faulty, quorum_size
+from consensus.sim.epochs import ADD, SetChange, draw_changes
 from crypto import keys
 from crypto.encoding import (
     DecodeError,
@@ -59,13 +60,15 @@ class SimParams:
     checkpoint_interval: int = 4
     watermark_window: int = 16
     max_pipeline: int = 3
+    #: Draw validator-set changes (consensus/sim/epochs.py) voted inside the chain.
+    epochs: bool = False
 
     def command(self, seed: int) -> str:
         """The exact command that reproduces one seed."""
         return (
             f"quorum sim --seeds 1 --seed-start {seed} --validators {self.validators} "
             f"--byzantine {self.byzantine} --max-heal-ms {self.max_heal_ms} "
-            f"--max-requests {self.max_requests}"
+            f"--max-requests {self.max_requests}" + (" --epochs" if self.epochs else "")
         )
 
 
@@ -104,6 +107,8 @@ class Plan:
     groups: dict[int, int] = field(default_factory=dict)
     #: B > f: the Byzantine validators collude (twins everywhere, honest groups split).
     coalition: bool = False
+    #: Validator-set changes, in order (``SimParams.epochs``; consensus/sim/epochs.py).
+    changes: tuple[SetChange, ...] = ()
 
     def describe(self) -> str:
         parts = [
@@ -118,6 +123,8 @@ class Plan:
         ]
         if self.coalition:
             parts.append("colluding coalition")
+        if self.changes:
+            parts.append("set changes: " + ", ".join(c.describe() for c in self.changes))
         return "; ".join(parts)
 
 
@@ -168,6 +175,11 @@ def draw_plan(rng: random.Random, params: SimParams) -> Plan:
     periods = tuple(params.tick_ms + rng.randint(-2, 3) for _ in range(n))
     count = rng.randint(max(3, params.max_requests // 4), params.max_requests)
     times = tuple(sorted(rng.randint(0, heal_at + 300) for _ in range(count)))
+    changes: tuple[SetChange, ...] = ()
+    if params.epochs:  # drawn last: a plan without epochs draws exactly what it always did
+        changes = draw_changes(rng, n, byzantine, heal_at, lax=b > f)
+        joiners = sum(1 for c in changes if c.action == ADD)
+        periods += tuple(params.tick_ms + rng.randint(-2, 3) for _ in range(joiners))
     return Plan(
         heal_at,
         loss,
@@ -182,6 +194,7 @@ def draw_plan(rng: random.Random, params: SimParams) -> Plan:
         strategies,
         groups,
         coalition,
+        changes,
     )
 
 

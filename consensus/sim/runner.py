@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from consensus.sim.checker import Violation
 from consensus.sim.model import SimParams
-from consensus.sim.world import Simulation
+from consensus.sim.world import EpochStats, Simulation
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,8 @@ class SeedResult:
     finished_ms: int | None
     events: int
     plan: str
+    #: What the epoch scenarios did (all zero without ``SimParams.epochs``).
+    epochs: EpochStats = field(default_factory=EpochStats)
 
     def failure(self, params: SimParams) -> dict[str, Any]:
         return {
@@ -57,6 +59,8 @@ class SimReport:
     seed_hashes: list[str] = field(default_factory=list)
     #: Virtual ms from start until everything committed, per finished seed.
     finish_ms: list[int] = field(default_factory=list)
+    #: The epoch scenarios' counts, summed over the seeds.
+    epochs: dict[str, int] = field(default_factory=dict)
 
     @property
     def trace_hash(self) -> str:
@@ -73,6 +77,8 @@ class SimReport:
         self.seed_hashes.append(result.trace_hash)
         if result.finished_ms is not None:
             self.finish_ms.append(result.finished_ms)
+        for name, count in asdict(result.epochs).items():
+            self.epochs[name] = self.epochs.get(name, 0) + count
         if result.violation_count:
             self.seeds_with_violations += 1
             for violation in result.violations:
@@ -97,6 +103,7 @@ class SimReport:
             "seeds_finished": len(finished),
             "median_finish_ms": finished[len(finished) // 2] if finished else None,
             "max_finish_ms": finished[-1] if finished else None,
+            **({"epochs": dict(self.epochs)} if self.params.epochs else {}),
             "failures": self.failures,
         }
 
@@ -114,6 +121,7 @@ def run_seed(seed: int, params: SimParams) -> SeedResult:
         finished_ms=sim.finished_at,
         events=sim.events,
         plan=sim.plan.describe(),
+        epochs=sim.stats,
     )
 
 

@@ -10,35 +10,51 @@ network drops messages on blocked links during partitions, loses and duplicates 
 the plan's rates until the heal, and delays each by ``base + jitter`` ms (reordering).
 Clients submit each request to every endpoint and resubmit what is not committed.
 
+Epochs (``SimParams(epochs=True)``; consensus/sim/epochs.py): validators are numbered
+globally (genesis 0..n-1, then each added key); an added one runs from the start as a
+follower. A replica's messages name its index in its epoch's set and go to that set's
+members. The votes of change c are submitted (the clients resubmit them like any request)
+``delay_ms`` after change c-1 took effect at an honest replica; while a change is under
+way clients keep adding requests, so blocks keep coming up to the switch block. Per change
+the plan picks how its votes meet a view change (epochs.MODES): the epoch's primary is
+crashed just before or just after they are submitted. A removed Byzantine validator turns
+into a :class:`~consensus.sim.zombie.Zombie`.
+
 House rule: the only randomness is the run's ``random.Random(seed)``; no clock, no I/O.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import heapq
 import random
 from dataclasses import dataclass
 from typing import Any, Final
 
-from consensus.config import ReplicaConfig
-from consensus.messages import SignedMessage
+from consensus.config import ReplicaConfig, epoch_chain_id
+from consensus.messages import PrePrepare, SignedMessage, sign
 from consensus.ready import CommittedBlock, ProposalRequest, ValidateRequest
+from consensus.sim.audit import SetRules
 from consensus.sim.byzantine import STRATEGY_TYPES, Strategy
 from consensus.sim.checker import Checker, Violation
-from consensus.sim.driver import FetchedBlock, SimDriver
+from consensus.sim.driver import FOLLOWER, MAX_BLOCKS_PER_FETCH_REPLY, FetchedBlock, SimDriver
+from consensus.sim.epochs import ADD, VOTE_BASE, SetState, dead_vote, final_members, vote_id
 from consensus.sim.forgery import Forge
 from consensus.sim.model import (
     GENESIS_DIGEST,
     GENESIS_STATE_ROOT,
+    MAX_REQUESTS_PER_BLOCK,
     SIM_CHAIN_ID,
     SimParams,
     block_digest,
+    block_payload,
     draw_plan,
     memo_verify,
     validator_key,
 )
+from consensus.sim.zombie import Zombie
 from crypto.encoding import DecodeError
 from crypto.hashing import sha256
 
@@ -54,7 +70,11 @@ from crypto.hashing import sha256
     CRASH,
     RESTART,
     CHECK,
-) = range(11)
+    FOLLOW,
+    VOTES,
+    FILL,
+    DISRUPT,
+) = range(15)
 #: Every Byzantine behaviour a plan can draw, by name (twins are built by the world).
 STRATEGIES_BY_NAME: Final[dict[str, type[Strategy]]] = {**STRATEGY_TYPES, Forge.name: Forge}
 #: Clients resubmit uncommitted requests this often (virtual ms).
@@ -65,6 +85,32 @@ CHECK_MS: Final = 50
 MAX_EXEC_MS: Final = 3
 #: Decoded messages remembered by their exact bytes, per run (entries).
 MAX_WIRE_MEMO_ENTRIES: Final = 4096
+#: A follower asks a peer for blocks above its head this often (virtual ms).
+FOLLOW_MS: Final = 50
+#: While a set change is under way, clients add a request this often (virtual ms).
+FILL_MS: Final = 60
+#: A primary crashed around a change's votes restarts after this long (virtual ms, range).
+DISRUPT_DOWN_MS: Final = (150, 600)
+
+
+@dataclass
+class EpochStats:
+    """What the epoch scenarios did in one run (all zero without epochs)."""
+
+    #: Set changes that took effect (an honest replica switched).
+    switches: int = 0
+    #: ... whose switch block was certified in a view entered after the votes went out.
+    switch_view_changes: int = 0
+    #: Votes submitted while an honest member was between views (a view change running).
+    votes_in_view_change: int = 0
+    #: Primaries crashed around a change's votes.
+    disruptions: int = 0
+    #: Messages removed Byzantine validators sent with their old keys.
+    zombie_messages: int = 0
+    #: Old-epoch PRE-PREPAREs of the switch block's child from Byzantine old primaries.
+    overreaches: int = 0
+    #: Certified blocks followers refused (forged or corrupted fetch replies).
+    follower_refused: int = 0
 
 
 @dataclass
@@ -85,10 +131,12 @@ class Simulation:
         self.rng = random.Random(seed)
         self.plan = draw_plan(self.rng, params)
         n = params.validators
-        self.keys = [validator_key(i) for i in range(n)]
+        self.changes = self.plan.changes
+        total = n + sum(1 for c in self.changes if c.action == ADD)
+        self.keys = [validator_key(i) for i in range(total)]
         self.config = ReplicaConfig(
             chain_id=SIM_CHAIN_ID,
-            validators=tuple(k.public_key for k in self.keys),
+            validators=tuple(k.public_key for k in self.keys[:n]),
             genesis_height=0,
             genesis_digest=GENESIS_DIGEST,
             genesis_state_root=GENESIS_STATE_ROOT,
@@ -101,8 +149,25 @@ class Simulation:
             tick_ms=params.tick_ms,
             verify_signature=memo_verify,
         )
-        honest = [i for i in range(n) if i not in self.plan.byzantine]
-        self.checker = Checker(self.config, honest)
+        honest = [i for i in range(total) if i not in self.plan.byzantine]
+        sets = None
+        if self.changes:
+            sets = SetRules(
+                tuple(k.public_key for k in self.keys),
+                tuple((c.action, c.target) for c in self.changes),
+                params.checkpoint_interval,
+            )
+        self.checker = Checker(self.config, honest, sets)
+        self.genesis_sets = SetState(0, self.config.genesis_height, tuple(range(n)))
+        self.final_members = frozenset(final_members(n, self.changes))
+        self.stats = EpochStats()
+        #: The highest epoch an honest replica switched into, and the configs built so far.
+        self.epoch_reached = 0
+        self._configs: dict[tuple[int, bytes], ReplicaConfig] = {}
+        #: Per change: the highest view honest members were in when its votes went out.
+        self._vote_views: dict[int, int] = {}
+        self.next_request = len(self.plan.request_times)
+        self.planned_submitted = 0
         self.queue: list[tuple[int, int, int, int, Any]] = []
         self.seq = 0
         self.time = 0
@@ -112,15 +177,13 @@ class Simulation:
         self.finished_at: int | None = None
         self.events = 0
         self.endpoints: list[Endpoint] = []
-        for index in range(n):
+        for index in range(total):
             self._add_endpoint(index)
         self.by_index: list[list[Endpoint]] = [
-            [e for e in self.endpoints if e.index == i] for i in range(n)
+            [e for e in self.endpoints if e.index == i] for i in range(total)
         ]
-        #: Every endpoint of the other validators, by sender index (a broadcast's receivers).
-        self.others: list[list[Endpoint]] = [
-            [e for e in self.endpoints if e.index != i] for i in range(n)
-        ]
+        #: A broadcast's receivers: every endpoint of the other members of the sender's set.
+        self._receivers: dict[tuple[int, tuple[int, ...]], list[Endpoint]] = {}
         self.wire_memo: dict[bytes, tuple[bytes | SignedMessage, bytes]] = {}
         #: message -> its wire data (keyed by value: a retransmission is the same message)
         self.sent_memo: dict[SignedMessage, tuple[bytes | SignedMessage, bytes]] = {}
@@ -210,9 +273,27 @@ class Simulation:
             if len(self.sent_memo) >= MAX_WIRE_MEMO_ENTRIES:
                 self.sent_memo.clear()
             self.sent_memo[message] = data
-        receivers = self.others[driver.index] if to is None else self.by_index[to]
+        members = driver.members
+        if to is None:
+            receivers = self._receivers.get((driver.index, members))
+            if receivers is None:
+                receivers = [e for e in self.endpoints if e.index in members]
+                receivers = [e for e in receivers if e.index != driver.index]
+                self._receivers[(driver.index, members)] = receivers
+        else:
+            receivers = self.by_index[members[to]] if 0 <= to < len(members) else []
         for receiver in receivers:
             if receiver.eid != sender.eid:
+                self._transmit(sender, receiver, DELIVER, data)
+
+    def spray(self, driver: SimDriver, message: SignedMessage) -> None:
+        """A removed Byzantine validator sends ``message`` to every other endpoint."""
+        self.checker.observe(message)
+        self.stats.zombie_messages += 1
+        data = self._wire(message.encode())
+        sender = self.endpoints[driver.eid]
+        for receiver in self.endpoints:
+            if receiver.index != driver.index:
                 self._transmit(sender, receiver, DELIVER, data)
 
     def _wire(self, raw: bytes) -> tuple[bytes | SignedMessage, bytes]:
@@ -247,6 +328,69 @@ class Simulation:
         peer = self.rng.choice(peers)
         self._transmit(self.endpoints[driver.eid], peer, FETCH_REQUEST, (driver.eid, low, high))
 
+    def epoch_config(self, sets: SetState, anchor: bytes, root: bytes) -> ReplicaConfig:
+        """The config of ``sets``' epoch, anchored at its switch block (``anchor``, with
+        state ``root``): the genesis config with the set, the signing domain and the anchor
+        replaced (ledger/engine/epochs.py ``epoch_config``)."""
+        if sets.epoch == 0:
+            return self.config
+        key = (sets.epoch, anchor)
+        config = self._configs.get(key)
+        if config is None:
+            config = dataclasses.replace(
+                self.config,
+                chain_id=epoch_chain_id(SIM_CHAIN_ID, sets.epoch),
+                validators=tuple(self.keys[g].public_key for g in sets.members),
+                validator_names=tuple(f"node{g}" for g in sets.members),
+                genesis_height=sets.start_height,
+                genesis_digest=anchor,
+                genesis_state_root=root,
+            )
+            self._configs[key] = config
+        return config
+
+    def on_switch(self, driver: SimDriver, config: ReplicaConfig) -> None:
+        """``driver`` committed the block that ended its epoch; ``config`` is the next's."""
+        endpoint = self.endpoints[driver.eid]
+        member = driver.key.public_key in config.validators
+        if not endpoint.honest and not member and driver.replica is not None:
+            endpoint.strategy = Zombie(self, driver, config)
+            driver.outgoing = endpoint.strategy.outgoing
+        epoch = driver.sets.epoch
+        if not endpoint.honest or epoch <= self.epoch_reached:
+            return
+        self.epoch_reached = epoch
+        self.stats.switches += 1
+        certified_in = driver.chain[-1].view
+        if certified_in > self._vote_views.get(epoch - 1, certified_in):
+            self.stats.switch_view_changes += 1
+        if epoch < len(self.changes):
+            self.schedule(self.time + self.changes[epoch].delay_ms, VOTES, -1, (epoch, 0))
+
+    def on_epoch_end(self, driver: SimDriver, height: int, digest: bytes) -> None:
+        """A Byzantine validator's execution found that block ``digest`` at ``height`` ends
+        its epoch. If it leads the view, it overreaches: it proposes that block's child in
+        the old epoch (a real block, signed under the old domain) to the old members, while
+        they still prepare or commit the last block. Every honest one must refuse to
+        validate or vote on it (the epoch rule, docs/CONSENSUS.md §12)."""
+        replica = driver.replica
+        if replica is None or replica.primary != replica.index or not replica.active:
+            return
+        ancestry = driver.ancestry(digest, height + 1)
+        if ancestry is None:
+            return
+        before = ancestry[0]
+        pool = sorted(
+            r
+            for r in self.submitted
+            if r not in driver.applied and r not in before and r < VOTE_BASE
+        )
+        payload = block_payload(height + 1, digest, pool[:MAX_REQUESTS_PER_BLOCK])
+        header = PrePrepare(replica.view, height + 1, sha256(payload), digest)
+        message = sign(driver.key, driver.config.chain_id, replica.index, header, payload)
+        self.stats.overreaches += 1
+        self.send(driver, None, message)
+
     def note_commit(self, driver: SimDriver, block: CommittedBlock) -> None:
         self.trace.update(b"commit %d %d " % (driver.eid, block.height) + block.digest)
 
@@ -266,6 +410,11 @@ class Simulation:
             self.schedule(crash.restart_at, RESTART, endpoint.eid)
         self.schedule(RESUBMIT_MS, RESUBMIT, -1)
         self.schedule(CHECK_MS, CHECK, -1)
+        for endpoint in self.endpoints:
+            if endpoint.driver.role == FOLLOWER:
+                self.schedule(self.rng.randint(1, FOLLOW_MS), FOLLOW, endpoint.eid)
+        if self.changes:
+            self.schedule(self.changes[0].delay_ms, VOTES, -1, (0, 0))
         last_request = plan.request_times[-1] if plan.request_times else 0
         deadline = max(plan.heal_at, last_request) + self.params.liveness_bound_ms
         queue, checker, trace_update = self.queue, self.checker, self.trace.update
@@ -310,6 +459,7 @@ class Simulation:
             self._on_fetch_reply(eid, data)
         elif kind == REQUEST:
             self.submitted.add(data)
+            self.planned_submitted += 1
             self._client_send(data)
         elif kind == RESUBMIT:
             for request in sorted(self.submitted):
@@ -324,6 +474,75 @@ class Simulation:
                 self.finished_at = self.time
             else:
                 self.schedule(self.time + CHECK_MS, CHECK, -1)
+        else:
+            self._dispatch_epochs(kind, eid, data)
+
+    # ------------------------------------------------------------------ epochs
+
+    def _dispatch_epochs(self, kind: int, eid: int, data: Any) -> None:
+        if kind == FOLLOW:
+            driver = self.endpoints[eid].driver
+            if driver.role == FOLLOWER:
+                height = driver.head[0]
+                self.fetch(driver, height + 1, height + MAX_BLOCKS_PER_FETCH_REPLY)
+                self.schedule(self.time + FOLLOW_MS, FOLLOW, eid)
+        elif kind == VOTES:
+            number, phase = data
+            mode = self.changes[number].mode
+            if mode == "crash-then-vote" and phase == 0:
+                self._disrupt()
+                timeout = self.params.view_change_timeout_ms
+                later = self.time + self.rng.randint(timeout, 2 * timeout)
+                self.schedule(later, VOTES, -1, (number, 1))
+                return
+            self._submit_votes(number)
+            if mode == "vote-then-crash":
+                self.schedule(self.time + self.rng.randint(0, 20), DISRUPT, -1)
+            self.schedule(self.time + FILL_MS, FILL, -1, number)
+        elif kind == FILL:
+            if self.epoch_reached <= data:
+                request = self.next_request
+                self.next_request += 1
+                self.submitted.add(request)
+                self._client_send(request)
+                self.schedule(self.time + FILL_MS, FILL, -1, data)
+        elif kind == DISRUPT:
+            self._disrupt()
+
+    def _current_members(self) -> list[SimDriver]:
+        """Honest drivers running a replica of the newest epoch an honest one reached."""
+        return [
+            e.driver
+            for e in self.endpoints
+            if e.honest and e.driver.replica is not None and e.driver.epoch == self.epoch_reached
+        ]
+
+    def _submit_votes(self, number: int) -> None:
+        members = self._current_members()
+        self._vote_views[number] = max((d.replica.view for d in members if d.replica), default=0)
+        if any(d.replica is not None and not d.replica.active for d in members):
+            self.stats.votes_in_view_change += 1
+        for voter in self.changes[number].voters:
+            request = vote_id(number, voter)
+            self.submitted.add(request)
+            self._client_send(request)
+
+    def _disrupt(self) -> None:
+        """Crash the primary of the newest epoch (as its most advanced honest member sees
+        it) if it is honest and up; it restarts a little later."""
+        members = self._current_members()
+        if not members:
+            return
+        lead = max(members, key=lambda d: (d.head[0], -d.eid))
+        assert lead.replica is not None
+        primary = lead.members[lead.replica.primary]
+        endpoint = self.by_index[primary][0]
+        if not endpoint.honest or endpoint.driver.replica is None:
+            return
+        self.stats.disruptions += 1
+        endpoint.driver.crash()
+        down = self.rng.randint(*DISRUPT_DOWN_MS)
+        self.schedule(self.time + down, RESTART, endpoint.eid)
 
     def _on_fetch_reply(self, eid: int, blocks: list[FetchedBlock]) -> None:
         self.trace.update(b"fetched %d" % len(blocks))
@@ -338,11 +557,16 @@ class Simulation:
                 driver.on_request(request)
 
     def _all_committed(self) -> bool:
-        if len(self.submitted) < self.requests_total or not self.healed():
+        if self.planned_submitted < self.requests_total or not self.healed():
+            return False
+        if self.epoch_reached < len(self.changes):
             return False
         for endpoint in self.endpoints:
-            if endpoint.honest and (
-                not endpoint.driver.up or len(endpoint.driver.applied) < self.requests_total
+            driver = endpoint.driver
+            if not endpoint.honest or endpoint.index not in self.final_members:
+                continue
+            if not driver.up or any(
+                not dead_vote(driver.sets, r) for r in self.submitted - driver.applied
             ):
                 return False
         return True
@@ -356,7 +580,9 @@ class Simulation:
                 waiting.append(f"node{endpoint.index}: {replica.status().waiting_for}")
         if self.finished_at is None:
             self.checker.time_ms = deadline
-        self.checker.finish(self.requests_total, " | ".join(waiting))
+        for endpoint in self.endpoints:
+            self.stats.follower_refused += endpoint.driver.refused
+        self.checker.finish(self.submitted, " | ".join(waiting))
 
     @property
     def violations(self) -> list[Violation]:

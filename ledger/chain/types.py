@@ -147,7 +147,20 @@ class Transaction:
         ]
 
     def signing_body(self) -> bytes:
-        """The bytes the sender signs (everything but the signature)."""
+        """The bytes the sender signs (everything but the signature).
+
+        Cut from ``raw`` rather than encoded again (every node does this once per
+        transaction it verifies): the canonical record ``["tx", 1, *body, signature]`` and
+        the body record ``["tx-body", 1, *body]`` differ only in their array header and tag
+        and in the trailing 64-byte signature (``bin8``). ``_encoded_signing_body`` is the
+        definition; tests/test_types.py checks the two agree.
+        """
+        raw = self.raw
+        if raw[: len(_RAW_HEAD)] == _RAW_HEAD and raw[-_SIG_TAIL:-64] == _SIG_HEAD:
+            return _BODY_HEAD + raw[len(_RAW_HEAD) : -_SIG_TAIL]
+        return self._encoded_signing_body()  # pragma: no cover - raw is always canonical
+
+    def _encoded_signing_body(self) -> bytes:
         return encode_record(self.BODY_TAG, self.VERSION, self._body_fields())
 
     def encode(self) -> bytes:
@@ -219,6 +232,14 @@ class Transaction:
             self.sender, self.chain_id, TX_SIGNATURE_KIND, self.signing_body(), self.signature
         )
 
+
+#: ``signing_body``'s byte surgery: a 10-element array whose first item is the str "tx"
+#: (the signed transaction), a 9-element array led by the str "tx-body" (the body), and
+#: the signature's ``bin8`` header (0xc4, length 64) before its last 64 bytes.
+_RAW_HEAD: Final = b"\x9a\xa2tx"
+_BODY_HEAD: Final = b"\x99\xa7tx-body"
+_SIG_HEAD: Final = b"\xc4\x40"
+_SIG_TAIL: Final = 66
 
 _TX_FIELDS: Final = (
     "chain_id",

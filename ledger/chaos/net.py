@@ -50,6 +50,7 @@ from ledger.testnet import (
     load_manifest,
     pid_running,
     read_pid,
+    serving,
     stop_nodes,
 )
 
@@ -199,20 +200,22 @@ class ChaosNet:
         return handle
 
     def start(self, *names: str, deadline_s: float = START_DEADLINE_S) -> None:
-        """Start processes and wait until each answers /health (ChaosError if one exits)."""
+        """Start processes and wait until each serves its API (ChaosError if one exits);
+        the whole network started at once also waits for each to link to a quorum."""
         for name in names:
             self.spawn(name)
+        linked = set(names) == set(self.names)
 
-        def all_healthy() -> bool:
+        def all_serving() -> bool:
             for name in names:
                 handle = self.handle(name)
                 if not handle.running():
                     raise ChaosError(
                         f"{name} exited during startup; its log ends:\n{self.log_tail(name)}"
                     )
-            return all(self.healthy(n) for n in names)
+            return all(self.serving(n, linked=linked) for n in names)
 
-        wait_for(f"{', '.join(names)} to answer /health", all_healthy, deadline_s)
+        wait_for(f"{', '.join(names)} to serve", all_serving, deadline_s)
 
     def wait_exit(self, name: str, deadline_s: float = START_DEADLINE_S) -> int:
         """Wait for ``name``'s process to exit by itself; its exit code."""
@@ -319,6 +322,10 @@ class ChaosNet:
 
     def get(self, name: str, path: str, timeout_s: float = HTTP_TIMEOUT_S) -> httpx.Response:
         return self._http.get(self.rpc(name) + path, timeout=timeout_s)
+
+    def serving(self, name: str, *, linked: bool = False) -> bool:
+        """It answers its API (a 503 from /health included; see ledger.testnet.serving)."""
+        return serving(self.rpc(name), linked=linked)
 
     def healthy(self, name: str) -> bool:
         try:

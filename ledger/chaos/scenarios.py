@@ -426,7 +426,7 @@ def corrupt_store(ctx: ChaosContext, kind: str, *, victim: str | None = None) ->
     def exited_or_serving() -> str | None:
         if not handle.running():
             return "exited"
-        return "serving" if net.healthy(victim) else None
+        return "serving" if net.serving(victim) else None
 
     outcome = wait_for(f"{victim} to refuse or serve", exited_or_serving, REFUSAL_DEADLINE_S)
     if outcome == "serving" and probe is not None:

@@ -26,6 +26,7 @@ from crypto.keyfile import load_key
 from crypto.keys import PrivateKey
 from genesis.document import Genesis
 from ledger.bench import burst as burst_defaults
+from ledger.bench import etcd as etcd_bench
 from ledger.bench import plan
 from ledger.cli.output import (
     EXIT_ERROR,
@@ -129,6 +130,24 @@ def _testnet_genesis(directory: Path) -> Genesis | None:
         return None
 
 
+def _run_etcd(load: str, note: Callable[[str], None]) -> etcd_bench.EtcdResult | str:
+    """etcd's figure, or why there is none (not installed: a note, not an error)."""
+    if etcd_bench.binaries() is None:
+        reason = f"etcd is not installed ({etcd_bench.INSTALL_HINT}): comparison skipped"
+        note(reason)
+        return reason
+    try:
+        return etcd_bench.run_check_perf(load=load, note=note)
+    except etcd_bench.EtcdError as exc:
+        raise CommandError(f"--compare-etcd: {exc}") from None
+
+
+def _etcd_figures(etcd: etcd_bench.EtcdResult | str | None, tx_per_s: float) -> dict[str, Any]:
+    if not isinstance(etcd, etcd_bench.EtcdResult):
+        return {"skipped": etcd}
+    return {**etcd.to_json(), "ratio": round(tx_per_s / max(etcd.writes_per_s, 1), 3)}
+
+
 def render(d: dict[str, Any], console: Console) -> None:
     """The short table a person sees at the end."""
     table = Table(title=f"quorum bench: {d['kind']}, {d['mode']} loop", show_header=False)
@@ -160,9 +179,20 @@ def render(d: dict[str, Any], console: Console) -> None:
         ),
         ("accounts", f"{d['accounts']} ({d['accounts_created']} created)"),
     ]
+    etcd = d.get("etcd")
+    if etcd is not None and "writes_per_s" in etcd:
+        rows.append(
+            (
+                f"etcd {etcd['version']} check perf --load={etcd['load']}",
+                f"{etcd['writes_per_s']:,} writes/s ({etcd['members']} members)",
+            )
+        )
+        rows.append(("committed tx/s / etcd writes/s", f"{etcd['ratio']:.2f}"))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
+    if etcd is not None and "skipped" in etcd:
+        console.print(f"note: {etcd['skipped']}")
     if d["refused"]:
         console.print(
             f"refused (node busy, sent again): {json.dumps(d['refused'])}; "
@@ -249,6 +279,19 @@ def render(d: dict[str, Any], console: Console) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write a PNG of throughput and latency over time (needs matplotlib).",
 )
+@click.option(
+    "--compare-etcd",
+    is_flag=True,
+    help="First run `etcdctl check perf` on a local 3-member etcd cluster (Debian's "
+    "etcd-server and etcd-client) and print the ratio of the two figures.",
+)
+@click.option(
+    "--etcd-load",
+    type=click.Choice(etcd_bench.LOADS),
+    default="xl",
+    show_default=True,
+    help="The `check perf` load for --compare-etcd.",
+)
 @json_option
 @click.pass_context
 @command_errors
@@ -268,6 +311,8 @@ def bench(
     drain_timeout: float,
     verify_samples: int,
     plot: Path | None,
+    compare_etcd: bool,
+    etcd_load: str,
     as_json: bool,
 ) -> None:
     """Load a running network through its HTTP API and measure committed tx/s and latency.
@@ -309,10 +354,13 @@ def bench(
         genesis=_bench_genesis(directory, node_urls),
     )
     console = None if as_json else out.err_console
+    etcd = _run_etcd(etcd_load, out.note) if compare_etcd else None
     try:
         document = run_bench(options, console, out.note)
     except plan.BenchError as exc:
         raise CommandError(str(exc), EXIT_UNREACHABLE if exc.unreachable else EXIT_ERROR) from None
+    if compare_etcd:
+        document["etcd"] = _etcd_figures(etcd, document["tx_per_s"])
     if plot is not None:
         write_plot(document, plot)
         document["plot"] = str(plot)

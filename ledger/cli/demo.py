@@ -91,9 +91,11 @@ def main() -> None:
     rpc = [n["rpc"] for n in manifest["nodes"]]
     acct = [f"{d}/accounts/acct{i}.json" for i in range(4)]
     try:
-        banner("Start the validators (background processes; returns when all are healthy)")
+        banner("Start the validators (background processes; returns when all are linked)")
         run("testnet", "start", "--dir", d)
         run("testnet", "status", "--dir", d)
+        print(f"block explorer: {rpc[0]}/explorer   health: {rpc[0]}/health   "
+              f"metrics: {rpc[0]}/metrics   API: {rpc[0]}/openapi.json")  # fmt: skip
 
         banner("Transfers, each waiting for its commit certificate")
         for i in range(3):

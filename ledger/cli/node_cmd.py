@@ -114,12 +114,18 @@ def node_init(
     type=click.Path(path_type=Path),
     help="Password of an encrypted validator key.",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    help="Log lines for people (text) or one JSON object per line (json); default: the "
+    "config's node.log_format, else text.",
+)
 @command_errors
-def node_start(home: Path, password_file: Path | None) -> None:
+def node_start(home: Path, password_file: Path | None, log_format: str | None) -> None:
     """Run the validator in the foreground until SIGTERM or Ctrl-C."""
     password = read_password_file(password_file) if password_file else None
     try:
-        trio.run(lambda: run_node(home, password=password))
+        trio.run(lambda: run_node(home, password=password, log_format=log_format))
     except StartupError as exc:
         raise CommandError(str(exc)) from None
     except KeyboardInterrupt:

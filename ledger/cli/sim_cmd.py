@@ -2,7 +2,9 @@
 
 Each seed draws its own faults (loss, duplication, reordering, partitions, crash-restarts,
 timer skew) and Byzantine behaviour for up to --byzantine validators, runs n real replicas
-in virtual time and checks the invariants at every step (consensus/sim/checker.py). The
+in virtual time and checks the invariants at every step (consensus/sim/checker.py). With
+--epochs each seed also draws validator-set changes (adds and removes) voted inside the
+simulated chain, timed against view changes (consensus/sim/epochs.py). The
 same options and seeds always give the same trace_hash. Exit status 1 when any invariant
 was violated; every failing seed is listed with the command that reproduces it.
 """
@@ -60,6 +62,13 @@ def _human(doc: dict[str, Any]) -> Any:
             f"{doc['seconds']} s, {doc['seconds_per_seed']} s/seed, "
             f"{doc['commits_per_second']} simulated commits/s"
         )
+        if "epochs" in doc:
+            e = doc["epochs"]
+            console.print(
+                f"set changes {e['switches']} ({e['switch_view_changes']} certified across a "
+                f"view change, {e['votes_in_view_change']} voted during one), "
+                f"{e['zombie_messages']} messages from removed validators"
+            )
         console.print(f"trace_hash {doc['trace_hash']}")
         for failure in doc["failures"][:10]:
             first = (
@@ -95,6 +104,11 @@ def _human(doc: dict[str, Any]) -> Any:
 @click.option(
     "--max-requests", type=int, default=24, show_default=True, help="Most client requests per seed."
 )
+@click.option(
+    "--epochs",
+    is_flag=True,
+    help="Also draw validator-set changes (adds, removes) voted during the run.",
+)
 @click.option("--jobs", type=int, default=1, show_default=True, help="Worker processes.")
 @json_option
 @command_errors
@@ -105,6 +119,7 @@ def sim(
     byzantine: int | None,
     max_heal_ms: int,
     max_requests: int,
+    epochs: bool,
     jobs: int,
     as_json: bool,
 ) -> None:
@@ -125,6 +140,7 @@ def sim(
         byzantine=byzantine,
         max_heal_ms=max_heal_ms,
         max_requests=max_requests,
+        epochs=epochs,
     )
     out = Output(as_json)
     out.note(f"running {seeds} seeds with {jobs} worker(s) ...")

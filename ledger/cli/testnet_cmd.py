@@ -162,17 +162,38 @@ only_option = click.option("--only", metavar="NAME", help="Act on this node only
 @testnet.command("start")
 @dir_option
 @only_option
+@click.option(
+    "--with-monitoring",
+    is_flag=True,
+    help="Also start Prometheus and Grafana where installed (configured for this testnet, "
+    "with the Quorum dashboard); what is not installed is skipped with a note.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    help="The nodes' log lines: text, or one JSON object per line (default: their configs').",
+)
 @json_option
 @command_errors
-def testnet_start(directory: Path, only: str | None, as_json: bool) -> None:
-    """Start the testnet's nodes in the background; returns when every one is healthy."""
+def testnet_start(
+    directory: Path, only: str | None, with_monitoring: bool, log_format: str | None, as_json: bool
+) -> None:
+    """Start the testnet's nodes in the background; returns when every one serves its API
+    and, when the whole testnet starts, is linked to a quorum of validators."""
+    out = Output(as_json)
     try:
-        nodes = select_nodes(load_manifest(directory), only)
-        Output(as_json).note(f"starting {', '.join(n.name for n in nodes)} ...")
-        started = start_nodes(nodes)
+        every = load_manifest(directory)
+        nodes = select_nodes(every, only)
+        out.note(f"starting {', '.join(n.name for n in nodes)} ...")
+        started = start_nodes(nodes, linked=only is None, log_format=log_format)
     except TestnetError as exc:
         raise CommandError(str(exc)) from None
-    doc = {
+    monitoring = []
+    if with_monitoring:
+        from ledger.monitoring import start_monitoring
+
+        monitoring = [c.to_json() for c in start_monitoring(directory, every)]
+    doc: dict[str, Any] = {
         "nodes": [
             {
                 "name": n.name,
@@ -184,14 +205,20 @@ def testnet_start(directory: Path, only: str | None, as_json: bool) -> None:
             for n, pid in started
         ]
     }
+    if with_monitoring:
+        doc["monitoring"] = monitoring
 
     def render(console: Console) -> None:
         for entry in doc["nodes"]:
             console.print(
                 f"{entry['name']} running (pid {entry['pid']}) rpc {entry['rpc']} log {entry['log']}"
             )
+            console.print(f"  explorer {entry['rpc']}/explorer")
+        for component in monitoring:
+            where = f" {component['url']}" if component["state"] in ("started", "running") else ""
+            console.print(f"{component['name']} {component['state']}{where}. {component['note']}")
 
-    Output(as_json).emit(doc, render)
+    out.emit(doc, render)
 
 
 @testnet.command("stop")
@@ -205,10 +232,16 @@ def testnet_stop(directory: Path, only: str | None, as_json: bool) -> None:
         report = stop_nodes(select_nodes(load_manifest(directory), only))
     except TestnetError as exc:
         raise CommandError(str(exc)) from None
+    monitoring = []
+    if only is None:
+        from ledger.monitoring import stop_monitoring
+
+        monitoring = [c.to_json() for c in stop_monitoring(directory)]
     doc = {
         "nodes": [
             {"name": n.name, "pid": pid, "was_running": running} for n, pid, running in report
-        ]
+        ],
+        "monitoring": monitoring,
     }
 
     def render(console: Console) -> None:
@@ -216,6 +249,8 @@ def testnet_stop(directory: Path, only: str | None, as_json: bool) -> None:
             console.print(
                 f"{entry['name']} {'stopped' if entry['was_running'] else 'was not running'}"
             )
+        for component in monitoring:
+            console.print(f"{component['name']} stopped")
 
     Output(as_json).emit(doc, render)
 

@@ -22,6 +22,7 @@ from crypto.hashing import from_hex
 from crypto.keyfile import load_key, read_public_info
 from crypto.keys import ADDRESS_SIZE, PrivateKey
 from ledger.chain.types import Call, Deploy, Payload, ReceiptStatus, Transaction, Transfer
+from ledger.cli.contract_compile import contract_compile
 from ledger.cli.contract_examples import contract_examples, load_contract
 from ledger.cli.nodes import client_error, connect, node_option
 from ledger.cli.output import (
@@ -324,6 +325,7 @@ def _typed_args(method: MethodAbi | None, args: tuple[str, ...]) -> tuple[Any, .
 
 
 contract.add_command(contract_examples)
+contract.add_command(contract_compile)
 
 
 @contract.command("deploy")
@@ -351,7 +353,8 @@ def contract_deploy(
     trust_node: bool,
     as_json: bool,
 ) -> None:
-    """Deploy a contract: a .qasm or container file, or a shipped example by name (token...)."""
+    """Deploy a contract: a .py file (compiled here; a compile error exits 2 and sends
+    nothing), a .qasm or container file, or a shipped example (token, token.py...)."""
     code = load_contract(contract_ref)
     values = _typed_args(_method_abi(code, None), args)
     key = load_sender(key_file, password_file)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from consensus.config import ReplicaConfig
-from consensus.messages import CommitProof
+from consensus.messages import CommitProof, SignedMessage
 from consensus.ready import CommittedBlock, ProposalRequest, Ready, ValidateRequest, merge_readies
 from consensus.replica import Replica
 from crypto.encoding import DecodeError
@@ -339,7 +339,13 @@ class Engine:
         return self._tell_pending(force=True)
 
     def _on_peer_message(self, event: PeerMessage) -> Ready:
-        return self.replica.receive(event.body)
+        try:
+            message = SignedMessage.decode(event.body)
+        except DecodeError:
+            return self.replica.receive(event.body)  # the core counts it as malformed
+        # Decoded messages have a known kind (a bounded set of counter names).
+        self.count(f"messages.received.{message.kind}")
+        return self.replica.step(message)
 
     def _on_submitted(self, event: Submitted) -> Ready:
         self.now_ms = max(self.now_ms, event.now_ms)
@@ -359,10 +365,11 @@ class Engine:
             results.append({"tx_hash": outcome.hash.hex(), "status": "pending"})
         kind = "admission.submitted" if event.from_client else "admission.gossiped"
         self.count(kind, len(results))
+        accepted = sum(1 for r in results if r["status"] == "pending")
+        self.count("admission.accepted." + ("client" if event.from_client else "gossip"), accepted)
         # Something new may be includable: tell the core even if the oldest request is the
         # same, so a primary that skipped a proposal (nothing new then) is asked again.
-        added = any(r["status"] == "pending" for r in results)
-        return self._tell_pending(force=added)
+        return self._tell_pending(force=accepted > 0)
 
     def _add(self, tx: AdmittedTx, nonce: int, read_height: int, from_client: bool) -> None:
         self.mempool.add(

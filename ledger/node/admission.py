@@ -38,6 +38,9 @@ def check_batch(
     from a peer that relays what it should not: the rest is not worth verifying).
     """
     out: list[Checked] = []
+    # A batch mostly comes from a few senders: read each one's nonce once per batch. The
+    # height first: a commit landing in between makes the nonce newer, never older.
+    nonces: dict[bytes, tuple[int, int]] = {}
     for raw in raws:
         try:
             admitted = admit_raw(raw, rules, verified, gate=gate, known=known, roles=store)
@@ -51,10 +54,11 @@ def check_batch(
             if "malformed" in stop_codes:
                 break
             continue
-        # The height first: a commit landing in between makes the nonce newer, never older.
-        height = store.head_height
-        nonce = store.get_account(admitted.sender).nonce
-        out.append(Checked(admitted, nonce, height))
+        read = nonces.get(admitted.sender)
+        if read is None:
+            height = store.head_height
+            read = nonces[admitted.sender] = (store.get_account(admitted.sender).nonce, height)
+        out.append(Checked(admitted, *read))
     return out
 
 
@@ -63,15 +67,18 @@ def commit_result(receipt: Receipt, height: int) -> dict[str, Any]:
     return commit_answer(receipt, height, receipt_json)
 
 
-def not_now(syncing: bool) -> dict[str, Any]:
-    """A submission refused before any work: the node installs a snapshot, or verifies as
-    many transactions as it can."""
-    return {
-        "tx_hash": None,
-        "status": "rejected",
-        "code": "syncing" if syncing else "busy",
-        "error": "the node is installing a state snapshot; retry later"
-        if syncing
-        else "the node is verifying as many transactions as it can; retry later",
-        "retry_after_ms": RETRY_AFTER_MS,
-    }
+def refused(count: int, *, syncing: bool) -> list[dict[str, Any]]:
+    """Answers for a client batch refused before any work: the node installs a snapshot
+    (``syncing``), or verifies as many transactions as it can (``busy``)."""
+    return [
+        {
+            "tx_hash": None,
+            "status": "rejected",
+            "code": "syncing" if syncing else "busy",
+            "error": "the node is installing a state snapshot; retry later"
+            if syncing
+            else "the node is verifying as many transactions as it can; retry later",
+            "retry_after_ms": RETRY_AFTER_MS,
+        }
+        for _ in range(count)
+    ]

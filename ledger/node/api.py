@@ -15,42 +15,61 @@ touches consensus state directly. Routes (all JSON unless noted)::
     GET  /v1/accounts/{address}      balance, nonce
     GET  /v1/contracts/{address}     code (hex) and ABI of a deployed contract
     POST /v1/contracts/{address}/query   {"method": str, "args": [...]}   read-only call
+    GET  /v1/contracts/{address}/storage/{key}   one storage slot with its state proof
     GET  /v1/status                  height, head, view, primary, peers, syncing, why stalled
     GET  /v1/validators
     GET  /v1/validator-set           the active set in state (epoch, p2p), scheduled set, votes
     GET  /v1/permissions             roles and holders, admin threshold, pending role changes
-    GET  /health                     200 when serving, 503 when not
+    GET  /v1/blocks                  the newest headers with their signers (?before, ?limit)
+    GET  /health                     200 while making progress, 503 with the problems
     GET  /metrics                    Prometheus text format
+    GET  /openapi.json               this list as OpenAPI 3.1, built from the routes below
+    GET  /explorer                   the block explorer page (and /explorer/{asset}; / redirects)
+
+Each route carries its OpenAPI operation (ledger/node/api_schemas.py); ledger/node/openapi.py
+builds the description from the routing table.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import time
+from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import Any, Final, Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from contracts.limits import MAX_STORAGE_KEY_BYTES as MAX_CONTRACT_STORAGE_KEY_BYTES
+from ledger import version
 from ledger.chain.store_check import StoreError
-
-#: Largest request body accepted (a batch of transactions).
-MAX_REQUEST_BYTES: Final = 8 * 1024 * 1024
-#: Most transactions in one submit request.
-MAX_TXS_PER_REQUEST: Final = 5_000
-#: Longest a submit may wait for commits.
-MAX_WAIT_MS: Final = 120_000
-DEFAULT_WAIT_MS: Final = 30_000
-MAX_QUERY_ARGS: Final = 16
-#: Longest contract storage key (the VM's own bound).
-MAX_STORAGE_KEY_BYTES: Final = MAX_CONTRACT_STORAGE_KEY_BYTES
+from ledger.node import api_schemas as ops
+from ledger.node.api_limits import (
+    DEFAULT_BLOCKS_LISTED,
+    DEFAULT_WAIT_MS,
+    MAX_BLOCKS_LISTED,
+    MAX_QUERY_ARGS,
+    MAX_REQUEST_BYTES,
+    MAX_STORAGE_KEY_BYTES,
+    MAX_TXS_PER_REQUEST,
+    MAX_WAIT_MS,
+)
+from ledger.node.openapi import DescribedRoute, Operation, describe
 
 #: The code of a transaction whose sender lacks the role it needs (HTTP 403).
 NOT_PERMITTED: Final = "not_permitted"
+#: The explorer's files (ledger/node/explorer/), served as they are: no build step.
+EXPLORER_ASSETS: Final = {
+    "explorer.js": "text/javascript; charset=utf-8",
+    "explorer.css": "text/css; charset=utf-8",
+}
+
+#: Told how each request went: (route path template, status code, seconds).
+RequestObserver = Callable[[str, int, float], None]
 
 _HEX_RE: Final = re.compile(r"(?:0x)?([0-9a-fA-F]*)")
 
@@ -99,7 +118,11 @@ class NodeBackend(Protocol):
 
     async def validators(self) -> list[dict[str, Any]]: ...
 
-    async def healthy(self) -> bool: ...
+    async def blocks(self, before: int | None, limit: int) -> dict[str, Any]:
+        """The newest ``limit`` headers below ``before`` (None: from the head), with signers."""
+
+    async def health(self) -> dict[str, Any]:
+        """``healthy`` (bool), ``problems`` and the facts behind them (ledger/node/health.py)."""
 
     async def metrics(self) -> bytes: ...
 
@@ -175,8 +198,40 @@ def _json(document: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(document, status_code=status)
 
 
-def build_app(backend: NodeBackend) -> Starlette:
-    """The ASGI application serving ``backend``."""
+def _query_int(text: str | None, name: str, lo: int, hi: int) -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit() or len(text) > 20:
+        raise ApiError(400, "bad_request", f"{name}: expected an integer in [{lo}, {hi}]")
+    return _int(int(text), name, lo, hi)
+
+
+def _explorer_file(name: str) -> bytes:
+    return resources.files("ledger.node").joinpath("explorer", name).read_bytes()
+
+
+def _timed(
+    path: str, endpoint: Callable[[Request], Awaitable[Response]], observe: RequestObserver
+) -> Callable[[Request], Awaitable[Response]]:
+    @functools.wraps(endpoint)
+    async def run(request: Request) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await endpoint(request)
+            status = response.status_code
+            return response
+        except ApiError as exc:
+            status = exc.status
+            raise
+        finally:
+            observe(path, status, time.perf_counter() - started)
+
+    return run
+
+
+def build_app(backend: NodeBackend, *, on_request: RequestObserver | None = None) -> Starlette:
+    """The ASGI application serving ``backend``; ``on_request`` hears of every request."""
 
     async def submit(request: Request) -> Response:
         doc = _object(await read_json(request), ("tx", "txs", "wait", "timeout_ms"))
@@ -288,9 +343,35 @@ def build_app(backend: NodeBackend) -> Starlette:
             return _json(await backend.permissions(proof=True))
         return _json(await backend.permissions())
 
+    async def blocks(request: Request) -> Response:
+        params = request.query_params
+        unknown = sorted(k for k in params if k not in ("before", "limit"))
+        if unknown:
+            raise ApiError(400, "bad_request", f"unknown parameter {unknown[0]!r}")
+        before = _query_int(params.get("before"), "before", 1, 2**64 - 1)
+        limit = _query_int(params.get("limit"), "limit", 1, MAX_BLOCKS_LISTED)
+        return _json(
+            await backend.blocks(before, DEFAULT_BLOCKS_LISTED if limit is None else limit)
+        )
+
     async def health(request: Request) -> Response:
-        ok = await backend.healthy()
-        return _json({"healthy": ok}, 200 if ok else 503)
+        doc = await backend.health()
+        return _json(doc, 200 if doc["healthy"] else 503)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(description)
+
+    async def explorer(request: Request) -> Response:
+        return Response(explorer_page, media_type="text/html; charset=utf-8")
+
+    async def explorer_asset(request: Request) -> Response:
+        name = request.path_params["asset"]
+        if name not in EXPLORER_ASSETS:
+            raise ApiError(404, "not_found", f"no explorer file {name!r}")
+        return Response(explorer_files[name], media_type=EXPLORER_ASSETS[name])
+
+    async def root(request: Request) -> Response:
+        return RedirectResponse("/explorer", status_code=307)
 
     async def metrics(request: Request) -> Response:
         return Response(
@@ -317,21 +398,44 @@ def build_app(backend: NodeBackend) -> Starlette:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
         return _json({"error": str(exc.detail), "code": code}, exc.status_code)
 
-    routes = [
-        Route("/v1/transactions", submit, methods=["POST"]),
-        Route("/v1/transactions/{tx_hash}", transaction, methods=["GET"]),
-        Route("/v1/blocks/{height}", block, methods=["GET"]),
-        Route("/v1/accounts/{address}", account, methods=["GET"]),
-        Route("/v1/contracts/{address}", contract, methods=["GET"]),
-        Route("/v1/contracts/{address}/query", query, methods=["POST"]),
-        Route("/v1/contracts/{address}/storage/{key}", storage, methods=["GET"]),
-        Route("/v1/status", status, methods=["GET"]),
-        Route("/v1/validators", validators, methods=["GET"]),
-        Route("/v1/validator-set", validator_set, methods=["GET"]),
-        Route("/v1/permissions", permissions, methods=["GET"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+    table: list[tuple[str, str, Callable[[Request], Awaitable[Response]], Operation]] = [
+        ("POST", "/v1/transactions", submit, ops.SUBMIT),
+        ("GET", "/v1/transactions/{tx_hash}", transaction, ops.TRANSACTION),
+        ("GET", "/v1/blocks", blocks, ops.BLOCKS),
+        ("GET", "/v1/blocks/{height}", block, ops.BLOCK),
+        ("GET", "/v1/accounts/{address}", account, ops.ACCOUNT),
+        ("GET", "/v1/contracts/{address}", contract, ops.CONTRACT),
+        ("POST", "/v1/contracts/{address}/query", query, ops.QUERY),
+        ("GET", "/v1/contracts/{address}/storage/{key}", storage, ops.STORAGE),
+        ("GET", "/v1/status", status, ops.STATUS),
+        ("GET", "/v1/validators", validators, ops.VALIDATORS),
+        ("GET", "/v1/validator-set", validator_set, ops.VALIDATOR_SET),
+        ("GET", "/v1/permissions", permissions, ops.PERMISSIONS),
+        ("GET", "/health", health, ops.HEALTH),
+        ("GET", "/metrics", metrics, ops.METRICS),
+        ("GET", "/openapi.json", openapi, ops.OPENAPI),
+        ("GET", "/explorer", explorer, ops.EXPLORER),
+        ("GET", "/explorer/{asset}", explorer_asset, ops.EXPLORER_ASSET),
+        ("GET", "/", root, ops.ROOT),
     ]
+    routes = [
+        DescribedRoute(
+            path,
+            endpoint if on_request is None else _timed(path, endpoint, on_request),
+            method,
+            operation,
+        )
+        for method, path, endpoint, operation in table
+    ]
+    description = describe(
+        routes,
+        title="Quorum Ledger node API",
+        version=version(),
+        description=__doc__ or "",
+        components=ops.COMPONENTS,
+    )
+    explorer_page = _explorer_file("index.html")
+    explorer_files = {name: _explorer_file(name) for name in EXPLORER_ASSETS}
     return Starlette(
         routes=routes,
         exception_handlers={

@@ -9,13 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import generate_latest
 
-from consensus.ready import ViewChangeReason
 from contracts.abi import AbiError, parse_cli_args
 from contracts.container import parse_container
-from ledger import render
+from ledger import render, version
 from ledger.chain.accounts import EMPTY_ACCOUNT, Account, account_key, code_key, storage_key
 from ledger.chain.execute import query_contract
 from ledger.chain.proofs import (
@@ -29,7 +27,11 @@ from ledger.chain.proofs import (
 from ledger.chain.roles import LISTING_KEYS, RoleTable
 from ledger.engine.engine import dropped_answer
 from ledger.node.api import ApiError
+from ledger.node.api_limits import MAX_BLOCKS_LISTED
 from ledger.node.node import Node
+from ledger.node.observe import Observer
+from ledger.node.scrape import NodeCollector
+from ledger.node.signers import SignerNames, recent_signers
 
 
 class NodeService:
@@ -38,8 +40,21 @@ class NodeService:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.block_trees = BlockTrees()
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(node))
+        self.observer = Observer(node)
+        self.signers = SignerNames(node.store, node.genesis)
+        self.registry = node.metrics.registry
+        self.registry.register(NodeCollector(node, self.observer, version()))
+
+    async def run(self) -> None:
+        """The observer (logs, health), after filling in who signed recently."""
+        node = self.node
+        names = [node.replica_config.name(i) for i in range(node.replica_config.n)]
+        found = await trio.to_thread.run_sync(
+            lambda: recent_signers(node.store, self.signers, names)
+        )
+        for name, height in found.items():
+            node.metrics.last_signed.setdefault(name, height)
+        await self.observer.run()
 
     async def submit(self, raws: list[bytes], wait: bool, timeout_ms: int) -> list[dict[str, Any]]:
         node = self.node
@@ -50,14 +65,14 @@ class NodeService:
         for result in results:
             if result["status"] == "pending":
                 tx_hash = bytes.fromhex(result["tx_hash"])
-                waiting.append((result, tx_hash, node.wait_for(tx_hash)))
+                waiting.append((result, tx_hash, node.waiters.wait_for(tx_hash)))
         with trio.move_on_after(timeout_ms / 1000):
             for _, _, waiter in waiting:
                 await waiter.event.wait()
         for result, tx_hash, waiter in waiting:
             if waiter.result is not None:
                 result.update(waiter.result)
-            node.forget_waiter(tx_hash, waiter)
+            node.waiters.forget(tx_hash, waiter)
         return results
 
     async def transaction(self, tx_hash: bytes, proof: bool = False) -> dict[str, Any] | None:
@@ -103,7 +118,15 @@ class NodeService:
             if block is None:
                 return None
             links = epochs_json(chain_of_sets(store))
-            return {**render.block_json(block, store.get_certificate(at)), **links}
+            doc = render.block_json(block, store.get_certificate(at))
+            doc["proposer_name"] = self.signers.names(at, [block.header.proposer])[0]
+            if doc["certificate"] is not None:
+                votes = doc["certificate"]["votes"]
+                for vote, name in zip(
+                    votes, self.signers.names(at, (v["validator"] for v in votes)), strict=True
+                ):
+                    vote["name"] = name
+            return {**doc, **links}
 
         return await trio.to_thread.run_sync(read)
 
@@ -254,12 +277,43 @@ class NodeService:
                 "public_key": v.public_key.hex(),
                 "self": i == node.index,
                 "connected": i == node.index or i in connected,
+                "last_signed_height": node.metrics.last_signed.get(v.name),
             }
             for i, v in enumerate(node.genesis.validators)
         ]
 
-    async def healthy(self) -> bool:
-        return self.node.started
+    async def blocks(self, before: int | None, limit: int) -> dict[str, Any]:
+        """Headers of the ``limit`` blocks below ``before`` (default: the newest), newest
+        first, each with its certificate's signers by name."""
+        store = self.node.store
+
+        def read() -> dict[str, Any]:
+            with store.holding():
+                head = store.head_height
+                top = head if before is None else min(head, before - 1)
+                bottom = max(1, top - min(limit, MAX_BLOCKS_LISTED) + 1)
+                listed = []
+                for height in range(top, bottom - 1, -1):
+                    header = store.get_header(height)
+                    if header is None:
+                        break
+                    certificate = store.get_certificate(height)
+                    indices = [] if certificate is None else [i for i, _ in certificate.votes]
+                    names = self.signers.names(height, [header.proposer, *indices])
+                    listed.append(
+                        {
+                            **render.header_json(header),
+                            "proposer_name": names[0],
+                            "certificate_view": None if certificate is None else certificate.view,
+                            "signers": names[1:],
+                        }
+                    )
+            return {"head": head, "blocks": listed}
+
+        return await trio.to_thread.run_sync(read)
+
+    async def health(self) -> dict[str, Any]:
+        return self.observer.health()
 
     async def metrics(self) -> bytes:
         return generate_latest(self.registry)
@@ -294,74 +348,3 @@ def status_json(node: Node) -> dict[str, Any]:
         "counters": dict(sorted({**node.engine.counters, **node.counters}.items())),
         "consensus": replica.statistics,
     }
-
-
-class _Collector:
-    """Prometheus metrics computed at scrape time from the node's counters."""
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-
-    def collect(self) -> Any:
-        node = self.node
-        status = node.replica.status()
-        for name, value, help_text in (
-            ("quorum_height", node.store.head_height, "Height of the last committed block."),
-            ("quorum_view", status.view, "Current PBFT view."),
-            (
-                "quorum_mempool_transactions",
-                len(node.mempool),
-                "Transactions waiting in the mempool.",
-            ),
-            (
-                "quorum_connected_peers",
-                len(node.net.connected_peers()) if node.net else 0,
-                "Validators connected.",
-            ),
-        ):
-            gauge = GaugeMetricFamily(name, help_text)
-            gauge.add_metric([], value)
-            yield gauge
-        counter = CounterMetricFamily(
-            "quorum_node_events", "Node event counters.", labels=["event"]
-        )
-        for key, value in sorted(node.counters.items()):
-            counter.add_metric([key], value)
-        yield counter
-        pool = node.mempool.statistics()
-        by_state = GaugeMetricFamily(
-            "quorum_mempool_state_transactions",
-            "Transactions waiting, by whether a block could include them now.",
-            labels=["state"],
-        )
-        by_state.add_metric(["includable"], pool.includable)
-        by_state.add_metric(["behind_gap"], pool.transactions - pool.includable)
-        yield by_state
-        refused = CounterMetricFamily(
-            "quorum_mempool_rejected", "Transactions the mempool refused, by code.", labels=["code"]
-        )
-        for code, value in pool.rejected.items():
-            refused.add_metric([code], value)
-        yield refused
-        dropped = CounterMetricFamily(
-            "quorum_mempool_dropped",
-            "Transactions that left the mempool without a block, by reason.",
-            labels=["reason"],
-        )
-        for reason, value in pool.dropped.items():
-            dropped.add_metric([reason], value)
-        yield dropped
-        views = CounterMetricFamily(
-            "quorum_view_changes",
-            "View transitions at this node, by reason (entered: a NEW-VIEW took effect).",
-            labels=["reason"],
-        )
-        for why in ViewChangeReason:
-            views.add_metric([why.value], node.counters.get(f"view_change.{why.value}", 0))
-        yield views
-        consensus = CounterMetricFamily(
-            "quorum_consensus_events", "Consensus core counters.", labels=["event"]
-        )
-        for key, value in sorted(status.statistics.items()):
-            consensus.add_metric([key], value)
-        yield consensus

@@ -70,8 +70,10 @@ from ledger.engine.speculative import (
     run_validation,
 )
 from ledger.node import epochs, persist, wire
-from ledger.node.admission import check_batch, commit_result, not_now
+from ledger.node.admission import check_batch, commit_result, refused
+from ledger.node.logs import log_event
 from ledger.node.membership import genesis_names, peer_id, refresh_peers
+from ledger.node.metrics import Instruments
 from ledger.node.peer_limits import (
     BYZANTINE_GOSSIP_CODES,
     Fetcher,
@@ -91,7 +93,7 @@ from ledger.node.support import (
     APPROX_TX_BYTES,
     NodeHalted,
     OneShotTimer,
-    Waiter,
+    Waiters,
     log_notes,
     offload,
     syncing_status,
@@ -144,7 +146,7 @@ class Node:
         self._record_keys: set[str] = set()
         self._assemble_engine()
         self.verified = VerifiedCache()
-        self.waiters: dict[bytes, list[Waiter]] = {}
+        self.waiters = Waiters()
         self.net: PeerNetwork | None = None
         self._nursery: trio.Nursery | None = None
         self._events_send, self._events_recv = trio.open_memory_channel[Any](MAX_PENDING_EVENTS)
@@ -159,6 +161,7 @@ class Node:
         self._commits_since_prune = 0
         self._verifying = 0
         self.counters: collections.Counter[str] = collections.Counter()
+        self.metrics = Instruments()  # histograms and clocks fed below (ledger/node/metrics.py)
         self.gossip_in = GossipInbox(self.limits, self.counters)
         self.started = False
         self.last_commit_ms = 0
@@ -229,10 +232,11 @@ class Node:
         epochs.check_member(config, self.key.public_key, config.genesis_height)
         ready = self.engine.next_epoch(Replica(config, self.key))
         self._use_replica()
-        log.info(
-            "epoch switch after block %d: %d validators (%s), this node is %s",
+        log_event(
+            log, "epoch_switch", "epoch switch after block %d: %d validators (%s), this node is %s",
             config.genesis_height, config.n, ", ".join(config.validator_names),
-            config.name(self.replica.index),
+            config.name(self.replica.index), height=config.genesis_height, epoch=epoch,
+            validators=list(config.validator_names),
         )  # fmt: skip
         return ready
 
@@ -392,9 +396,10 @@ class Node:
         threads are the bottleneck, and a queue in front of them only adds latency)."""
         syncing = self.state_sync.active
         if syncing or self._verifying + len(raws) > MAX_VERIFYING_TXS:
-            refused = "admission.syncing" if syncing else "admission.busy_verifying"
-            self.counters[refused] += len(raws)
-            return [not_now(syncing) for _ in raws]
+            self.counters["admission.syncing" if syncing else "admission.busy_verifying"] += len(
+                raws
+            )
+            return refused(len(raws), syncing=syncing)
         engine = self.engine
         engine.unverified = self._verifying + self.gossip_in.queued_txs
         limit = engine.client_limit()
@@ -415,6 +420,7 @@ class Node:
         finally:
             self._verifying -= len(raws)
         results = await self._admitted(checked)
+        self.metrics.admitted(checked, results, time.monotonic())
         for item, result in zip(checked, results, strict=True):
             if (
                 not isinstance(item.outcome, Exception)
@@ -491,18 +497,6 @@ class Node:
                 self.net.broadcast(wire.encode_tx_gossip(batch), bulk=True)
                 self.counters["gossip.sent"] += len(batch)
 
-    def wait_for(self, tx_hash: bytes) -> Waiter:
-        waiter = Waiter(trio.Event())
-        self.waiters.setdefault(tx_hash, []).append(waiter)
-        return waiter
-
-    def forget_waiter(self, tx_hash: bytes, waiter: Waiter) -> None:
-        waiting = self.waiters.get(tx_hash)
-        if waiting and waiter in waiting:
-            waiting.remove(waiter)
-            if not waiting:
-                del self.waiters[tx_hash]
-
     # ------------------------------------------------------------------ the consensus loop
 
     async def _consensus_loop(self) -> None:
@@ -551,9 +545,7 @@ class Node:
         """Act on the engine's side outputs: answers, gossip, wake-ups."""
         outputs = self.engine.take_outputs()
         for tx_hash, answer in outputs.answers:
-            for waiter in self.waiters.pop(tx_hash, ()):
-                waiter.result = answer
-                waiter.event.set()
+            self.waiters.answer(tx_hash, answer)
         if outputs.gossip:
             self._gossip.extend(outputs.gossip)
             # Wake the flusher now: it sends whatever accumulated by the time it runs, so
@@ -575,6 +567,7 @@ class Node:
                     "the validators certified (a damaged store, or a bug); stopping"
                 )
             log_notes(ready, self.mempool, self.gossip_in.queued_txs, self.counters)
+            self.metrics.on_ready(ready, len(self._peer_ids) - 1, time.monotonic())
             records = persist.batch_records(ready.persist) if ready.persist is not None else {}
             if records and not ready.committed:
                 # A few small rows: cheaper inline than a worker-thread round trip.
@@ -598,7 +591,8 @@ class Node:
     async def _validate(self, request: ValidateRequest) -> Ready:
         run = self.engine.replay_work(request, max_blocks=REPLAY_MAX_BLOCKS, max_txs=REPLAY_MAX_TXS)
         if run is not None:  # certified blocks from catch-up: a run of them at once
-            return await replay(self.engine, run, self.rules, self.verified, self.counters)
+            timed = self.metrics.executed
+            return await replay(self.engine, run, self.rules, self.verified, self.counters, timed)
         work = self.engine.validation_work(request, self._clock_ms())
         if not isinstance(work, ValidateWork):
             return work
@@ -610,6 +604,7 @@ class Node:
             return outcome, (time.perf_counter_ns() - started) // 1000
 
         outcome, elapsed_us = await offload(check, len(request.payload) // APPROX_TX_BYTES)
+        self.metrics.executed("validate", elapsed_us / 1e6)
         ready = self.engine.step(Validated(request, outcome, elapsed_us))
         if isinstance(outcome, str):
             log.warning("rejecting %s", self.engine.last_rejection)
@@ -628,6 +623,7 @@ class Node:
             return built, (time.perf_counter_ns() - started) // 1000
 
         (executed, skipped), elapsed_us = await offload(build, len(work.candidates))
+        self.metrics.executed("build", elapsed_us / 1e6)
         return self.engine.step(Built(request, executed, tuple(skipped), elapsed_us))
 
     async def _commit(
@@ -637,10 +633,13 @@ class Node:
         tell the engine, in order; a client hears of its transaction only after that."""
         works = [self.engine.commit_work(block) for block in committed]
         store, rules, verified = self.store, self.rules, self.verified
+        started = time.monotonic()
         executed = await offload(
             lambda: write_committed(store, committed, works, records, rules, verified),
             sum(len(block.payload) for block in committed) // APPROX_TX_BYTES,
         )
+        now, names = time.monotonic(), self.replica_config.name
+        share = (now - started) / len(committed)  # one write: each block gets its share
         if any(k[:1] == VALIDATOR_PREFIX for e in executed for k in e.overlay.writes):
             self._refresh_peers()
         self._record_keys.update(records)
@@ -648,6 +647,8 @@ class Node:
         tip = self.store.tip()  # the last block's: the engine's results above it rebase on it
         readies = []
         for block, result in zip(committed, executed, strict=True):
+            signers = [names(i) for i, _ in block.votes]
+            self.metrics.committed(result.block, len(block.payload), signers, share, now)
             self.counters["blocks.committed"] += 1
             self.counters["txs.committed"] += len(result.block.transactions)
             readies.append(self.engine.step(Persisted(block, result, tip, self.last_commit_ms)))

@@ -27,8 +27,9 @@ again after the restart. :func:`write_committed` serves every Ready, not only re
 blocks a pipelined normal case commits together share a transaction too.
 
 Before the core even sees a catch-up reply, :func:`prepare_fetched` decodes its blocks and
-verifies the signatures of those whose certificate verifies (worker threads; the core
-checks the certificate again, three signatures, when it gets the block): with the node
+verifies the signatures of those whose certificate verifies (worker threads; when the
+core checks the certificate in turn, the node's consensus signature memo answers, so each
+certificate's signatures are verified once): with the node
 asking for the next range as soon as a reply arrives, the next run is decoded and checked
 while the current one executes and is written, and the event loop never decodes a block.
 
@@ -43,7 +44,7 @@ import collections
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import trio
@@ -147,9 +148,11 @@ async def replay(
     rules: ChainRules,
     verified: VerifiedCache,
     counters: collections.Counter[str],
+    timed: Callable[[str, float], None] | None = None,
 ) -> Ready:
     """Execute ``work`` (its first request is the core's) and answer the core's requests for
-    its blocks as it makes them; the merged Ready commits the blocks it accepted."""
+    its blocks as it makes them; the merged Ready commits the blocks it accepted.
+    ``timed("validate", seconds)`` is told each answered block's execution time."""
     started = time.perf_counter()
     checked = await verify_signatures(work.transactions, verified)
     verified_s = time.perf_counter() - started
@@ -159,6 +162,8 @@ async def replay(
     readies: list[Ready] = []
     requests = work.requests
     for i, (outcome, elapsed_us) in enumerate(outcomes):
+        if timed is not None:
+            timed("validate", elapsed_us / 1e6)
         ready = engine.step(Validated(requests[i], outcome, elapsed_us))
         # Answer the core's request for the next block ourselves only if it made it and
         # the block executed: an invalid one is asked for again once the blocks before it

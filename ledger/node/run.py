@@ -27,6 +27,7 @@ from ledger.node.api import build_app
 from ledger.node.backend import NodeService
 from ledger.node.follower import Follower, SwitchableApp, follower_app, is_member
 from ledger.node.journal import JOURNAL_NAME, save_journal, take_journal
+from ledger.node.logs import configure_logging, log_event
 from ledger.node.node import Node
 from ledger.node.support import NodeHalted, NotAMember
 from ledger.node.transport import PeerNetwork, open_peer_network
@@ -66,18 +67,13 @@ def _stop_message(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, NotAMember) else f"{exc}; {REPAIR_HINT}"
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("hypercorn").setLevel(logging.WARNING)
-
-
-async def run_node(home: Path, *, password: str | None = None) -> None:
-    """Run the validator whose home is ``home`` until SIGTERM/SIGINT."""
+async def run_node(
+    home: Path, *, password: str | None = None, log_format: str | None = None
+) -> None:
+    """Run the validator whose home is ``home`` until SIGTERM/SIGINT; ``log_format``
+    (``text`` or ``json``) overrides the config's."""
     config = load_config(home)
-    _configure_logging(config.log_level)
+    configure_logging(config.log_level, log_format or config.log_format, config.name)
     genesis = load_genesis(config.path(config.genesis_file))
     key_path = config.path(config.validator_key_file)
     if read_public_info(key_path).encrypted and password is None:
@@ -129,19 +125,24 @@ async def _serve(config: NodeConfig, genesis: Genesis, key: PrivateKey, store: S
                 return
         node = Node(config=config, genesis=genesis, key=key, store=store)
         handler[0] = node.on_peer_message
-        app.app = build_app(NodeService(node))
+        service = NodeService(node)
+        app.app = build_app(service, on_request=node.metrics.request)
         await nursery.start(node.run, net)
+        nursery.start_soon(service.run)
         if follower is None:
             await nursery.start(serve, app, http)
         journal_dir = Path(store.path).parent
         await _readmit(node, take_journal(journal_dir))
-        log.info(
-            "%s serving: rpc http://%s p2p %s height %d",
+        log_event(
+            log, "node_started", "%s serving: rpc http://%s p2p %s height %d",
             config.name, config.rpc_listen, config.p2p_listen, store.head_height,
+            rpc=f"http://{config.rpc_listen}", p2p=str(config.p2p_listen),
+            height=store.head_height,
         )  # fmt: skip
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
-                log.info("received %s, stopping", signal.Signals(signum).name)
+                log_event(log, "node_stopping", "received %s, stopping",
+                          signal.Signals(signum).name, signal=signal.Signals(signum).name)  # fmt: skip
                 break
         pending = node.mempool.journal()
         if save_journal(journal_dir, pending) is not None:

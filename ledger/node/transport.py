@@ -69,6 +69,7 @@ from crypto.handshake import (
 from crypto.keys import PrivateKey
 from genesis.document import Genesis
 from ledger.config import HostPort, NodeConfig
+from ledger.node.logs import log_event
 from ledger.node.membership import KnownMember, peer_id
 from ledger.node.transport_settings import (
     CLOSED,
@@ -187,6 +188,10 @@ class PeerNetwork:
         self._pending_handshakes = 0
         self._inbound_refused: Counter[str] = Counter()
         self._inbound_accepted = 0
+        #: Message bytes sent and received, by a message's first byte (the node's message
+        #: family, ledger/node/wire.py): what each kind of traffic costs.
+        self.bytes_sent_by_tag: Counter[int] = Counter()
+        self.bytes_received_by_tag: Counter[int] = Counter()
         self._changed = trio.Event()
         self._listen_addresses: tuple[str, ...] = ()
         self._random = random.Random()
@@ -227,12 +232,14 @@ class PeerNetwork:
                 peer.dial_scope.cancel()
             if peer.link is not None:
                 self._end_link(peer.link, CLOSED_LOCALLY)
-            log.info("dropped %s: no longer a validator this node knows of", peer.name)
+            log_event(log, "peer_removed", "dropped %s: no longer a validator this node knows "
+                      "of", peer.name, peer=peer.name)  # fmt: skip
         for key, member in wanted.items():
             known = self._by_key.get(key)
             if known is None:
                 peer = self._add_peer(member)
-                log.info("learnt validator %s (%s)", peer.name, peer.address or "no address")
+                log_event(log, "peer_added", "learnt validator %s (%s)", peer.name,
+                          peer.address or "no address", peer=peer.name)  # fmt: skip
             else:
                 peer = known
                 if peer.address is None and member.address is not None:
@@ -324,6 +331,7 @@ class PeerNetwork:
                 message = lane.popleft()
                 batch.append(message)
                 size += cost
+                self.bytes_sent_by_tag[message[0]] += len(message)
             if lane:
                 break
         peer.queued_bytes -= size - LENGTH_PREFIX_SIZE * len(batch)
@@ -461,7 +469,8 @@ class PeerNetwork:
         peer.link = link
         peer.connections += 1
         self._notify_change()
-        log.info("link to %s up (%s)", peer.name, direction)
+        log_event(log, "peer_connected", "link to %s up (%s)", peer.name, direction,
+                  peer=peer.name, direction=direction)  # fmt: skip
         try:
             with link.cancel_scope:
                 async with trio.open_nursery() as nursery:
@@ -474,7 +483,8 @@ class PeerNetwork:
             if peer.link is link:
                 peer.link = None
                 self._notify_change()
-            log.info("link to %s down: %s", peer.name, reason)
+            log_event(log, "peer_disconnected", "link to %s down: %s", peer.name, reason,
+                      peer=peer.name, reason=reason)  # fmt: skip
 
     def _end_link(self, link: _Link, reason: str) -> None:
         if link.end_reason is None:
@@ -500,9 +510,12 @@ class PeerNetwork:
                     self._end_link(link, exc.reason)
                     return
                 peer.frames_in += len(payloads)
+                received = self.bytes_received_by_tag
                 for messages in batches:
                     peer.messages_in += len(messages)
                     for message in messages:
+                        if message:
+                            received[message[0]] += len(message)
                         deliver(peer.index, message)
             data = b""
             with trio.move_on_after(idle_timeout) as idle:

@@ -29,6 +29,7 @@ from consensus.ready import Outbound, ProposalRequest
 from consensus.sim import SimParams
 from consensus.sim.audit import Auditor, _Bad, faulty_bound, quorum_of
 from consensus.sim.driver import SimDriver
+from consensus.sim.epochs import SetState
 from consensus.sim.model import draw_plan, next_state_root, parse_block
 from consensus.sim.world import CRASH, RESTART, Simulation
 from consensus.votes import commit_vote_body
@@ -67,18 +68,28 @@ def test_the_same_seeds_unbroken_are_clean() -> None:
         assert kinds == set()
 
 
-def test_the_auditor_shares_no_code_with_consensus() -> None:
-    source = Path(consensus.__file__).parent / "sim" / "audit.py"
+#: The auditor's modules: they may import each other, and nothing else of ``consensus``.
+AUDITOR_MODULES = ("consensus.sim.audit", "consensus.sim.audit_sets")
+
+
+def _imports(module: str) -> list[str]:
+    source = Path(consensus.__file__).parent.parent / (module.replace(".", "/") + ".py")
     tree = ast.parse(source.read_text())
-    imported = [
-        node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-    ] + [
+    return [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)] + [
         alias.name
         for node in ast.walk(tree)
         if isinstance(node, ast.Import)
         for alias in node.names
     ]
-    assert imported and not [m for m in imported if m.startswith("consensus")]
+
+
+@pytest.mark.parametrize("module", AUDITOR_MODULES)
+def test_the_auditor_shares_no_code_with_consensus(module: str) -> None:
+    """audit.py and its chain of sets (audit_sets.py) import nothing from the consensus
+    code they judge: not the quorum arithmetic, the signing domain or the set rules."""
+    imported = _imports(module)
+    foreign = [m for m in imported if m.startswith("consensus") and m not in AUDITOR_MODULES]
+    assert imported and not foreign
 
 
 @pytest.mark.parametrize(
@@ -114,12 +125,12 @@ def test_validity_is_flagged_when_execution_accepts_an_unsubmitted_request(
 
     def accept_all(
         self: SimDriver, height: int, parent: bytes, payload: bytes
-    ) -> tuple[bool, bytes, tuple[int, ...]]:
+    ) -> tuple[bool, bytes, tuple[int, ...], SetState]:
         _, _, ids = parse_block(payload)
-        ancestry = self._ancestry(parent, height)
+        ancestry = self.ancestry(parent, height)
         if ancestry is None:
-            return False, b"", ()
-        return True, next_state_root(ancestry[1], ids), tuple(ids)
+            return False, b"", (), self.sets
+        return True, next_state_root(ancestry[1], ids), tuple(ids), ancestry[2]
 
     monkeypatch.setattr(SimDriver, "do_propose", propose_with_a_stranger)
     monkeypatch.setattr(SimDriver, "execute", accept_all)
@@ -206,7 +217,8 @@ def test_a_forged_commit_certificate_fed_directly_is_refused() -> None:
     digest = sha256(b"block")
     body = commit_vote_body(0, 1, digest)
     votes = [(i, sim.keys[i].sign(sim.config.chain_id, "commit", body)) for i in range(4)]
-    auditor._commit_certificate(0, 1, digest, [list(v) for v in votes[:3]])
+    genesis_set = auditor.epochs[0]
+    auditor._commit_certificate(genesis_set, 0, 1, digest, [list(v) for v in votes[:3]])
     outsider = sim.keys[0].sign(sim.config.chain_id, "commit", body)
     for bad in (
         [votes[0], votes[0], votes[1]],
@@ -215,7 +227,7 @@ def test_a_forged_commit_certificate_fed_directly_is_refused() -> None:
         votes[:2],
     ):
         with pytest.raises(_Bad):
-            auditor._commit_certificate(0, 1, digest, [list(v) for v in bad])
+            auditor._commit_certificate(genesis_set, 0, 1, digest, [list(v) for v in bad])
     assert reports == []
 
 

@@ -1,13 +1,22 @@
-"""contracts/examples/lock.qasm: leases that expire by block height."""
+"""contracts/examples/lock.qasm and lock.py (the same tests for both): leases that expire by block height."""
 
 from __future__ import annotations
 
 import pytest
 
-from contracts.examples import load
 from contracts.interpreter import ExecutionStatus
 from contracts.state import EventRecord
-from tests.contracts.vm_support import ALICE, BOB, Chain
+from tests.contracts.vm_support import ALICE, BOB, EXAMPLE_LANGUAGES, Chain, example_code
+
+
+@pytest.fixture(params=EXAMPLE_LANGUAGES)
+def language(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def code(language: str) -> bytes:
+    return example_code("lock", language)
 
 
 @pytest.fixture
@@ -18,8 +27,8 @@ def chain() -> Chain:
 
 
 @pytest.fixture
-def lock(chain: Chain) -> bytes:
-    return chain.deployed(load("lock"))
+def lock(chain: Chain, code: bytes) -> bytes:
+    return chain.deployed(code)
 
 
 def test_acquire_returns_expiry_and_sets_holder(chain: Chain, lock: bytes) -> None:

@@ -1,13 +1,22 @@
-"""contracts/examples/registry.qasm: owned key/value entries."""
+"""contracts/examples/registry.qasm and registry.py (the same tests for both): owned key/value entries."""
 
 from __future__ import annotations
 
 import pytest
 
-from contracts.examples import load
 from contracts.interpreter import ExecutionStatus
 from contracts.state import EventRecord
-from tests.contracts.vm_support import ALICE, BOB, CAROL, Chain
+from tests.contracts.vm_support import ALICE, BOB, CAROL, EXAMPLE_LANGUAGES, Chain, example_code
+
+
+@pytest.fixture(params=EXAMPLE_LANGUAGES)
+def language(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def code(language: str) -> bytes:
+    return example_code("registry", language)
 
 
 @pytest.fixture
@@ -16,8 +25,8 @@ def chain() -> Chain:
 
 
 @pytest.fixture
-def registry(chain: Chain) -> bytes:
-    return chain.deployed(load("registry"))
+def registry(chain: Chain, code: bytes) -> bytes:
+    return chain.deployed(code)
 
 
 def test_set_claims_a_new_key(chain: Chain, registry: bytes) -> None:

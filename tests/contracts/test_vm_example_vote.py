@@ -1,12 +1,19 @@
-"""contracts/examples/vote.qasm: k-of-m approval of transfers and calls."""
+"""contracts/examples/vote.qasm and vote.py (the same tests for both): k-of-m approval of transfers and calls."""
 
 from __future__ import annotations
 
 import pytest
 
-from contracts.examples import load
 from contracts.interpreter import ExecutionStatus
-from tests.contracts.vm_support import ALICE, BOB, CAROL, DAVE, Chain
+from tests.contracts.vm_support import (
+    ALICE,
+    BOB,
+    CAROL,
+    DAVE,
+    EXAMPLE_LANGUAGES,
+    Chain,
+    example_code,
+)
 
 TARGET = """
 .method ping() -> u64 payable
@@ -26,6 +33,16 @@ TARGET = """
 """
 
 
+@pytest.fixture(params=EXAMPLE_LANGUAGES)
+def language(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def code(language: str) -> bytes:
+    return example_code("vote", language)
+
+
 @pytest.fixture
 def chain() -> Chain:
     chain = Chain()
@@ -34,8 +51,8 @@ def chain() -> Chain:
 
 
 @pytest.fixture
-def vote(chain: Chain) -> bytes:
-    return chain.deployed(load("vote"), [2, ALICE, BOB, CAROL], value=1000)
+def vote(chain: Chain, code: bytes) -> bytes:
+    return chain.deployed(code, [2, ALICE, BOB, CAROL], value=1000)
 
 
 def test_constructor_records_members_and_threshold(chain: Chain, vote: bytes) -> None:
@@ -53,8 +70,10 @@ def test_constructor_records_members_and_threshold(chain: Chain, vote: bytes) ->
         ([1, ALICE, BOB, ALICE], "duplicate member"),
     ],
 )
-def test_constructor_refuses_bad_quorums(chain: Chain, args: list[object], error: str) -> None:
-    _, result = chain.deploy(load("vote"), args)  # type: ignore[arg-type]
+def test_constructor_refuses_bad_quorums(
+    chain: Chain, code: bytes, args: list[object], error: str
+) -> None:
+    _, result = chain.deploy(code, args)  # type: ignore[arg-type]
     assert result.status is ExecutionStatus.REVERTED and result.error == error
 
 
@@ -121,8 +140,8 @@ def test_failed_call_proposal_reverts_the_approval(chain: Chain, vote: bytes) ->
     assert chain.query(vote, "executed", 0) == 0
 
 
-def test_threshold_of_one_executes_at_proposal(chain: Chain) -> None:
-    vote = chain.deployed(load("vote"), [1, ALICE], value=10)
+def test_threshold_of_one_executes_at_proposal(chain: Chain, code: bytes) -> None:
+    vote = chain.deployed(code, [1, ALICE], value=10)
     result = chain.call(vote, "propose_transfer", BOB, 10)
     assert result.ok and [e.name for e in result.events] == ["Proposed", "Approved", "Executed"]
     assert chain.host.get_balance(BOB) == 10

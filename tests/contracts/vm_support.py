@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 from contracts.abi import AbiType, AbiValue, ContractAbi, MethodAbi, Param
 from contracts.assembler import assemble
 from contracts.container import build_container
+from contracts.examples import load, load_python
 from contracts.interpreter import ExecutionResult, call, contract_address, deploy, query
 from contracts.opcodes import OPCODES, Imm, Op, OpSpec
 from contracts.state import BlockContext, MemoryHost
@@ -21,6 +23,16 @@ CAROL = bytes.fromhex("c4" * 20)
 DAVE = bytes.fromhex("d4" * 20)
 ZERO_ADDRESS = bytes(20)
 GAS = 1_000_000
+
+
+#: The languages every example is written in: the example tests run over both.
+EXAMPLE_LANGUAGES = ("qasm", "py")
+
+
+@functools.cache
+def example_code(name: str, language: str) -> bytes:
+    """Example ``name``'s container, from its assembly or its Python source."""
+    return load(name) if language == "qasm" else load_python(name)
 
 
 @dataclass

@@ -25,14 +25,18 @@ def free_base_port(count: int) -> int:
 
 
 def quorum(
-    *args: str | Path, check: bool = True, timeout: float = 180.0
+    *args: str | Path,
+    check: bool = True,
+    timeout: float = 180.0,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess."""
+    """Run the real CLI in a subprocess (``env``: its whole environment)."""
     done = subprocess.run(
         [sys.executable, "-m", "ledger.cli", *(str(a) for a in args)],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
     if check and done.returncode != 0:
         raise AssertionError(

@@ -167,6 +167,93 @@ def test_contract_deploy_call_query_through_the_cli(net: Net) -> None:
     assert json.loads(failing.stdout)["status"] == "failed"
 
 
+GUESTBOOK = """\
+\"\"\"A contract that is none of the examples: a guest book, one entry per account.\"\"\"
+
+from contracts.lang import Address, Contract, Map, block_height, emit, require, sender, view
+
+MAX_NOTE_BYTES = 64
+
+
+class Guestbook(Contract):
+    entries: int
+    notes: Map[int, bytes]
+    signed_at: Map[Address, int]
+
+    def __init__(self, greeting: bytes) -> None:
+        self._add(greeting)
+
+    def sign(self, note: bytes) -> int:
+        require(self.signed_at[sender()] == 0, "you signed already")
+        require(len(note) > 0 and len(note) <= MAX_NOTE_BYTES, "a note is 1 to 64 bytes")
+        self.signed_at[sender()] = block_height()
+        return self._add(note)
+
+    @view
+    def count(self) -> int:
+        return self.entries
+
+    @view
+    def note(self, index: int) -> bytes:
+        return self.notes[index]
+
+    def _add(self, note: bytes) -> int:
+        index = self.entries
+        self.notes[index] = note
+        self.entries = index + 1
+        emit("Signed", index, sender(), note)
+        return index
+"""
+
+
+def test_a_python_contract_deploys_behaves_and_agrees_on_every_node(
+    net: Net, tmp_path: Path
+) -> None:
+    """Issue 17: a contract written in Python (not an example) deploys from its .py file
+    through the CLI, a require failure gives a failed receipt with its message and exit 4,
+    and every node holds the same state."""
+    source = tmp_path / "guestbook.py"
+    source.write_text(GUESTBOOK)
+    genesis = net.dir / "node0" / "genesis.json"
+    deployed = quorum_json(
+        "contract", "deploy", source, "--args", b"hello".hex(), "--from", net.accounts[2],
+        "--node", net.rpc("node0"), "--genesis", genesis,
+    )  # fmt: skip
+    assert deployed["status"] == "committed" and deployed["verified"] is True
+    address = deployed["address"]
+    signed = quorum_json(
+        "contract", "call", address, "sign", b"first!".hex(), "--from", net.accounts[3],
+        "--node", net.rpc("node1"),
+    )  # fmt: skip
+    assert signed["status"] == "committed" and signed["return"] == 1
+    [event] = signed["events"]
+    assert event["name"] == "Signed" and event["args"][1] == net.addresses[3]
+    again = quorum(
+        "contract", "call", address, "sign", b"twice".hex(), "--from", net.accounts[3],
+        "--node", net.rpc("node2"), "--json", check=False,
+    )  # fmt: skip
+    assert again.returncode == 4, again.stderr
+    failed = json.loads(again.stdout)
+    assert failed["status"] == "failed" and failed["receipt"]["error"] == "you signed already"
+    top = failed["height"]
+    wait_until(
+        "every node at the failed call's height",
+        lambda: net.converged(["node0", "node1", "node2", "node3"], top),
+    )
+    answers = []
+    for name in ("node0", "node1", "node2", "node3"):
+        count = quorum_json(
+            "contract", "query", address, "count", "--node", net.rpc(name), "--genesis", genesis
+        )
+        note = quorum_json(
+            "contract", "query", address, "note", "1", "--node", net.rpc(name),
+            "--genesis", genesis,
+        )  # fmt: skip
+        assert count["verified"] is True and note["verified"] is True
+        answers.append((count["return"], note["return"]))
+    assert answers == [(2, b"first!".hex())] * 4
+
+
 def test_a_graceful_restart_keeps_what_was_waiting(net: Net) -> None:
     """Issue 12: a validator stopped with SIGTERM journals its mempool and re-admits it at
     start (through every check), so a restart does not drop accepted transactions without a

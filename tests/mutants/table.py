@@ -42,6 +42,9 @@ _AUDIT: Final = "tests/consensus/test_sim_audit.py"
 SIM_RESTARTED_PRIMARY: Final = (
     f"{_AUDIT}::test_a_primary_restarted_mid_view_only_repeats_what_it_signed"
 )
+_EPOCHS: Final = "tests/consensus/test_pbft_sim_epochs.py"
+#: The epoch simulator's fast tier: 40 seeds of set changes under faults, zero violations.
+SIM_EPOCH_TIER: Final = f"{_EPOCHS}::test_epoch_fast_tier_every_change_takes_effect_and_agrees"
 
 
 MUTANTS: Final[tuple[Mutant, ...]] = (
@@ -165,10 +168,52 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
         (SIM_RESTARTED_PRIMARY, SIM_FAST_TIER),
         "a restarted replica forgets what it signed and signs another block for the same slot",
     ),
+    # ------------------------------------------------------------------ epochs (§12)
+    Mutant(
+        "epoch_rule_proposes_above_the_end",
+        "consensus/normal_case.py",
+        "        if self._ends_epoch(top, parent):\n            return\n",
+        "",
+        (SIM_EPOCH_TIER,),
+        "the old epoch's primary proposes the child of the block that ended the epoch",
+    ),
+    Mutant(
+        "epoch_rule_validates_above_the_end",
+        "consensus/normal_case.py",
+        "        if self._ends_epoch(height - 1, header.parent_digest):\n"
+        "            # The epoch rule",
+        "        if False:\n            # The epoch rule",
+        (SIM_EPOCH_TIER,),
+        "old-epoch replicas validate and vote on a child of the block that ended the epoch",
+    ),
+    Mutant(
+        "epoch_domain_ignores_the_epoch",
+        "consensus/config.py",
+        "    if epoch == 0:\n        return chain_id\n",
+        "    if True:\n        return chain_id\n",
+        (SIM_EPOCH_TIER,),
+        "every epoch signs under the chain id: old-epoch messages verify in the new one",
+    ),
+    Mutant(
+        "committed_forgets_the_epoch_end",
+        "consensus/committed.py",
+        "        self.ends_epoch = ends_epoch\n",
+        "        self.ends_epoch = False\n",
+        (SIM_EPOCH_TIER,),
+        "the replica never learns its epoch is over: it votes on above the switch block",
+    ),
+    Mutant(
+        "sim_switch_keeps_the_old_set",
+        "consensus/sim/world.py",
+        "                validators=tuple(self.keys[g].public_key for g in sets.members),\n",
+        "                validators=self.config.validators,\n",
+        (SIM_EPOCH_TIER,),
+        "the driver starts the next epoch's replica with the old validator set",
+    ),
     # ------------------------------------------------------------------ auditor properties
     Mutant(
         "auditor_quorum_f_plus_1",
-        "consensus/sim/audit.py",
+        "consensus/sim/audit_sets.py",
         "    return (n + faulty_bound(n)) // 2 + 1\n",
         "    return faulty_bound(n) + 1\n",
         (
@@ -203,10 +248,10 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
     Mutant(
         "checker_certificate_off",
         "consensus/sim/audit.py",
-        "    def _commit_certificate(self, view: int, height: int, digest: bytes, votes: Value)"
-        " -> None:\n",
-        "    def _commit_certificate(self, view: int, height: int, digest: bytes, votes: Value)"
-        " -> None:\n        return\n",
+        "        self, ep: AuditEpoch, view: int, height: int, digest: bytes, votes: Value\n"
+        "    ) -> None:\n",
+        "        self, ep: AuditEpoch, view: int, height: int, digest: bytes, votes: Value\n"
+        "    ) -> None:\n        return\n",
         (
             f"{_CHECKER}::test_the_checker_flags_a_commit_without_a_valid_certificate",
             f"{_AUDIT}::test_certificates_are_flagged_when_catch_up_skips_signatures",
@@ -239,6 +284,30 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
             f"{_AUDIT}::test_double_signing_by_an_honest_replica_is_flagged",
         ),
         "the auditor no longer compares what an honest replica signed",
+    ),
+    Mutant(
+        "checker_epoch_vote_above_end_off",
+        "consensus/sim/audit.py",
+        "        if block == self.decided[ep.end]:\n",
+        "        if False:\n",
+        (f"{_EPOCHS}::test_an_old_epoch_vote_above_its_end_is_flagged",),
+        "the auditor no longer looks for old-epoch votes on the switch block's child",
+    ),
+    Mutant(
+        "checker_epoch_flag_off",
+        "consensus/sim/audit.py",
+        "        if self.with_epochs and bool(block.ends_epoch) != (ep.end == height):\n",
+        "        if False:\n",
+        (f"{_EPOCHS}::test_a_replica_unaware_of_the_epoch_end_is_flagged",),
+        "the auditor no longer compares a replica's epoch ends with the set rules",
+    ),
+    Mutant(
+        "checker_epoch_signer_off",
+        "consensus/sim/audit.py",
+        '        self.report(\n            "epoch",\n            f"node{index} signed a {message.kind} (as',
+        '        (lambda *_: None)(\n            "epoch",\n            f"node{index} signed a {message.kind} (as',
+        (f"{_EPOCHS}::test_a_removed_validator_that_keeps_voting_is_flagged",),
+        "the auditor no longer checks that honest votes verify in an epoch of their sender",
     ),
     Mutant(
         "checker_liveness_off",
