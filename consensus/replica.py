@@ -66,7 +66,7 @@ from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 from consensus import intake
-from consensus.catchup import Catchup
+from consensus.catchup import Catchup, CatchupBlock
 from consensus.certificates import Rejected, signature_valid
 from consensus.checkpoints import Checkpoints
 from consensus.committed import CommittedChain
@@ -406,6 +406,12 @@ class Replica:
         """(height, digest) of uncommitted blocks whose execution results the replica may
         still ask the driver to build on; the driver may drop any other overlay."""
         return self.log.live_blocks()
+
+    def fetched_block(self, height: int) -> CatchupBlock | None:
+        """The certified block from catch-up waiting at ``height`` (its certificate verified
+        on arrival), if any: a driver may execute a run of them ahead of the requests to
+        validate them, which come one by one as each commits."""
+        return self.catchup.get(height)
 
     def payload_for(self, height: int, digest: bytes) -> bytes | None:
         """The payload of an uncommitted block this replica holds (drivers may serve it)."""

@@ -114,9 +114,16 @@ class LightClient:
         if not isinstance(links, list):
             raise VerificationError("epochs: expected a list")
         try:
-            sets = follow(
-                self.chain_id, self.sets[0], [EpochLink.from_json(link) for link in links]
-            )
+            parsed = [EpochLink.from_json(link) for link in links]
+        except ChainOfSetsError as exc:
+            raise VerificationError(f"the chain of validator sets does not verify: {exc}") from None
+        self.learn_links(parsed)
+
+    def learn_links(self, links: Sequence[EpochLink]) -> None:
+        """Follow a chain of sets from the genesis set (raises :class:`VerificationError`);
+        the longest chain that verified is the one kept."""
+        try:
+            sets = follow(self.chain_id, self.sets[0], links)
         except ChainOfSetsError as exc:
             raise VerificationError(f"the chain of validator sets does not verify: {exc}") from None
         if len(sets) > len(self.sets):

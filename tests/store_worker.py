@@ -1,10 +1,12 @@
 """Child process for the store's kill -9 test: append blocks forever, report each commit.
 
-Usage: ``python tests/store_worker.py STORE_PATH``. Opens (or creates) the store for the
-test genesis, then appends blocks of a few transfers with receipts, state changes —
+Usage: ``python tests/store_worker.py STORE_PATH [BATCH]``. Opens (or creates) the store
+for the test genesis, then appends blocks of a few transfers with receipts, state changes —
 including ``COUNTER_KEY`` set to the block's height and a deletion — and the state tree
 update they make (the header commits to its root), printing each height on stdout only
-after ``append_block`` returned (so every printed height is acknowledged).
+after ``append_block`` returned (so every printed height is acknowledged). With BATCH > 1
+it appends BATCH blocks at a time in one ``append_blocks`` transaction (as replay does)
+and prints the last height of each batch.
 It never exits on its own: the test kills it. Never used outside tests.
 """
 
@@ -17,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from test_store import (
     USER_KEYS,
+    build_block,
     make_genesis,
     next_block,
     transfer,
@@ -24,8 +27,9 @@ from test_store import (
 )
 
 from genesis.document import Genesis
-from ledger.chain.state_tree import TreeUpdate
-from ledger.chain.store import Store
+from ledger.chain.state_tree import StateTree, TreeUpdate
+from ledger.chain.state_tree_nodes import NodeReader, OverlayNodes
+from ledger.chain.store import BlockWrite, Store
 from ledger.chain.types import Block, CommitCertificate, Receipt
 
 TXS_PER_BLOCK = 8
@@ -44,9 +48,34 @@ def build(store: Store, genesis: Genesis) -> Pending:
     return block, cert, receipts, changes, update
 
 
-def main(path: str) -> None:
+def build_batch(store: Store, genesis: Genesis, count: int) -> list[BlockWrite]:
+    """``count`` blocks on top of the head, each on the one before (not yet written)."""
+    nodes: NodeReader = store
+    root, height, prev = store.state_root, store.head_height, store.head_hash
+    writes = []
+    for _ in range(count):
+        height += 1
+        txs = [transfer(USER_KEYS[i % len(USER_KEYS)], height * 1000 + i) for i in range(8)]
+        changes = transfer_changes(txs, height)
+        changes[b"x:height:%d" % height] = b"present"
+        changes[b"x:height:%d" % (height - 1)] = None
+        update = StateTree.at(root, nodes).apply(changes)
+        block, cert, receipts = build_block(genesis, height, prev, txs, state_root=update.new_root)
+        writes.append(BlockWrite(block, cert, receipts, changes, update))
+        nodes, root, prev = OverlayNodes(nodes, update), update.new_root, block.hash()
+    return writes
+
+
+def main(path: str, batch: int) -> None:
     genesis = make_genesis()
     with Store.open(path, genesis) as store:
+        if batch > 1:
+            writes = build_batch(store, genesis, batch)
+            while True:
+                store.append_blocks(writes)
+                writes = build_batch(store, genesis, batch)
+                sys.stdout.write(f"{store.head_height}\n")
+                sys.stdout.flush()
         pending = build(store, genesis)
         while True:
             block, cert, receipts, changes, update = pending
@@ -59,4 +88,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1)

@@ -52,11 +52,14 @@ def test_chunks_of_every_prefix_verify_and_cover_the_state(count: int, depth: in
     items = {rng.randbytes(21): rng.randbytes(rng.randrange(1, 40)) for _ in range(count)}
     root, nodes = _tree(items)
     seen: dict[bytes, bytes] = {}
+    proven: dict[bytes, bytes] = {}
     for prefix in all_prefixes(depth):
         chunk = StateChunk.decode(_chunk(root, nodes, items, prefix).encode())
-        verify_chunk(root, chunk)
+        proven.update(verify_chunk(root, chunk))
         seen.update(chunk.entries)
     assert seen == items
+    # The nodes the chunks prove are exactly the tree's (what a syncing node stores).
+    assert proven == dict(StateTree.empty(MemoryNodeStore()).apply(items).node_writes)
 
 
 def test_a_changed_dropped_or_added_entry_is_refused() -> None:

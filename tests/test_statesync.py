@@ -16,9 +16,10 @@ import pytest
 import trio
 
 from genesis.document import Genesis
-from ledger.chain import store as store_module
+from ledger.chain import store_sync
+from ledger.chain.epoch_links import EpochLink
 from ledger.chain.snapshot import StateChunk
-from ledger.chain.store import Store
+from ledger.chain.store import Store, StoreError
 from ledger.node import statesync, wire
 from ledger.node.statesync import StateSync, read_chunk_reply, read_offers
 from tests.test_store import append_transfers
@@ -73,6 +74,11 @@ class FakeNet:
     def send(self, peer: int, payload: bytes, bulk: bool = False) -> None:
         self.nursery.start_soon(self._answer, peer, payload)
 
+    def links(self, how: str) -> list[EpochLink]:
+        """The chain of sets a peer sends with its offers (tests bend it)."""
+        del how
+        return self.source.epoch_links()
+
     async def _answer(self, peer: int, payload: bytes) -> None:
         await trio.sleep(0.005)
         family, body = wire.split(payload)
@@ -81,7 +87,8 @@ class FakeNet:
             offers = read_offers(self.source)
             if how == "forged":
                 offers = [_forge(offers[0])]
-            self.sync.on_offers(peer, wire.encode_snapshots(offers)[1:])
+            links = self.links(how)
+            self.sync.on_offers(peer, wire.encode_snapshots(offers, links)[1:])
             return
         wanted = wire.ChunkWanted.decode(body)
         if how == "stops" and self.served[peer] >= 2:
@@ -239,10 +246,10 @@ def test_a_crash_while_writing_the_snapshot_writes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def crash(*args: object) -> None:
-        raise store_module.StoreError("disk gone (simulated) after the state was written")
+        raise StoreError("disk gone (simulated) after the state was written")
 
     failing: Callable[..., None] = crash
-    monkeypatch.setattr(store_module, "capture", failing)
+    monkeypatch.setattr(store_sync, "capture", failing)
     with pytest.raises(BaseExceptionGroup) as raised:
         _sync(target, source, genesis, {})
     assert raised.value.subgroup(lambda exc: "simulated" in str(exc)) is not None

@@ -10,7 +10,7 @@ import pytest
 
 from genesis.document import Genesis
 from ledger.chain.snapshot import all_prefixes, verify_chunk
-from ledger.chain.store import Store, genesis_tree
+from ledger.chain.store import SCHEMA_VERSION, Store, StoreError, genesis_tree
 from ledger.chain.store_snapshot import KEEP_SNAPSHOTS
 from tests.test_store import append_transfers, make_genesis, raw_sql, transfer_changes, tree_update
 
@@ -90,7 +90,46 @@ def test_a_forged_base_is_refused_on_open(store: Store, genesis: Genesis, tmp_pa
     from ledger.chain.store_snapshot import encode_base
 
     raw_sql(path, "UPDATE meta SET value = ? WHERE key = 'base'", (encode_base(header, forged),))
-    from ledger.chain.store import StoreError
-
     with pytest.raises(StoreError, match="not certified"):
         Store.open(path, genesis)
+
+
+def test_staging_for_another_snapshot_or_incomplete_is_not_installed(
+    store: Store, genesis: Genesis, tmp_path: Path
+) -> None:
+    """The install takes the staging area only whole and only for the snapshot it names;
+    a refused install changes nothing."""
+    for _ in range(2 * INTERVAL):
+        append_transfers(store, genesis, 3)
+    header, certificate = store.get_header(INTERVAL), store.get_certificate(INTERVAL)
+    assert header is not None and certificate is not None
+    items = _chunks_items(store, INTERVAL)
+    tree = genesis_tree(dict(items))
+    with Store.open(tmp_path / "synced.db", genesis) as synced:
+        synced.begin_staging(header.height, header.state_root)
+        synced.stage_chunks([(items[1:], tree.node_writes)])  # a key short
+        with pytest.raises(StoreError, match="incomplete"):
+            synced.install_staged(header, certificate, (), len(items))
+        synced.begin_staging(header.height + 1, header.state_root)  # another snapshot
+        synced.stage_chunks([(items, tree.node_writes)])
+        with pytest.raises(StoreError, match="not the state of block"):
+            synced.install_staged(header, certificate, (), len(items))
+        assert synced.head_height == 0 and synced.base_height is None
+        synced.check_integrity()
+
+
+def test_a_version_4_store_is_upgraded_with_an_empty_staging_area(
+    store: Store, genesis: Genesis, tmp_path: Path
+) -> None:
+    append_transfers(store, genesis, 2)
+    path = Path(store.path)
+    store.close()
+    raw_sql(path, "DROP TABLE sync_state")
+    raw_sql(path, "DROP TABLE sync_nodes")
+    raw_sql(path, "UPDATE meta SET value = ? WHERE key = 'schema_version'", (b"4",))
+    with Store.open(path, genesis) as upgraded:
+        assert upgraded.head_height == 1
+        upgraded.begin_staging(5, bytes(32))  # the staging tables exist again
+    assert raw_sql(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [
+        (str(SCHEMA_VERSION).encode(),)
+    ]

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +45,50 @@ def _quorum(*args: str | Path) -> str:
     return done.stdout
 
 
+def _bench(directory: Path, load_s: float) -> dict[str, Any]:
+    """Run ``quorum bench``; its document even when it exits non-zero (a loaded machine may
+    make it miss a criterion: the rejoin measurement still stands, the row says so)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ledger.cli", "bench", "--dir", str(directory),
+         "--duration", str(load_s), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    try:
+        document: dict[str, Any] = json.loads(done.stdout)
+    except ValueError:
+        raise SystemExit(
+            f"quorum bench failed ({done.returncode}):\n{done.stderr[-2000:]}"
+        ) from None
+    document["exit_code"] = done.returncode
+    return document
+
+
+_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+
+
+def _log_events(text: str, started_wall: float) -> dict[str, Any]:
+    """What node3's log says about this rejoin: the snapshot installed (if any) and when,
+    and the replay runs, in seconds since its start command."""
+    events: dict[str, Any] = {"replay_runs": 0}
+    for line in text.splitlines():
+        match = _LOG_TIME.match(line)
+        if match is None:
+            continue
+        at = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        since = round(at - started_wall, 2)
+        if (found := re.search(r"installed snapshot (\d+)", line)) is not None:
+            events["snapshot_height"] = int(found.group(1))
+            events["installed_s"] = since
+        elif "blocks behind" in line and "behind_s" not in events:
+            events["behind_s"] = since
+        elif "replayed blocks" in line:
+            events["replay_runs"] += 1
+            events["last_replay_s"] = since
+    return events
+
+
 def _status(rpc: str) -> dict[str, Any] | None:
     try:
         with QuorumClient(rpc, timeout_s=2.0) as client:
@@ -66,6 +112,9 @@ def rejoin(directory: Path, *, state_sync: bool) -> dict[str, Any]:
     (home / "config.toml").write_text(dataclasses.replace(config, state_sync=state_sync).to_toml())
     reference = _status(rpcs[OTHERS[0]])
     assert reference is not None, "the other validators must be running"
+    log = home / "node.log"
+    log_offset = log.stat().st_size if log.exists() else 0
+    started_wall = time.time()
     started = time.monotonic()
     _quorum("testnet", "start", "--dir", directory, "--only", NODE)
     healthy_s = time.monotonic() - started
@@ -79,12 +128,24 @@ def rejoin(directory: Path, *, state_sync: bool) -> dict[str, Any]:
             and (mine["height"], mine["head_hash"], mine["state_root"])
             == (theirs["height"], theirs["head_hash"], theirs["state_root"])
         ):
-            return {
+            agreed_s = time.monotonic() - started
+            with open(log, encoding="utf-8", errors="replace") as handle:
+                handle.seek(log_offset)
+                events = _log_events(handle.read(), started_wall)
+            row = {
                 "mode": "state_sync" if state_sync else "replay",
                 "height": mine["height"],
-                "agreed_s": round(time.monotonic() - started, 2),
+                "agreed_s": round(agreed_s, 2),
                 "healthy_s": round(healthy_s, 2),
+                **events,
             }
+            # Blocks executed (all, or those after the snapshot) per second of replaying:
+            # from the install (state sync) or the start command (replay) to agreement.
+            first = events.get("snapshot_height", 0)
+            began = events.get("installed_s", 0.0)
+            row["replayed_blocks"] = mine["height"] - first
+            row["replay_blocks_per_s"] = round((mine["height"] - first) / (agreed_s - began), 1)
+            return row
         time.sleep(0.05)
     raise SystemExit(f"{NODE} did not agree within {AGREE_DEADLINE_S:.0f} s")
 
@@ -104,9 +165,7 @@ def main() -> None:
     total_load = 0.0
     try:
         for load_s in args.load:
-            bench = json.loads(
-                _quorum("bench", "--dir", directory, "--duration", str(load_s), "--json")
-            )
+            bench = _bench(directory, load_s)
             total_load += load_s
             status = _status(_rpcs(directory)[OTHERS[0]]) or {}
             row: dict[str, Any] = {
@@ -114,6 +173,10 @@ def main() -> None:
                 "blocks": status.get("height"),
                 "bench_committed": bench.get("committed"),
                 "bench_tx_per_s": bench.get("tx_per_s"),
+                "bench_exit_code": bench["exit_code"],
+                "bench_lost": bench.get("lost"),
+                "bench_failed": bench.get("failed"),
+                "bench_agree": bench.get("agree"),
             }
             row["replay"] = rejoin(directory, state_sync=False)
             row["state_sync"] = rejoin(directory, state_sync=True)

@@ -223,15 +223,21 @@ def _leaf_entries(entries: Sequence[tuple[bytes, bytes]], prefix: bytes) -> list
     return placed
 
 
-def verify_chunk(state_root: bytes, chunk: StateChunk) -> None:
+def verify_chunk(state_root: bytes, chunk: StateChunk) -> dict[bytes, bytes]:
     """Raise :class:`SnapshotError` unless ``chunk`` holds exactly the state under its
-    prefix in the tree whose root is ``state_root``."""
+    prefix in the tree whose root is ``state_root``.
+
+    Returns the tree nodes the chunk proves, by storage key: its ancestors, its terminal
+    leaf, and the subtree its entries rebuild. The chunks of prefixes covering every path
+    prove every node of the tree (shared ancestors repeat), so a syncing node stores the
+    tree chunk by chunk, without ever holding the whole state."""
     prefix = chunk.prefix
     depth = len(prefix)
     entries = _leaf_entries(chunk.entries, prefix)
     ancestors = chunk.ancestors
     if len(ancestors) > depth:
         raise SnapshotError("more ancestors than the prefix has nibbles")
+    nodes: dict[bytes, bytes] = {}
     # Hash down the ancestors: each is internal and sits in its parent's slot; ``expected``
     # ends as what the last one holds at the prefix's slot (EMPTY_ROOT for an empty slot).
     expected = state_root
@@ -240,6 +246,7 @@ def verify_chunk(state_root: bytes, chunk: StateChunk) -> None:
             raise SnapshotError(f"ancestor {i} is not an internal node")
         if node_hash(node) != expected:
             raise SnapshotError(f"ancestor {i} does not hash to what its parent holds")
+        nodes[prefix[:i] + expected] = node
         slot = _child(node, prefix[i])
         if slot is None and i < len(ancestors) - 1:
             raise SnapshotError(f"ancestor {i + 1} sits in an empty slot")
@@ -254,13 +261,17 @@ def verify_chunk(state_root: bytes, chunk: StateChunk) -> None:
                 raise SnapshotError("the chunk's entry is not the proven leaf")
         elif entries:
             raise SnapshotError("entries under a prefix the proof shows empty")
-        return
+        nodes[prefix[: len(ancestors)] + expected] = terminal
+        return nodes
     if len(ancestors) < depth and expected != EMPTY_ROOT:
         raise SnapshotError("the proof stops above the prefix at a non-empty slot")
     if expected == EMPTY_ROOT:
         if entries:
             raise SnapshotError("entries under a prefix the proof shows empty")
-        return
-    result = build(entries, 0, len(entries), depth, {}, [])
+        return nodes
+    result = build(entries, 0, len(entries), depth, nodes, [])
     if result is None or result[0] != expected:
         raise SnapshotError(f"the entries under {prefix.hex()} do not rebuild the proven subtree")
+    if result[1] is not None:  # a single leaf: it sits at the prefix's own position
+        nodes[prefix + expected] = result[1]
+    return nodes

@@ -7,6 +7,8 @@ by :meth:`Store.append_block` in ONE SQLite transaction — block row and certif
 transactions, receipts, the flat state delta, the state tree's node writes and deletions,
 optional consensus metadata — so after any crash (kill -9 included) a block is either
 wholly present or wholly absent, and a block whose ``append_block`` returned is on disk.
+:meth:`Store.append_blocks` writes a run of consecutive blocks the same way in one
+transaction (replay, several commits at once): after a crash, all of them or none.
 The head (height, hash, timestamp, state root) is cached and moves only after a commit.
 
 State is kept twice, committed together: the flat ``state`` table (what execution and
@@ -37,6 +39,7 @@ import sqlite3
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from sqlalchemy import Connection, Engine, select
@@ -44,7 +47,6 @@ from sqlalchemy import exc as sa_exc
 
 from consensus.config import epoch_chain_id
 from ledger.chain.accounts import EMPTY_ACCOUNT, Account, account_key, genesis_state
-from ledger.chain.snapshot import StateChunk
 from ledger.chain.state_tree import EMPTY_ROOT, StateTree, TreeUpdate
 from ledger.chain.state_tree_nodes import DEFAULT_NODE_CACHE_NODES, MemoryNodeStore
 from ledger.chain.store_cache import STATE_CACHE_ENTRIES, SharedNodeCache, StateCache
@@ -94,18 +96,14 @@ from ledger.chain.store_schema import (
     variable_limit,
 )
 from ledger.chain.store_snapshot import (
-    SnapshotInfo,
     capture,
-    install,
     load_base,
-    read_chunk,
-    snapshot_infos,
     upgrade,
 )
+from ledger.chain.store_sync import SyncStore
 from ledger.chain.tip import CommittedTip
 from ledger.chain.types import (
     Block,
-    BlockHeader,
     CommitCertificate,
     Receipt,
 )
@@ -117,6 +115,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SCHEMA_VERSION",
     "STATE_CACHE_ENTRIES",
+    "BlockWrite",
     "CommittedTip",
     "Store",
     "StoreError",
@@ -127,12 +126,24 @@ StorePath = str | os.PathLike[str]
 _T = TypeVar("_T")
 
 
+@dataclass(frozen=True, slots=True)
+class BlockWrite:
+    """One committed block as :meth:`Store.append_blocks` writes it (see ``append_block``)."""
+
+    block: Block
+    certificate: CommitCertificate
+    receipts: Sequence[Receipt]
+    state_changes: Mapping[bytes, bytes | None]
+    tree_update: TreeUpdate
+    consensus_meta: Mapping[str, bytes | None] | None = None
+
+
 def genesis_tree(initial: Mapping[bytes, bytes]) -> TreeUpdate:
     """The state tree of a genesis state, built from nothing (all nodes are writes)."""
     return StateTree.empty(MemoryNodeStore()).apply(initial)
 
 
-class Store(BlockReads):
+class Store(BlockReads, SyncStore):
     """A ledger's SQLite store. Open with :meth:`Store.open`; use as a context manager.
 
     Also a ``NodeReader`` of the state tree at :attr:`state_root`.
@@ -220,7 +231,7 @@ class Store(BlockReads):
                 else:
                     store._genesis_state_root = check_meta(connection, info)
                     store._upgrade_if_old()
-                    store._base = load_base(connection, info)
+                    store._base = load_base(connection, info, ValidatorSet.genesis(genesis))
                     base = store._chain_base()
                     store._set_head(load_head(connection, info, base))
                     check_head(connection, info, store._head_height, base)
@@ -280,7 +291,7 @@ class Store(BlockReads):
             conn = self._conn
             with conn.begin():
                 check_sqlite(conn, info)
-                self._base = load_base(conn, info)
+                self._base = load_base(conn, info, ValidatorSet.genesis(self._genesis))
                 base = self._chain_base()
                 self._set_head(load_head(conn, info, base))
                 check_head(conn, info, self._head_height, base)
@@ -397,49 +408,90 @@ class Store(BlockReads):
         signatures are NOT verified here (the caller has); that it names this block is.
         Raises :class:`StoreError` when the block does not extend the head.
         """
-        header = block.header
-        height = header.height
-        txs = block.transactions
+        self.append_blocks(
+            [BlockWrite(block, certificate, receipts, state_changes, tree_update, consensus_meta)]
+        )
+
+    def append_blocks(self, writes: Sequence[BlockWrite]) -> None:
+        """Durably commit several consecutive blocks in ONE SQLite transaction (one fsync),
+        or write nothing: after a crash the head is before the first or at the last.
+
+        Each block is checked and written as :meth:`append_block` would, in order, on top
+        of the one before (a snapshot at a checkpoint height inside the run is taken with
+        the state of that height). Replaying certified blocks in batches this way costs one
+        commit per batch instead of one per block.
+        """
+        if not writes:
+            return
         with self._lock:
             self._check_open()
             head = Head(self._head_height, self._head_hash, None)
-            tx_rows, receipt_rows = check_append(
-                self._info, head, self._state_root, block, certificate, receipts, tree_update
-            )
-            block_hash = header.hash()
-            upserts = state_rows((k, v) for k, v in state_changes.items() if v is not None)
-            deletes = [(k,) for k, v in state_changes.items() if v is None]
-            conn = self._conn
-            try:
-                with conn.begin():
-                    conn.exec_driver_sql(
-                        INSERT_BLOCK.sql,
-                        (height, block_hash, header.encode(), len(txs), certificate.encode()),
+            root = self._state_root
+            rows = []
+            for write in writes:
+                header = write.block.header
+                rows.append(
+                    check_append(
+                        self._info,
+                        head,
+                        root,
+                        write.block,
+                        write.certificate,
+                        write.receipts,
+                        write.tree_update,
                     )
-                    self._executemany(INSERT_TX, tx_rows)
-                    self._executemany(INSERT_RECEIPT, receipt_rows)
-                    self._executemany(STATE_UPSERT, upserts)
-                    self._executemany(STATE_DELETE, deletes)
-                    self._executemany(NODE_PUT, list(tree_update.node_writes.items()))
-                    self._executemany(NODE_DELETE, [(k,) for k in tree_update.stale_nodes])
-                    if consensus_meta:
-                        self._write_consensus_meta(consensus_meta)
-                    if (height - self._info.initial_height + 1) % self._snapshot_interval == 0:
-                        capture(conn, height, header.state_root, self.get_nodes)
+                )
+                head = Head(header.height, header.hash(), header)
+                root = header.state_root
+            first = writes[0].block.height
+            what = f"block {first}" if first == head.height else f"blocks {first}..{head.height}"
+            try:
+                with self._conn.begin():
+                    for write, (tx_rows, receipt_rows) in zip(writes, rows, strict=True):
+                        self._write_block(write, tx_rows, receipt_rows)
             except sa_exc.IntegrityError as exc:
                 self._reload_head_after_failure()
                 raise StoreError(
-                    f"cannot append block {height}: {exc.orig} (a transaction already stored?)"
+                    f"cannot append {what}: {exc.orig} (a transaction already stored?)"
                 ) from None
             except (sa_exc.DBAPIError, sqlite3.Error) as exc:
                 self._reload_head_after_failure()
                 raise StoreError(
-                    f"store at {self._info.path}: writing block {height} failed: "
-                    f"{describe_db_error(exc)}"
+                    f"store at {self._info.path}: writing {what} failed: {describe_db_error(exc)}"
                 ) from None
-            self._set_head(Head(height, block_hash, header))
-            self._nodes.remember(tree_update)
-            self._state_cache.write_through(state_changes)
+            self._set_head(head)
+            for write in writes:
+                self._nodes.remember(write.tree_update)
+                self._state_cache.write_through(write.state_changes)
+
+    def _write_block(
+        self,
+        write: BlockWrite,
+        tx_rows: Sequence[tuple[Any, ...]],
+        receipt_rows: Sequence[tuple[Any, ...]],
+    ) -> None:
+        """One checked block's rows, inside the caller's transaction."""
+        header = write.block.header
+        height = header.height
+        conn = self._conn
+        conn.exec_driver_sql(
+            INSERT_BLOCK.sql,
+            (height, header.hash(), header.encode(), len(tx_rows), write.certificate.encode()),
+        )
+        changes = write.state_changes
+        update = write.tree_update
+        self._executemany(INSERT_TX, tx_rows)
+        self._executemany(INSERT_RECEIPT, receipt_rows)
+        self._executemany(
+            STATE_UPSERT, state_rows((k, v) for k, v in changes.items() if v is not None)
+        )
+        self._executemany(STATE_DELETE, [(k,) for k, v in changes.items() if v is None])
+        self._executemany(NODE_PUT, list(update.node_writes.items()))
+        self._executemany(NODE_DELETE, [(k,) for k in update.stale_nodes])
+        if write.consensus_meta:
+            self._write_consensus_meta(write.consensus_meta)
+        if (height - self._info.initial_height + 1) % self._snapshot_interval == 0:
+            capture(conn, height, header.state_root, self.get_nodes)
 
     def _reload_head_after_failure(self) -> None:
         # A failed COMMIT may still have reached the disk; trust the file, not the caches.
@@ -497,40 +549,6 @@ class Store(BlockReads):
         ).scalar_one()
         if int(version) != SCHEMA_VERSION:
             upgrade(self._conn, int(version))
-
-    def snapshots(self) -> list[SnapshotInfo]:
-        """The state snapshots kept for state sync, newest first."""
-        with self._reading():
-            return snapshot_infos(self._conn)
-
-    def read_chunk(self, height: int, prefix: bytes) -> StateChunk | None:
-        """Snapshot ``height``'s state under ``prefix`` with its proof (None: not kept).
-        Raises ``ChunkTooLarge`` when the subtree is too big for one chunk."""
-        with self._reading():
-            return read_chunk(self._conn, height, prefix)
-
-    def install_snapshot(
-        self,
-        header: BlockHeader,
-        certificate: CommitCertificate,
-        items: Sequence[tuple[bytes, bytes]],
-        tree_update: TreeUpdate,
-    ) -> None:
-        """Replace everything with a verified snapshot at ``header``, in ONE transaction
-        (the caller has verified the certificate and every chunk). The snapshot is kept
-        for serving others."""
-        with self._lock, self._db_errors("install a snapshot"):
-            self._check_open()
-            conn = self._conn
-            with conn.begin():
-                install(conn, header, certificate, items, tree_update, self._executemany)
-                base = load_base(conn, self._info)
-                capture(conn, header.height, header.state_root, self.get_nodes)
-            # Only once the transaction committed: a failed install leaves the old head.
-            self._base = base
-            self._set_head(self._chain_base())
-            self._state_cache.clear()
-            self._nodes.remember(tree_update)
 
     # ------------------------------------------------------------------ state tree nodes
 

@@ -48,9 +48,11 @@ from sqlalchemy.pool import NullPool
 #: 4: state snapshots at checkpoints (``snapshots``, ``snapshot_state``, ``snapshot_nodes``)
 #:    and a store may start at a certified base block (meta ``base``) instead of genesis.
 #:    A version-3 store is upgraded in place on open (the new tables start empty).
-SCHEMA_VERSION: Final = 4
-#: Versions :func:`ledger.chain.store_snapshot.upgrade` brings up to SCHEMA_VERSION.
-UPGRADABLE_VERSIONS: Final = (3,)
+#: 5: state sync's staging area (``sync_state``, ``sync_nodes``, meta ``sync_target``).
+SCHEMA_VERSION: Final = 5
+#: Versions :func:`ledger.chain.store_snapshot.upgrade` brings up to SCHEMA_VERSION (each
+#: only lacks tables, created empty).
+UPGRADABLE_VERSIONS: Final = (3, 4)
 
 #: SQLite's page cache per store, in KiB (its default is 2 MiB). A block's state and tree
 #: writes land on random pages all over both tables; measured at 100k accounts, 64 MiB cuts
@@ -156,6 +158,27 @@ snapshot_nodes_table: Final = Table(
     sqlite_with_rowid=False,
 )
 
+#: State sync's staging area: the verified chunks of the snapshot being synced, written as
+#: they arrive (flat rows with their checksums, and the tree nodes each chunk proves). Read
+#: by nothing but the install, which moves them into ``state`` and ``state_nodes`` in the
+#: same transaction that replaces the chain: a half-written sync is never served.
+sync_state_table: Final = Table(
+    "sync_state",
+    metadata,
+    Column("key", LargeBinary, primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("checksum", LargeBinary, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+sync_nodes_table: Final = Table(
+    "sync_nodes",
+    metadata,
+    Column("key", LargeBinary, primary_key=True),
+    Column("node", LargeBinary, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 consensus_meta_table: Final = Table(
     "consensus_meta",
     metadata,
@@ -233,6 +256,13 @@ NODE_PUT: Final = BatchStatement.compile(
     state_nodes_table.insert().prefix_with("OR REPLACE"), ("key", "node")
 )
 NODE_DELETE: Final = BatchStatement.compile(_delete_by_key(state_nodes_table), ("k",))
+# Chunks share their top nodes (content-addressed: replacing is harmless).
+SYNC_STATE_PUT: Final = BatchStatement.compile(
+    sync_state_table.insert().prefix_with("OR REPLACE"), ("key", "value", "checksum")
+)
+SYNC_NODE_PUT: Final = BatchStatement.compile(
+    sync_nodes_table.insert().prefix_with("OR REPLACE"), ("key", "node")
+)
 CONSENSUS_META_UPSERT: Final = BatchStatement.compile(
     _upsert(consensus_meta_table), ("key", "value")
 )

@@ -5,27 +5,49 @@ in the same SQLite transaction as the block (:func:`capture`): the flat state ke
 path (``snapshot_state``, so a chunk of ``ledger.chain.snapshot`` is one range scan) and
 the top :data:`~ledger.chain.snapshot.MAX_CHUNK_DEPTH` levels of the tree
 (``snapshot_nodes``, what chunk proofs are made of). The last :data:`KEEP_SNAPSHOTS` are
-kept. A syncing node installs a verified snapshot with :func:`install`: ONE transaction
+kept.
+
+A syncing node stages the verified chunks of the snapshot it syncs to as they arrive
+(:func:`begin_staging`, then the store's ``stage_chunks``: flat rows and the tree nodes
+each chunk proves, in tables nothing else reads), so it never holds the whole state in
+memory; :func:`install_staged` then moves them into place in ONE transaction that
 replaces blocks, state and tree and records the snapshot's block as the store's *base*
-(meta ``base``: its header and commit certificate), so a crash leaves either the old store
+(meta ``base``: its header and commit certificate) with the chain of validator sets up to
+it (epoch links). A crash leaves the old store (plus a staging area the next sync empties)
 or the new one, never a mix. Above the base, blocks follow one another as usual.
 
 The functions here run inside the caller's transaction and lock (``ledger.chain.store``).
 
-Never: serve a chunk from anything but a captured snapshot, write part of an install, or
-trust a base whose certificate does not verify against the genesis validators.
+Never: serve a chunk from anything but a captured snapshot, write part of an install,
+install a staging area filled for another snapshot, or trust a base whose certificate
+does not verify with the set the chain of sets names for its height.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from crypto.encoding import DecodeError, as_bytes, decode, encode_record, record_fields
-from crypto.smt_proof import EMPTY_ROOT, HASH_SIZE, INTERNAL_HEADER_SIZE, INTERNAL_KIND
+from consensus.config import epoch_chain_id
+from crypto.encoding import DecodeError, as_bytes, as_int, decode, encode_record, record_fields
+from crypto.smt_proof import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    INTERNAL_HEADER_SIZE,
+    INTERNAL_KIND,
+    node_hash,
+)
+from ledger.chain.epoch_links import (
+    LINK_PREFIX,
+    ChainOfSetsError,
+    follow,
+    set_for_height,
+    stored_links,
+)
 from ledger.chain.snapshot import (
     MAX_CHUNK_BYTES,
     MAX_CHUNK_DEPTH,
@@ -34,14 +56,11 @@ from ledger.chain.snapshot import (
     path_range,
     prove_chunk,
 )
-from ledger.chain.state_tree_nodes import TreeUpdate
 from ledger.chain.store_check import Head, StoreError, StoreInfo
 from ledger.chain.store_schema import (
-    NODE_PUT,
     SCHEMA_VERSION,
-    STATE_UPSERT,
-    BatchStatement,
     blocks_table,
+    consensus_meta_table,
     meta_table,
     metadata,
     receipts_table,
@@ -49,15 +68,20 @@ from ledger.chain.store_schema import (
     snapshot_state_table,
     snapshots_table,
     state_nodes_table,
-    state_rows,
     state_table,
+    sync_nodes_table,
+    sync_state_table,
     transactions_table,
 )
 from ledger.chain.types import BlockHeader, CommitCertificate, InvalidCertificate
+from ledger.chain.validators import ValidatorSet
 
 #: Snapshots kept (the newest checkpoints'); older ones are deleted as new ones are taken.
 KEEP_SNAPSHOTS: Final = 2
 BASE_META_KEY: Final = "base"
+#: meta key naming the snapshot whose chunks are being staged (``["sync-target", 1, height,
+#: state_root]``); the install checks it names the snapshot it installs.
+SYNC_TARGET_KEY: Final = "sync_target"
 
 _H: Final = HASH_SIZE
 
@@ -81,7 +105,7 @@ def upgrade(conn: Connection, version: int) -> None:
         .where(meta_table.c.key == "schema_version")
         .values(value=str(SCHEMA_VERSION).encode())
     )
-    del version  # every upgradable version only lacks the snapshot tables
+    del version  # every upgradable version only lacks tables (snapshots, staging)
 
 
 # ----------------------------------------------------------------------------- the base
@@ -91,8 +115,12 @@ def encode_base(header: BlockHeader, certificate: CommitCertificate) -> bytes:
     return encode_record("store-base", 1, [header.encode(), certificate.encode()])
 
 
-def load_base(conn: Connection, info: StoreInfo) -> tuple[Head, CommitCertificate] | None:
-    """The certified block this store starts after (None: the genesis), verified."""
+def load_base(
+    conn: Connection, info: StoreInfo, genesis_set: ValidatorSet
+) -> tuple[Head, CommitCertificate] | None:
+    """The certified block this store starts after (None: the genesis), verified with the
+    set certifying its height: the genesis set, or one learnt by following the chain of
+    sets (the epoch links installed with it, ledger/chain/epoch_links.py)."""
     raw = conn.execute(select(meta_table.c.value).where(meta_table.c.key == BASE_META_KEY)).scalar()
     if raw is None:
         return None
@@ -100,14 +128,32 @@ def load_base(conn: Connection, info: StoreInfo) -> tuple[Head, CommitCertificat
         header_raw, cert_raw = record_fields(decode(bytes(raw)), "store-base", 1, 2)
         header = BlockHeader.decode(as_bytes(header_raw, "header"))
         certificate = CommitCertificate.decode(as_bytes(cert_raw, "certificate"))
+        certifying = set_for_height(stored_sets(conn, info, genesis_set), header.height)
         certificate.verify(
-            info.chain_id, info.validators, height=header.height, block_hash=header.hash()
+            epoch_chain_id(info.chain_id, certifying.epoch),
+            certifying.public_keys,
+            height=header.height,
+            block_hash=header.hash(),
         )
     except (DecodeError, InvalidCertificate) as exc:
         info.corrupt(f"the base block (meta {BASE_META_KEY}) is not certified: {exc}")
     if header.chain_id != info.chain_id or header.height < info.initial_height:
         info.corrupt(f"the base block is block {header.height} of chain {header.chain_id!r}")
     return Head(header.height, header.hash(), header), certificate
+
+
+def stored_sets(conn: Connection, info: StoreInfo, genesis_set: ValidatorSet) -> list[ValidatorSet]:
+    """The validator sets from the genesis one, following the epoch links the store holds."""
+    table = consensus_meta_table
+    rows = conn.execute(
+        select(table.c.key, table.c.value).where(
+            table.c.key >= LINK_PREFIX, table.c.key < LINK_PREFIX + "\uffff"
+        )
+    ).all()
+    try:
+        return follow(info.chain_id, genesis_set, stored_links([(k, bytes(v)) for k, v in rows]))
+    except (DecodeError, ChainOfSetsError) as exc:
+        info.corrupt(f"the chain of validator sets it holds does not verify: {exc}")
 
 
 # ----------------------------------------------------------------------------- capturing
@@ -227,18 +273,53 @@ def read_chunk(conn: Connection, height: int, prefix: bytes) -> StateChunk | Non
 # ----------------------------------------------------------------------------- installing
 
 
-def install(
+def begin_staging(conn: Connection, height: int, state_root: bytes) -> None:
+    """Empty the staging area for a sync to the snapshot at ``height`` (``state_root``)."""
+    conn.execute(delete(sync_state_table))
+    conn.execute(delete(sync_nodes_table))
+    conn.execute(delete(meta_table).where(meta_table.c.key == SYNC_TARGET_KEY))
+    conn.execute(
+        insert(meta_table),
+        {"key": SYNC_TARGET_KEY, "value": encode_record("sync-target", 1, [height, state_root])},
+    )
+
+
+def staged_target(conn: Connection) -> tuple[int, bytes] | None:
+    """(height, state root) of the snapshot being staged, or None."""
+    raw = conn.execute(
+        select(meta_table.c.value).where(meta_table.c.key == SYNC_TARGET_KEY)
+    ).scalar()
+    if raw is None:
+        return None
+    try:
+        height, root = record_fields(decode(bytes(raw)), "sync-target", 1, 2)
+        return as_int(height, "height"), as_bytes(root, "state_root", size=_H)
+    except DecodeError:
+        return None
+
+
+def install_staged(
     conn: Connection,
     header: BlockHeader,
     certificate: CommitCertificate,
-    items: Sequence[tuple[bytes, bytes]],
-    tree: TreeUpdate,
-    executemany: Callable[[BatchStatement, list[tuple[Any, ...]]], None],
+    links: Sequence[tuple[str, bytes]],
+    staged_keys: int,
 ) -> None:
-    """Replace blocks, state and tree with a verified snapshot at ``header`` (the caller's
-    single transaction). Consensus records stay (the double-sign guard outlives state)."""
-    if tree.new_root != header.state_root or tree.old_root != EMPTY_ROOT:
-        raise StoreError("the snapshot's tree is not the header's state")
+    """Replace blocks, state and tree with the staged snapshot at ``header`` (the caller's
+    single transaction; the caller verified the certificate and every chunk it staged, and
+    ``links``, the epoch links up to ``header``). Consensus records stay (the double-sign
+    guard outlives state); the staging area is emptied."""
+    if staged_target(conn) != (header.height, header.state_root):
+        raise StoreError(f"the staged state is not the state of block {header.height}")
+    root = header.state_root
+    rows = conn.execute(select(func.count()).select_from(sync_state_table)).scalar_one()
+    top = conn.execute(select(sync_nodes_table.c.node).where(sync_nodes_table.c.key == root))
+    node = top.scalar()
+    if rows != staged_keys or (root != EMPTY_ROOT and (node is None or node_hash(node) != root)):
+        raise StoreError(
+            f"the staged state of block {header.height} is incomplete ({rows} of "
+            f"{staged_keys} keys, root node {'present' if node else 'missing'})"
+        )
     for table in (
         receipts_table,
         transactions_table,
@@ -250,9 +331,19 @@ def install(
         snapshots_table,
     ):
         conn.execute(delete(table))
-    executemany(STATE_UPSERT, list(state_rows(sorted(items))))
-    executemany(NODE_PUT, sorted(tree.node_writes.items()))
-    conn.execute(delete(meta_table).where(meta_table.c.key == BASE_META_KEY))
+    conn.exec_driver_sql(
+        "INSERT INTO state (key, value, checksum) SELECT key, value, checksum FROM sync_state"
+    )
+    conn.exec_driver_sql("INSERT INTO state_nodes (key, node) SELECT key, node FROM sync_nodes")
+    conn.execute(delete(sync_state_table))
+    conn.execute(delete(sync_nodes_table))
+    conn.execute(delete(meta_table).where(meta_table.c.key.in_([BASE_META_KEY, SYNC_TARGET_KEY])))
     conn.execute(
         insert(meta_table), {"key": BASE_META_KEY, "value": encode_base(header, certificate)}
     )
+    if links:
+        conn.execute(
+            sqlite_insert(consensus_meta_table)
+            .values([{"key": k, "value": v} for k, v in links])
+            .on_conflict_do_nothing()
+        )

@@ -44,6 +44,11 @@ class BlockCache:
         self.decoded = 0
 
     @property
+    def max_bytes(self) -> int:
+        """The largest payload decoded as a block."""
+        return self._max_bytes
+
+    @property
     def transactions(self) -> Mapping[bytes, Transaction]:
         """Transactions of recently decoded blocks, by their canonical bytes."""
         return self._txs

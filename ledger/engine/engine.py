@@ -59,7 +59,13 @@ from ledger.engine.events import (
 )
 from ledger.engine.mempool import Dropped, DropReason, Mempool
 from ledger.engine.proposer import Defer, Proposer
-from ledger.engine.speculative import BuildWork, CommitWork, SpeculativeBlocks, ValidateWork
+from ledger.engine.speculative import (
+    BuildWork,
+    CommitWork,
+    ReplayWork,
+    SpeculativeBlocks,
+    ValidateWork,
+)
 
 #: Fetched blocks handled per Fetched event (a reply holds at most this many).
 MAX_FETCHED_PER_EVENT: Final = 64
@@ -226,6 +232,49 @@ class Engine:
             now_ms + self.rules.max_clock_skew_ms,
         )
 
+    def replay_work(
+        self, request: ValidateRequest, *, max_blocks: int, max_txs: int
+    ) -> ReplayWork | None:
+        """When ``request`` is for a certified block from catch-up: it and the fetched blocks
+        chained after it (up to ``max_blocks`` blocks and about ``max_txs`` transactions),
+        to execute in one go; else None (validate it as a proposal).
+
+        The core asks to validate a fetched block only once its parent committed, so a run
+        of fetched blocks would cost a round trip through the driver per block; the driver
+        executes the run at once and answers each request as the core makes it."""
+        replica = self.replica
+        first = replica.fetched_block(request.height)
+        if (
+            first is None
+            or first.digest != request.digest
+            or first.parent_digest != request.parent_digest
+        ):
+            return None
+        parent = self.speculative.parent(request.height, request.parent_digest)
+        block = self.blocks.block(request.payload)
+        if parent is None or block is None:
+            return None
+        requests, blocks = [request], [block]
+        txs = len(block.transactions)
+        while len(blocks) < max_blocks and txs < max_txs:
+            last = requests[-1]
+            fetched = replica.fetched_block(last.height + 1)
+            if fetched is None or fetched.parent_digest != last.digest:
+                break
+            block = self.blocks.block(fetched.payload)
+            if block is None:
+                break
+            view = fetched.certificate.view
+            requests.append(
+                ValidateRequest(
+                    view, last.height + 1, fetched.digest, fetched.parent_digest, fetched.payload
+                )
+            )
+            blocks.append(block)
+            txs += len(block.transactions)
+        self.count("replay.runs")
+        return ReplayWork(parent, tuple(requests), tuple(blocks))
+
     def proposal_work(self, request: ProposalRequest, now_ms: int) -> BuildWork | Ready:
         """The batching policy: build a block now (a work item), or skip and ask later."""
         self.now_ms = max(self.now_ms, now_ms)
@@ -346,6 +395,9 @@ class Engine:
 
     def _on_fetched(self, event: Fetched) -> Ready:
         readies: list[Ready] = []
+        for (raw_block, _), decoded in zip(event.blocks, event.decoded, strict=False):
+            if decoded is not None:
+                self.blocks.remember(raw_block, decoded)
         for raw_block, raw_certificate in event.blocks[:MAX_FETCHED_PER_EVENT]:
             block = self.blocks.block(raw_block)
             try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from consensus.ready import CommittedBlock, ProposalRequest, ValidateRequest
 from ledger.chain.execute import ChainTip, ExecutedBlock, NotIncludable
-from ledger.chain.types import Transaction, TxRejected
+from ledger.chain.types import Block, Transaction, TxRejected
 from ledger.engine.admission import AdmittedTx
 
 
@@ -58,9 +58,12 @@ class Submitted:
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """Blocks with their commit certificates, fetched from a peer for catch-up."""
+    """Blocks with their commit certificates, fetched from a peer for catch-up; ``decoded``,
+    when the driver already decoded them off its event loop (``Block.decode`` of exactly
+    those bytes, within the block size limit), in the same order (None: did not decode)."""
 
     blocks: tuple[tuple[bytes, bytes], ...]
+    decoded: tuple[Block | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ keep a result whose parent is gone, or read a clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from consensus.ready import ProposalRequest, ValidateRequest
@@ -32,6 +32,7 @@ from ledger.chain.execute import (
     validate_block,
 )
 from ledger.chain.types import Block, Transaction
+from ledger.chain.validators import activated_by
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,21 @@ class CommitWork:
     executed: ExecutedBlock | None
     block: Block | None
     parent: ChainTip | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayWork:
+    """A run of consecutive certified blocks from catch-up to execute in one go, each on
+    the one before, the first on ``parent``; ``requests`` are the validation requests the
+    core makes for them, one by one as each commits (the first already made)."""
+
+    parent: ChainTip
+    requests: tuple[ValidateRequest, ...]
+    blocks: tuple[Block, ...]
+
+    @property
+    def transactions(self) -> list[Transaction]:
+        return [tx for block in self.blocks for tx in block.transactions]
 
 
 Built = tuple[ExecutedBlock, list[tuple[Transaction, NotIncludable]]]
@@ -125,6 +141,35 @@ def run_commit_execution(
         raise AssertionError(
             f"certified block {work.block.height} does not execute here: {exc}"
         ) from exc
+
+
+def run_replay(
+    work: ReplayWork,
+    rules: ChainRules,
+    signature_ok: SignatureCheck,
+    clock_us: Callable[[], int],
+) -> list[tuple[ExecutedBlock | str, int]]:
+    """Execute a run of certified blocks, each on the result of the one before: per block
+    the result (or why it is invalid) and the microseconds it took (``clock_us``: the
+    caller's monotonic clock). Stops after the first invalid block and after a block that
+    ends its epoch (the core validates nothing above it in this epoch). Certified blocks
+    have no clock-skew bound: a quorum accepted their timestamps."""
+    outcomes: list[tuple[ExecutedBlock | str, int]] = []
+    parent = work.parent
+    for request, block in zip(work.requests, work.blocks, strict=True):
+        started = clock_us()
+        try:
+            executed = validate_block(
+                parent, block, view=request.view, rules=rules, signature_ok=signature_ok
+            )
+        except InvalidBlock as exc:
+            outcomes.append((str(exc), clock_us() - started))
+            break
+        outcomes.append((executed, clock_us() - started))
+        if activated_by(executed.overlay.writes) is not None:
+            break
+        parent = executed
+    return outcomes
 
 
 class SpeculativeBlocks:

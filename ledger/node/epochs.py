@@ -24,7 +24,7 @@ from ledger.chain.epoch_links import make_link
 from ledger.chain.execute import ChainRules, ExecutedBlock
 from ledger.chain.state_tree import StateTree
 from ledger.chain.store import Store
-from ledger.chain.types import CommitCertificate
+from ledger.chain.types import BlockHeader, CommitCertificate
 from ledger.chain.validators import ACTIVE_KEY, ValidatorSet, read_active
 from ledger.engine.epochs import epoch_config
 from ledger.node import persist, wire
@@ -46,6 +46,15 @@ def config_at_head(store: Store, rules: ChainRules, base: ReplicaConfig) -> Repl
     if active.epoch == 0:
         return base
     header = store.get_header(active.start_height)
+    if header is None:  # installed from a snapshot after the switch: the link holds it
+        header = next(
+            (
+                BlockHeader.decode(link.header)
+                for link in store.epoch_links()
+                if link.height == active.start_height
+            ),
+            None,
+        )
     if header is None:
         raise NotAMember(
             f"the store does not hold block {active.start_height}, where epoch "

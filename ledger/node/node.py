@@ -47,7 +47,6 @@ from genesis.document import Genesis
 from ledger import render
 from ledger.chain.execute import ChainRules
 from ledger.chain.store import Store
-from ledger.chain.types import CommitCertificate
 from ledger.chain.validators import VALIDATOR_PREFIX
 from ledger.config import NodeConfig
 from ledger.engine.admission import VerifiedCache
@@ -68,7 +67,6 @@ from ledger.engine.speculative import (
     BuildWork,
     ValidateWork,
     run_build,
-    run_commit_execution,
     run_validation,
 )
 from ledger.node import epochs, persist, wire
@@ -81,7 +79,14 @@ from ledger.node.peer_limits import (
     Fetcher,
     GossipInbox,
     PeerLimits,
-    read_blocks,
+    serve_blocks,
+)
+from ledger.node.replay import (
+    REPLAY_MAX_BLOCKS,
+    REPLAY_MAX_TXS,
+    prepare_fetched,
+    replay,
+    write_committed,
 )
 from ledger.node.statesync import SnapshotServer, StateSync
 from ledger.node.support import (
@@ -167,6 +172,7 @@ class Node:
         self.state_sync_min_blocks = genesis.consensus.checkpoint_interval
         self._next_state_sync_s = 0.0
         self._last_probe_ms = 0
+        self._preparing = trio.Lock()  # catch-up replies are decoded and checked in turn
 
     def _assemble_engine(self) -> None:
         """The engine (consensus core, mempool, executed-block tree) from the store: at
@@ -308,7 +314,10 @@ class Node:
                 else:
                     blocks = wire.decode_blocks(body)
                     if self.fetcher.replied():
-                        await self._events_send.send(Fetched(tuple(blocks)))
+                        log.info("TMP reply of %d blocks from %s", len(blocks), self.names[sender])
+                        self._fetch_following(blocks)
+                        assert self._nursery is not None
+                        self._nursery.start_soon(self._deliver_fetched, blocks)
                     else:
                         self.counters["peer.unsolicited_blocks"] += 1
             except DecodeError as exc:
@@ -351,26 +360,23 @@ class Node:
             self._assemble_engine()
             self._refresh_peers()
             self._next_state_sync_s = 0.0
+            # The blocks after the snapshot are asked for at once (verified like any fetched
+            # block; a peer with none answers empty), before the new replica asks for what
+            # it knows of: it learns the network's height from its peers again.
+            self.fetcher.cancel()
+            height = self.replica.committed_height
+            self._start_fetch(FetchRequest(height + 1, height + wire.MAX_BLOCKS_PER_REPLY))
             await self._handle([self.engine.start()])
 
     def _queue_serve(self, sender: int, wanted: wire.BlocksWanted) -> None:
-        if not self.limits.start_serving(sender, trio.current_time()):
+        wait_s = self.limits.start_serving(sender, trio.current_time())
+        if wait_s is None:
             self.counters["catchup.requests_refused"] += 1
             return
         assert self._nursery is not None
-        self._nursery.start_soon(self._serve_blocks, sender, wanted)
-
-    async def _serve_blocks(self, sender: int, wanted: wire.BlocksWanted) -> None:
-        sent = 0
-        try:
-            blocks = await trio.to_thread.run_sync(read_blocks, self.store, wanted)
-            if blocks and self.net is not None:
-                reply = wire.encode_blocks(blocks)
-                self.net.send(sender, reply, bulk=True)
-                self.counters["catchup.blocks_served"] += len(blocks)
-                sent = len(reply)
-        finally:
-            self.limits.done_serving(sender, trio.current_time(), sent)
+        self._nursery.start_soon(
+            serve_blocks, self.net, self.store, self.limits, self.counters, sender, wanted, wait_s
+        )
 
     # ------------------------------------------------------------------ admission and gossip
 
@@ -568,8 +574,8 @@ class Node:
                 self.store.write_consensus_meta(records)
                 await trio.lowlevel.checkpoint()
                 self._record_keys.update(records)
-            for index, committed in enumerate(ready.committed):
-                batch.append(await self._commit(committed, records if index == 0 else {}))
+            if ready.committed:
+                batch.extend(await self._commit(ready.committed, records))
             if self.net is not None:
                 epochs.send_routed(self.net, ready.messages, self._peer_ids, self.index)
             for request in ready.validate:
@@ -583,6 +589,10 @@ class Node:
                 batch.append(await self._switch_epoch())
 
     async def _validate(self, request: ValidateRequest) -> Ready:
+        run = self.engine.replay_work(request, max_blocks=REPLAY_MAX_BLOCKS, max_txs=REPLAY_MAX_TXS)
+        if run is not None:  # certified blocks from catch-up: a run of them at once
+            timed = self.metrics.executed
+            return await replay(self.engine, run, self.rules, self.verified, self.counters, timed)
         work = self.engine.validation_work(request, self._clock_ms())
         if not isinstance(work, ValidateWork):
             return work
@@ -616,50 +626,37 @@ class Node:
         self.metrics.executed("build", elapsed_us / 1e6)
         return self.engine.step(Built(request, executed, tuple(skipped), elapsed_us))
 
-    async def _commit(self, committed: CommittedBlock, records: dict[str, bytes | None]) -> Ready:
-        work = self.engine.commit_work(committed)
-        rules, signature_ok = self.rules, self.verified.signature_ok
-        executed = work.executed
-        if executed is None:  # caught up from a peer, or validated in a view we left
-            executed = await offload(
-                lambda: run_commit_execution(work, rules, signature_ok),
-                len(committed.payload) // APPROX_TX_BYTES,
-            )
-        certificate = CommitCertificate(
-            committed.view, committed.height, committed.digest, committed.votes
-        )
-        block = executed.block
-        final = executed
-
-        def write() -> None:
-            self.store.append_block(
-                block,
-                certificate,
-                final.receipts,
-                final.overlay.writes,
-                tree_update=final.tree_update,
-                consensus_meta={**records, **epochs.link_record(final, certificate)} or None,
-            )
-
+    async def _commit(
+        self, committed: tuple[CommittedBlock, ...], records: dict[str, bytes | None]
+    ) -> list[Ready]:
+        """Write every block of a Ready in ONE transaction (ledger/node/replay.py), then
+        tell the engine, in order; a client hears of its transaction only after that."""
+        works = [self.engine.commit_work(block) for block in committed]
+        store, rules, verified = self.store, self.rules, self.verified
         started = time.monotonic()
-        await offload(write, len(block.transactions))
+        executed = await offload(
+            lambda: write_committed(store, committed, works, records, rules, verified),
+            sum(len(block.payload) for block in committed) // APPROX_TX_BYTES,
+        )
         now, names = time.monotonic(), self.replica_config.name
-        signers = [names(i) for i, _ in committed.votes]
-        self.metrics.committed(block, len(committed.payload), signers, now - started, now)
-        if any(k[:1] == VALIDATOR_PREFIX for k in final.overlay.writes):
+        share = (now - started) / len(committed)  # one write: each block gets its share
+        if any(k[:1] == VALIDATOR_PREFIX for e in executed for k in e.overlay.writes):
             self._refresh_peers()
         self._record_keys.update(records)
         self.last_commit_ms = self._clock_ms()
-        self.counters["blocks.committed"] += 1
-        self.counters["txs.committed"] += len(block.transactions)
-        ready = self.engine.step(
-            Persisted(committed, executed, self.store.tip(), self.last_commit_ms)
-        )
-        self._commits_since_prune += 1
+        tip = self.store.tip()  # the last block's: the engine's results above it rebase on it
+        readies = []
+        for block, result in zip(committed, executed, strict=True):
+            signers = [names(i) for i, _ in block.votes]
+            self.metrics.committed(result.block, len(block.payload), signers, share, now)
+            self.counters["blocks.committed"] += 1
+            self.counters["txs.committed"] += len(result.block.transactions)
+            readies.append(self.engine.step(Persisted(block, result, tip, self.last_commit_ms)))
+        self._commits_since_prune += len(committed)
         if self._commits_since_prune >= PRUNE_EVERY_BLOCKS:
             self._commits_since_prune = 0
             await self._prune_records()
-        return ready
+        return readies
 
     async def _prune_records(self) -> None:
         doomed = persist.prunable_now(self._record_keys, self.replica.status())
@@ -677,11 +674,25 @@ class Node:
         )
 
     def _start_fetch(self, request: FetchRequest) -> None:
+        held = self.replica.fetched_block
         if (
             self.net is not None
             and self._nursery is not None
-            and self.fetcher.request(
-                self.net, self._nursery, request.from_height, request.to_height
-            )
+            and self.fetcher.ask(self.net, self._nursery, request, lambda h: held(h) is not None)
         ):
             self.counters["catchup.requests"] += 1
+
+    async def _deliver_fetched(self, blocks: list[tuple[bytes, bytes]]) -> None:
+        """Decoded and signature-checked off the loop first (ledger/node/replay.py)."""
+        with self.fetcher.arriving(blocks, self.replica.committed_height):
+            async with self._preparing:  # one at a time, in arrival order
+                limit, config = self.engine.blocks.max_bytes, self.replica.config
+                decoded = await prepare_fetched(blocks, config, limit, self.verified)
+                await self._events_send.send(Fetched(tuple(blocks), decoded))
+
+    def _fetch_following(self, blocks: list[tuple[bytes, bytes]]) -> None:
+        """A full catch-up reply arrived: ask for the blocks after it now, so they arrive
+        while these are replayed (ledger/node/replay.py) instead of after."""
+        following = self.fetcher.following(blocks, self.replica.committed_height)
+        if following is not None:
+            self._start_fetch(following)

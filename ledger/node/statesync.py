@@ -1,25 +1,34 @@
 """State sync: a validator far behind (wiped, new, or long gone) joins from a snapshot.
 
 Theory of operation (the client, :class:`StateSync`). It asks every connected peer which
-snapshots it keeps (SNAPSHOTS_WANTED); each offer carries the snapshot block's header and
-commit certificate, checked against the genesis with the light client
-(``ledger.light.LightClient.verify_header``), so the state root to sync to is certified
-before any chunk is read. A peer whose offer does not verify is dropped for this sync. The
-highest verified snapshot wins if it is more than ``min_ahead`` blocks above our head (else
-the caller replays blocks, which is cheaper when near). Chunks (``ledger.chain.snapshot``:
-the state under a path prefix with its proof) are fetched from every peer that offered that
-block, one request in flight per peer, each verified alone against the certified root; a
-peer that serves a bad chunk, refuses, or does not answer within :data:`CHUNK_TIMEOUT_S` is
-dropped for this sync and its chunk goes back to the queue for the others. Nothing touches
-the store until every chunk is in: then the whole tree is rebuilt, its root checked once
-more, and ``Store.install_snapshot`` replaces the state in ONE SQLite transaction — an
-interrupted sync leaves the old store, so a restart simply syncs again.
+snapshots it keeps (SNAPSHOTS_WANTED); each answer carries the offered snapshots' headers
+and commit certificates and the peer's chain of validator sets (epoch links,
+ledger/chain/epoch_links.py). The chain is followed from the genesis set and each offer's
+certificate checked with the set certifying its height (``ledger.light.LightClient``), so
+the state root to sync to is certified before any chunk is read, across set changes too. A
+peer whose chain or offer does not verify is dropped for this sync. The highest verified
+snapshot wins if it is more than ``min_ahead`` blocks above our head (else the caller
+replays blocks, which is cheaper when near). Chunks (``ledger.chain.snapshot``: the state
+under a path prefix with its proof) are fetched from every peer that offered that block,
+one request in flight per peer, each verified alone against the certified root; a peer
+that serves a bad chunk, refuses, or does not answer within :data:`CHUNK_TIMEOUT_S` is
+dropped for this sync and its chunk goes back to the queue for the others.
 
-The serving side (:class:`SnapshotServer`): offers and chunks read in worker threads from
-the snapshots the store keeps; one chunk request per peer at a time, paced like catch-up.
+Each verified chunk, with the tree nodes it proves, is written to the store's staging area
+as it arrives (batched, in worker threads: ``Store.stage_chunks``), so memory holds a few
+chunks, not the state. Staged rows are read by nothing but the install: at the end,
+``Store.install_staged`` checks the staged root and key count and replaces the chain with
+the snapshot in ONE SQLite transaction, recording the chain of sets up to it. An
+interrupted sync leaves the old store (its staging area is emptied by the next sync), so
+a restart simply syncs again; no half-written state is ever served.
 
-Never: write a chunk before all are verified, trust a peer's word for a root, or let a
-peer's malformed reply raise out of here (it is counted and the peer dropped).
+The serving side (:class:`SnapshotServer`): offers, links and chunks read in worker threads
+from the snapshots the store keeps; one chunk request per peer at a time, paced like
+catch-up.
+
+Never: stage a chunk before it verified, install before every chunk is staged, trust a
+peer's word for a root or a validator set, or let a peer's malformed reply raise out of
+here (it is counted and the peer dropped).
 """
 
 from __future__ import annotations
@@ -27,8 +36,9 @@ from __future__ import annotations
 import collections
 import enum
 import logging
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -36,6 +46,7 @@ import trio
 
 from crypto.encoding import DecodeError
 from genesis.document import Genesis
+from ledger.chain.epoch_links import EpochLink, set_for_height
 from ledger.chain.snapshot import (
     MAX_CHUNK_DEPTH,
     SnapshotError,
@@ -45,8 +56,9 @@ from ledger.chain.snapshot import (
     chunk_depth_for,
     verify_chunk,
 )
-from ledger.chain.store import Store, genesis_tree
+from ledger.chain.store import Store
 from ledger.chain.store_snapshot import ChunkTooLarge
+from ledger.chain.store_sync import StagedChunk
 from ledger.chain.types import BlockHeader, CommitCertificate
 from ledger.light import LightClient, VerificationError
 from ledger.node import wire
@@ -59,15 +71,23 @@ log = logging.getLogger("quorum.statesync")
 OFFER_WAIT_S: Final = 1.5
 #: A chunk request unanswered for this long drops the peer for this sync.
 CHUNK_TIMEOUT_S: Final = 5.0
+#: Test hook (an environment variable, never set in production): wait this many ms after
+#: each verified chunk before staging it, so an integration test can catch a node mid-sync.
+CHUNK_DELAY_ENV: Final = "QUORUM_TEST_STATESYNC_CHUNK_DELAY_MS"
+#: Verified chunks waiting to be staged are held to about this many keys (workers wait).
+MAX_UNSTAGED_KEYS: Final = 100_000
 #: Serving: a peer's next chunk waits at least this long, and its reply bytes are paced.
 SERVE_MIN_INTERVAL_S: Final = 0.002
 SERVE_BYTES_PER_S: Final = 64 * 1024 * 1024
 
 
 class SyncPhase(enum.StrEnum):
+    #: Asking peers for offers, verifying them.
     DISCOVERING = "discovering"
+    #: Fetching and verifying chunks, staging each as it arrives.
     FETCHING = "fetching"
-    WRITING = "writing"
+    #: The one-transaction switch from the staged state.
+    INSTALLING = "installing"
 
 
 @dataclass
@@ -80,6 +100,7 @@ class SyncProgress:
     chunks_done: int = 0
     chunks_total: int = 0
     keys: int = 0
+    keys_staged: int = 0
     bytes: int = 0
     peers: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)
@@ -93,6 +114,7 @@ class SyncProgress:
                 "chunks_done": self.chunks_done,
                 "chunks_total": self.chunks_total,
                 "keys": self.keys,
+                "keys_staged": self.keys_staged,
                 "bytes": self.bytes,
             },
             "peers": self.peers,
@@ -107,6 +129,8 @@ class ChosenSnapshot:
     certificate: CommitCertificate
     key_count: int
     servers: tuple[int, ...]
+    #: The chain of sets up to the snapshot's block (installed with it).
+    links: tuple[EpochLink, ...] = ()
 
 
 class _Pending:
@@ -115,6 +139,55 @@ class _Pending:
     def __init__(self) -> None:
         self.event = trio.Event()
         self.reply: wire.ChunkReply | None = None
+
+
+class _Stager:
+    """Verified chunks on their way to the store's staging area: written in batches by one
+    task (worker threads), while the fetch goes on; :meth:`put` waits while too many keys
+    are waiting, so memory stays bounded whatever the state's size."""
+
+    def __init__(self, store: Store, progress: SyncProgress) -> None:
+        self._store = store
+        self._progress = progress
+        self._pending: list[StagedChunk] = []
+        self._pending_keys = 0
+        self._changed = trio.Event()
+        self._closed = False
+        self.keys = 0
+
+    async def put(
+        self, entries: Sequence[tuple[bytes, bytes]], nodes: Mapping[bytes, bytes]
+    ) -> None:
+        while self._pending_keys >= MAX_UNSTAGED_KEYS:
+            await self._wait()
+        self._pending.append((entries, nodes))
+        self._pending_keys += len(entries)
+        self._signal()
+
+    def close(self) -> None:
+        self._closed = True
+        self._signal()
+
+    async def run(self) -> None:
+        while self._pending or not self._closed:
+            if not self._pending:
+                await self._wait()
+                continue
+            batch, self._pending = self._pending, []
+            count = sum(len(entries) for entries, _ in batch)
+            await trio.to_thread.run_sync(self._store.stage_chunks, batch)
+            self._pending_keys -= count
+            self.keys += count
+            self._progress.keys_staged = self.keys
+            self._signal()
+
+    async def _wait(self) -> None:
+        event = self._changed
+        await event.wait()
+
+    def _signal(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
 
 
 class StateSync:
@@ -128,9 +201,11 @@ class StateSync:
         self.own = own_index
         self.counters = counters
         self.progress: SyncProgress | None = None
-        self._offers: dict[int, list[wire.SnapshotOffer]] = {}
+        self._offers: dict[int, tuple[list[wire.SnapshotOffer], list[EpochLink]]] = {}
         self._offers_arrived = trio.Event()
         self._pending: dict[tuple[int, int, bytes], _Pending] = {}
+        delay = os.environ.get(CHUNK_DELAY_ENV, "")
+        self.chunk_delay_s = int(delay) / 1000 if delay.isdigit() else 0.0
 
     @property
     def active(self) -> bool:
@@ -174,10 +249,10 @@ class StateSync:
                     "head %d: replaying blocks instead", height, min_ahead, store.head_height,
                 )  # fmt: skip
                 return False
-            items = await self._fetch(net, chosen)
-            if items is None:
+            staged = await self._fetch(net, store, chosen)
+            if staged is None:
                 return False
-            await self._install(store, chosen, items)
+            await self._install(store, chosen, staged)
             return True
         finally:
             self.progress = None
@@ -205,12 +280,27 @@ class StateSync:
         return self._choose()
 
     def _choose(self) -> ChosenSnapshot | None:
-        """The newest snapshot whose certificate verifies, and the peers offering it."""
+        """The newest snapshot whose certificate verifies (with the set of its height's
+        epoch, from each peer's chain of sets), and the peers offering it."""
         assert self.progress is not None
         verified: dict[tuple[int, bytes], tuple[BlockHeader, CommitCertificate, int]] = {}
         servers: dict[tuple[int, bytes], list[int]] = {}
+        # First the chains of sets: the longest that verifies names the set of every
+        # offered height (any verified chain is a prefix of the real one).
+        links: tuple[EpochLink, ...] = ()
+        trusted = []
         for sender in sorted(self._offers):
-            for offer in self._offers[sender]:
+            chain = self._offers[sender][1]
+            try:
+                self.light.learn_links(chain)
+            except VerificationError as exc:
+                self._drop(sender, f"sent a chain of validator sets that does not verify: {exc}")
+                continue
+            trusted.append(sender)
+            if len(chain) > len(links):
+                links = tuple(chain)
+        for sender in trusted:
+            for offer in self._offers[sender][0]:
                 try:
                     header = self.light.verify_header(offer.header, offer.certificate, offer.height)
                     certificate = CommitCertificate.decode(offer.certificate)
@@ -229,17 +319,18 @@ class StateSync:
             return None
         best = candidates[0]
         header, certificate, key_count = verified[best]
-        chosen = ChosenSnapshot(header, certificate, key_count, tuple(servers[best]))
+        below = tuple(link for link in links if link.height <= header.height)
+        chosen = ChosenSnapshot(header, certificate, key_count, tuple(servers[best]), below)
         log.info(
             "state sync: snapshot at block %d (state root %s, ~%d keys) certified by %d "
-            "validators, offered by %s", header.height, header.state_root.hex()[:16],
-            key_count, len(certificate.votes), self._list(chosen.servers),
+            "validators of epoch %d, offered by %s", header.height,
+            header.state_root.hex()[:16], key_count, len(certificate.votes),
+            set_for_height(self.light.sets, header.height).epoch, self._list(chosen.servers),
         )  # fmt: skip
         return chosen
 
-    async def _fetch(
-        self, net: PeerNetwork, chosen: ChosenSnapshot
-    ) -> list[tuple[bytes, bytes]] | None:
+    async def _fetch(self, net: PeerNetwork, store: Store, chosen: ChosenSnapshot) -> int | None:
+        """Fetch, verify and stage every chunk; how many keys were staged (None: gave up)."""
         progress = self.progress
         assert progress is not None
         height = chosen.header.height
@@ -249,7 +340,8 @@ class StateSync:
         progress.height = height
         progress.chunks_total = len(queue)
         progress.peers = [self.names[p] for p in chosen.servers]
-        done: dict[bytes, tuple[tuple[bytes, bytes], ...]] = {}
+        await trio.to_thread.run_sync(store.begin_staging, height, root)
+        stager = _Stager(store, progress)
         served: collections.Counter[int] = collections.Counter()
         served_keys: collections.Counter[int] = collections.Counter()
         state = {"in_flight": 0, "changed": trio.Event()}
@@ -274,8 +366,8 @@ class StateSync:
                 state["in_flight"] += 1  # type: ignore[operator]
                 try:
                     reply = await self._request(net, peer, height, prefix)
-                    problem, chunk = await self._check(reply, height, prefix, root)
-                    if problem is None and chunk is None:  # too large: ask for its children
+                    problem, checked = await self._check(reply, height, prefix, root)
+                    if problem is None and checked is None:  # too large: ask for its children
                         queue.extend(children_of(prefix))
                         progress.chunks_total += 15
                         continue
@@ -283,8 +375,11 @@ class StateSync:
                         queue.appendleft(prefix)
                         self._drop(peer, f"{problem} (chunk {prefix.hex()})")
                         return
-                    assert chunk is not None
-                    done[prefix] = chunk.entries
+                    assert checked is not None
+                    chunk, nodes = checked
+                    if self.chunk_delay_s:
+                        await trio.sleep(self.chunk_delay_s)
+                    await stager.put(chunk.entries, nodes)
                     served[peer] += 1
                     served_keys[peer] += len(chunk.entries)
                     progress.chunks_done += 1
@@ -295,9 +390,12 @@ class StateSync:
                     state["in_flight"] -= 1  # type: ignore[operator]
                     changed()
 
-        async with trio.open_nursery() as nursery:
-            for peer in chosen.servers:
-                nursery.start_soon(worker, peer)
+        async with trio.open_nursery() as staging:
+            staging.start_soon(stager.run)
+            async with trio.open_nursery() as nursery:
+                for peer in chosen.servers:
+                    nursery.start_soon(worker, peer)
+            stager.close()
         if queue:
             log.warning(
                 "state sync: every peer serving snapshot %d was dropped with %d chunks to go; "
@@ -305,12 +403,12 @@ class StateSync:
             )  # fmt: skip
             return None
         log.info(
-            "state sync: %d chunks, %d keys of snapshot %d verified; served by %s",
-            len(done), progress.keys, height,
+            "state sync: %d chunks, %d keys of snapshot %d verified and staged; served by %s",
+            progress.chunks_done, stager.keys, height,
             ", ".join(f"{self.names[p]} {served[p]} chunks/{served_keys[p]} keys"
                       for p in sorted(served)) or "nobody (empty state)",
         )  # fmt: skip
-        return [kv for prefix in sorted(done) for kv in done[prefix]]
+        return stager.keys
 
     async def _request(
         self, net: PeerNetwork, peer: int, height: int, prefix: bytes
@@ -328,8 +426,9 @@ class StateSync:
 
     async def _check(
         self, reply: wire.ChunkReply | None, height: int, prefix: bytes, root: bytes
-    ) -> tuple[str | None, StateChunk | None]:
-        """(problem, chunk): a problem drops the peer; (None, None) means "too large"."""
+    ) -> tuple[str | None, tuple[StateChunk, dict[bytes, bytes]] | None]:
+        """(problem, (chunk, the nodes it proves)): a problem drops the peer; (None, None)
+        means "too large"."""
         if reply is None:
             return f"no answer within {CHUNK_TIMEOUT_S:.0f} s", None
         if reply.refusal == "too_large":
@@ -343,12 +442,11 @@ class StateSync:
         self.progress.bytes += len(reply.chunk)
         raw = reply.chunk
 
-        def decode_and_verify() -> StateChunk:
+        def decode_and_verify() -> tuple[StateChunk, dict[bytes, bytes]]:
             chunk = StateChunk.decode(raw)
             if (chunk.height, chunk.prefix) != (height, prefix):
                 raise SnapshotError(f"it is chunk {chunk.prefix.hex()} of snapshot {chunk.height}")
-            verify_chunk(root, chunk)
-            return chunk
+            return chunk, verify_chunk(root, chunk)
 
         try:
             return None, await trio.to_thread.run_sync(decode_and_verify)
@@ -356,25 +454,19 @@ class StateSync:
             self.counters["statesync.bad_chunks"] += 1
             return f"served a chunk that does not verify: {exc}", None
 
-    async def _install(
-        self, store: Store, chosen: ChosenSnapshot, items: list[tuple[bytes, bytes]]
-    ) -> None:
+    async def _install(self, store: Store, chosen: ChosenSnapshot, staged_keys: int) -> None:
         assert self.progress is not None
-        self.progress.phase = SyncPhase.WRITING
+        self.progress.phase = SyncPhase.INSTALLING
         header = chosen.header
-
-        def write() -> None:
-            tree = genesis_tree(dict(items))
-            if tree.new_root != header.state_root:  # every chunk verified: cannot happen
-                raise SnapshotError("the verified chunks do not make the certified state")
-            store.install_snapshot(header, chosen.certificate, items, tree)
-
         started = time.monotonic()
-        await trio.to_thread.run_sync(write)
+        await trio.to_thread.run_sync(
+            store.install_staged, header, chosen.certificate, chosen.links, staged_keys
+        )
         log.info(
-            "state sync: installed snapshot %d (%d keys) in %.2f s; %.2f s since the sync "
-            "began; replaying the blocks after it", header.height, len(items),
-            time.monotonic() - started, time.monotonic() - self.progress.started_s,
+            "state sync: installed snapshot %d (%d keys, %d epoch links) in %.2f s; %.2f s "
+            "since the sync began; replaying the blocks after it", header.height,
+            staged_keys, len(chosen.links), time.monotonic() - started,
+            time.monotonic() - self.progress.started_s,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ helpers
@@ -400,7 +492,8 @@ class SnapshotServer:
 
     async def serve_offers(self, net: PeerNetwork, peer: int) -> None:
         offers = await trio.to_thread.run_sync(read_offers, self.store)
-        net.send(peer, wire.encode_snapshots(offers), bulk=True)
+        links = await trio.to_thread.run_sync(self.store.epoch_links)
+        net.send(peer, wire.encode_snapshots(offers, links), bulk=True)
         self.counters["statesync.offers_served"] += 1
 
     async def serve_chunk(self, net: PeerNetwork, peer: int, wanted: wire.ChunkWanted) -> None:

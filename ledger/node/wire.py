@@ -7,7 +7,8 @@ Every message on a peer link starts with one byte naming its family, then the bo
     0x03 BLOCKS_WANTED ["blocks-wanted", 1, from, to]        catch-up request (inclusive)
     0x04 BLOCKS        ["blocks", 1, [[block, cert], ...]]   committed blocks with certificates
     0x05 SNAPSHOTS_WANTED ["snapshots-wanted", 1]            state sync: which snapshots?
-    0x06 SNAPSHOTS     ["snapshots", 1, [[height, key_count, header, cert], ...]]
+    0x06 SNAPSHOTS     ["snapshots", 2, [[height, key_count, header, cert], ...],
+                       [epoch link, ...]]                    offers + the chain of sets
     0x07 CHUNK_WANTED  ["chunk-wanted", 1, height, prefix]   one chunk of a snapshot
     0x08 CHUNK         ["chunk", 1, height, prefix, refusal, state-chunk | nil]
                        refusal "" with the chunk, else "too_large" or "missing"
@@ -33,6 +34,7 @@ from crypto.encoding import (
     encode_record,
     record_fields,
 )
+from ledger.chain.epoch_links import EpochLink
 from ledger.chain.snapshot import check_prefix
 
 #: Most transactions in one gossip message.
@@ -130,6 +132,10 @@ def decode_blocks(body: bytes) -> list[tuple[bytes, bytes]]:
 
 #: Most snapshots offered in one reply.
 MAX_SNAPSHOT_OFFERS: Final = 8
+#: Most epoch links (ledger/chain/epoch_links.py: one per validator-set change) sent with
+#: offers, and the largest one (a header, a certificate, a set and a state proof).
+MAX_EPOCH_LINKS: Final = 4096
+MAX_EPOCH_LINK_BYTES: Final = 256 * 1024
 #: Refusals a chunk reply may carry instead of the chunk.
 CHUNK_REFUSALS: Final = ("too_large", "missing")
 
@@ -153,13 +159,21 @@ def decode_snapshots_wanted(body: bytes) -> None:
     record_fields(decode(body, max_bytes=64), "snapshots-wanted", 1, 0)
 
 
-def encode_snapshots(offers: Sequence[SnapshotOffer]) -> bytes:
+def encode_snapshots(offers: Sequence[SnapshotOffer], links: Sequence[EpochLink]) -> bytes:
+    """Offers, with the server's chain of validator sets: a client verifies the certificate
+    of a snapshot taken after a set change with the set the chain names for its height."""
     items = [[o.height, o.key_count, o.header, o.certificate] for o in offers]
-    return frame(Family.SNAPSHOTS, encode_record("snapshots", 1, [items]))
+    return frame(
+        Family.SNAPSHOTS,
+        encode_record("snapshots", 2, [items, [link.encode() for link in links]]),
+    )
 
 
-def decode_snapshots(body: bytes) -> list[SnapshotOffer]:
-    (items,) = record_fields(decode(body, max_bytes=1024 * 1024), "snapshots", 1, 1)
+def decode_snapshots(body: bytes) -> tuple[list[SnapshotOffer], list[EpochLink]]:
+    """Offers and epoch links, well-formed (nothing in them is verified here)."""
+    items, raw_links = record_fields(
+        decode(body, max_bytes=MAX_WIRE_MESSAGE_BYTES), "snapshots", 2, 2
+    )
     offers = []
     for i, item in enumerate(as_list(items, "snapshots", max_len=MAX_SNAPSHOT_OFFERS)):
         fields = as_list(item, f"snapshots[{i}]", max_len=4)
@@ -173,7 +187,11 @@ def decode_snapshots(body: bytes) -> list[SnapshotOffer]:
                 as_bytes(fields[3], "certificate", max_size=64 * 1024),
             )
         )
-    return offers
+    links = [
+        EpochLink.decode(as_bytes(raw, f"links[{i}]", max_size=MAX_EPOCH_LINK_BYTES))
+        for i, raw in enumerate(as_list(raw_links, "links", max_len=MAX_EPOCH_LINKS))
+    ]
+    return offers, links
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,13 +13,18 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from genesis.document import dump_genesis, load_genesis
+from ledger.chain.store import Store
 from ledger.client import QuorumClient
+from ledger.node.run import STORE_FILE_NAME
+from ledger.node.statesync import CHUNK_DELAY_ENV
 from tests.integration.netutil import free_base_port, quorum, quorum_json, wait_until
 
 pytestmark = pytest.mark.slow
@@ -60,9 +65,9 @@ def _rpc(directory: Path, name: str) -> str:
 
 
 def test_a_wiped_validator_rejoins_from_a_snapshot(net_dir: Path) -> None:
-    quorum("bench", "--dir", net_dir, "--duration", "5", "--json", timeout=300)
+    while _status(net_dir)["node0"]["height"] <= 3 * INTERVAL:  # two snapshots at least
+        quorum("bench", "--dir", net_dir, "--duration", "5", "--json", timeout=300)
     height = _status(net_dir)["node0"]["height"]
-    assert height > 3 * INTERVAL, "the load made enough blocks for two snapshots"
     quorum("testnet", "stop", "--dir", net_dir, "--only", "node3")
     shutil.rmtree(net_dir / "node3" / "data")
     log = net_dir / "node3" / "node.log"
@@ -85,27 +90,48 @@ def test_a_wiped_validator_rejoins_from_a_snapshot(net_dir: Path) -> None:
         assert client.status()["syncing"] is False
 
 
-def test_a_validator_killed_during_its_state_sync_restarts_cleanly(net_dir: Path) -> None:
-    """kill -9 the joining validator as soon as it reports a state sync under way (or at
-    once, if the sync was quicker than the first look): the snapshot is installed in one
-    SQLite transaction, so after the restart it either syncs again from scratch or resumes
-    from the installed snapshot — and ends agreeing with the others, never serving a mixed
-    state."""
+def test_a_validator_killed_during_its_state_sync_restarts_cleanly(
+    net_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 the joining validator truly mid-sync: its chunk staging is slowed (a test
+    hook) and the kill waits until ``/v1/status`` shows the fetch under way with some keys
+    staged and chunks still to come. The staged rows are invisible — the killed store
+    opens at the genesis, no block, no base — and after the restart it syncs again and
+    agrees with the others, never having served another chain's head."""
     quorum("bench", "--dir", net_dir, "--duration", "3", "--json", timeout=300)
     quorum("testnet", "stop", "--dir", net_dir, "--only", "node3")
     shutil.rmtree(net_dir / "node3" / "data")
+    (net_dir / "node3" / "node.log").write_text("")
+    monkeypatch.setenv(CHUNK_DELAY_ENV, "500")
     quorum("testnet", "start", "--dir", net_dir, "--only", "node3")
+    monkeypatch.delenv(CHUNK_DELAY_ENV)
     pid = _status(net_dir)["node3"]["pid"]
-    seen: list[object] = []
 
-    def answers() -> bool:
+    def mid_sync() -> dict | None:
         with QuorumClient(_rpc(net_dir, "node3")) as client:
-            seen.append(client.status()["syncing"])
-        return True
+            syncing = client.status()["syncing"]
+        if not isinstance(syncing, dict) or syncing.get("phase") != "fetching":
+            return None
+        progress = syncing["progress"]
+        if progress["keys_staged"] > 0 and progress["chunks_done"] < progress["chunks_total"]:
+            return syncing
+        return None
 
-    wait_until("node3 answers its status", answers)
+    seen = wait_until("node3 mid-way through its state sync", mid_sync)
     os.kill(pid, signal.SIGKILL)
     wait_until("node3 is gone", lambda: not _alive(pid))
+    # Half a sync is on disk, staged, and none of it is the node's state.
+    store_path = net_dir / "node3" / "data" / STORE_FILE_NAME
+    with closing(sqlite3.connect(store_path)) as db:
+        staged = db.execute("SELECT count(*) FROM sync_state").fetchone()[0]
+        blocks = db.execute("SELECT count(*) FROM blocks").fetchone()[0]
+    assert staged > 0 and blocks == 0, (staged, blocks, seen)
+    genesis = load_genesis(net_dir / "node3" / "genesis.json")
+    with Store.open(store_path, genesis) as store:
+        assert store.head_height == 0 and store.base_height is None
+        assert store.state_root == store.genesis_state_root
+        store.check_integrity()
+
     quorum("testnet", "start", "--dir", net_dir, "--only", "node3")
     height = _status(net_dir)["node0"]["height"]
     wrong: list[int] = []
@@ -125,8 +151,9 @@ def test_a_validator_killed_during_its_state_sync_restarts_cleanly(net_dir: Path
         return a["height"] >= height and all(a[k] == b[k] for k in key) and not a["syncing"]
 
     wait_until("node3 agrees with node0 after a killed sync", agreed)
-    assert seen, "the status was read before the kill"
     assert wrong == [], f"node3 served another chain's head at heights {wrong}"
+    log = (net_dir / "node3" / "node.log").read_text()
+    assert log.count("state sync: snapshot at block") >= 2, "it synced again after the kill"
 
 
 def _alive(pid: int) -> bool:

@@ -13,6 +13,8 @@ cannot carry an added member through the switch yet: docs/OPERATIONS.md).
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -155,6 +157,28 @@ def test_a_member_is_removed_by_vote_and_the_chain_goes_on(tmp_path: Path) -> No
             "the chain to go on, every node agreeing",
             lambda: agree(["node0", "node1", "node2", "node3"], top),
         )
+
+        # A node that lost its data after the switch joins by state sync: the snapshot it
+        # installs is certified by the new set, which it learns from the chain of sets its
+        # peers send with their offers (docs/PROTOCOL.md §10), and it then runs epoch 1.
+        while transfer("node0")["height"] < switch + 3 * CHECKPOINT_INTERVAL:
+            pass
+        quorum("testnet", "stop", "--dir", directory, "--only", "node2")
+        shutil.rmtree(directory / "node2" / "data")
+        log = directory / "node2" / "node.log"
+        log.write_text("")
+        quorum("testnet", "start", "--dir", directory, "--only", "node2")
+        top = transfer("node3")["height"]
+        wait_until(
+            "node2 back by state sync, every node agreeing",
+            lambda: agree(["node0", "node1", "node2", "node3"], top),
+        )
+        installed = re.search(
+            r"installed snapshot (\d+) \(\d+ keys, 1 epoch links\)", log.read_text()
+        )
+        assert installed is not None and int(installed.group(1)) > switch, log.read_text()[-3000:]
+        top = transfer("node2")["height"]  # and it takes part: its API admits, the set commits
+        wait_until("the chain to go on", lambda: agree(["node0", "node1", "node2", "node3"], top))
 
     finally:
         quorum("testnet", "stop", "--dir", directory, check=False)
