@@ -210,6 +210,14 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
         (SIM_EPOCH_TIER,),
         "the driver starts the next epoch's replica with the old validator set",
     ),
+    Mutant(
+        "sim_leaver_stops_at_once",
+        "consensus/sim/driver.py",
+        "        if self.role == REMOVED:\n            return []  # a removed validator has stopped",
+        "        if self.role in (REMOVED, RETIRING):\n            return []  # a removed validator has stopped",
+        (f"{_EPOCHS}::test_4_4_a_validator_voted_out_retires_so_the_old_set_can_finish_its_epoch",),
+        "a validator voted out serves nothing from its switch on: the old set can stall",
+    ),
     # ------------------------------------------------------------------ auditor properties
     Mutant(
         "auditor_quorum_f_plus_1",
