@@ -19,8 +19,12 @@ import ast
 from dataclasses import dataclass
 from typing import Final
 
-from contracts.lang.check_expr import BOOL, BYTES, INT, INT_OPS, NONE, ExprChecker, article
+from contracts.lang.check_expr import INT_OPS, ExprChecker, article
 from contracts.lang.model import (
+    BOOL,
+    BYTES,
+    INT,
+    NONE,
     ArgRef,
     Checked,
     Function,

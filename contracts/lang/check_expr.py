@@ -18,7 +18,13 @@ import ast
 from typing import Final
 
 from contracts.lang.model import (
+    ADDRESS,
+    BOOL,
     BYTE_TYPES,
+    BYTES,
+    INT,
+    NONE,
+    STR,
     CallKind,
     CallRef,
     Checked,
@@ -40,15 +46,6 @@ from contracts.lang.model import (
 )
 from contracts.lang.parse import checked_bytes, checked_int, constant_value
 from contracts.limits import MAX_ARGS, MAX_ERROR_TEXT_BYTES, MAX_NAME_BYTES
-
-INT, BOOL, BYTES, STR, ADDRESS, NONE = (
-    LangType.INT,
-    LangType.BOOL,
-    LangType.BYTES,
-    LangType.STR,
-    LangType.ADDRESS,
-    LangType.NONE,
-)
 
 #: contracts.lang functions with fixed signatures: name -> (parameter types, result).
 SIMPLE_BUILTINS: Final[dict[str, tuple[tuple[LangType, ...], LangType]]] = {

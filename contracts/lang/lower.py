@@ -22,9 +22,12 @@ import ast
 from dataclasses import dataclass
 
 from contracts.lang.ir import Directive, Ins, Item, Label
-from contracts.lang.lower_expr import BOOL, INT, NONE, ExprLowerer, Labels
+from contracts.lang.lower_expr import ExprLowerer, Labels
 from contracts.lang.model import (
     ABI_TYPES,
+    BOOL,
+    INT,
+    NONE,
     Checked,
     Function,
     Kind,

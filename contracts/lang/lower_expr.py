@@ -22,6 +22,10 @@ from typing import Final
 
 from contracts.lang.ir import Ins, Item, Label
 from contracts.lang.model import (
+    ADDRESS,
+    BOOL,
+    INT,
+    NONE,
     ArgRef,
     CallKind,
     Checked,
@@ -37,14 +41,6 @@ from contracts.lang.model import (
 from contracts.lang.parse import constant_value
 from contracts.limits import ADDRESS_BYTES, MAX_BYTES_LENGTH, MAX_LOCALS, U64_BYTES, U64_MAX
 
-INT, BOOL, BYTES, STR, ADDRESS, NONE = (
-    LangType.INT,
-    LangType.BOOL,
-    LangType.BYTES,
-    LangType.STR,
-    LangType.ADDRESS,
-    LangType.NONE,
-)
 _BINARY: Final = {
     ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.FloorDiv: "div", ast.Mod: "mod",
     ast.BitAnd: "band", ast.BitOr: "bor", ast.BitXor: "bxor", ast.RShift: "shr",

@@ -35,6 +35,17 @@ class LangType(enum.Enum):
         return self.value
 
 
+#: Short names for the types, for the checker and the lowering.
+INT, BOOL, BYTES, STR, ADDRESS, NONE = (
+    LangType.INT,
+    LangType.BOOL,
+    LangType.BYTES,
+    LangType.STR,
+    LangType.ADDRESS,
+    LangType.NONE,
+)
+
+
 #: How each type crosses the ABI (bool results are u64 0 or 1).
 ABI_TYPES: Final = {
     LangType.INT: AbiType.U64,
