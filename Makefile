@@ -24,7 +24,7 @@ LOCK_PYTHON := 3.11
 UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --python-version $(LOCK_PYTHON) \
 	--generate-hashes --quiet --custom-compile-command "make lock" $(LOCK_FLAGS)
 
-.PHONY: demo test lint typecheck unit mutants dist lock clean
+.PHONY: demo test lint typecheck unit browser mutants dist lock clean
 
 # A new venv for every new lock: it then holds the locked set and nothing else. The wheels
 # are downloaded once into the wheelhouse (hash-checked) and installed from there; the
@@ -50,10 +50,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy crypto consensus contracts genesis ledger
 
-unit: $(STAMP)
+unit: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck unit
+
+# The block explorer is tested in a real browser (tests/integration/test_observe.py):
+# Debian's headless Chromium, installed here when missing (as root, or through sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi; \
+		$$sudo apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends chromium \
+		|| { echo "the explorer test needs Chromium: apt-get install chromium"; exit 1; }; }
 
 # Named mutations of the safety checks, each with the tests that must kill it
 # (tests/mutants/table.py); exits non-zero unless every one is killed. See docs/RELIABILITY.md.

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ledger.testnet import free_port_range
 
 #: `etcdctl check perf` loads (its own names); "xl" is the one issue 18 compares against.
 LOADS = ("s", "m", "l", "xl")
@@ -72,20 +73,6 @@ def parse_throughput(output: str) -> int:
     return int(found.group(1))
 
 
-def _free_ports(count: int) -> list[int]:
-    """Ports the kernel hands out now on 127.0.0.1 (closed again before etcd binds them)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def _version(server: str) -> str:
     done = subprocess.run([server, "--version"], capture_output=True, text=True, check=False)
     first = (done.stdout or done.stderr).strip().splitlines()
@@ -102,7 +89,8 @@ def run_check_perf(
     if load not in LOADS:
         raise EtcdError(f"unknown etcd load {load!r} (one of {', '.join(LOADS)})")
     server, client = found
-    ports = _free_ports(2 * members)
+    base = free_port_range(2 * members)
+    ports = list(range(base, base + 2 * members))
     names = [f"m{i}" for i in range(members)]
     peer_urls = [f"http://127.0.0.1:{ports[2 * i]}" for i in range(members)]
     client_urls = [f"http://127.0.0.1:{ports[2 * i + 1]}" for i in range(members)]
