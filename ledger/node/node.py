@@ -314,7 +314,6 @@ class Node:
                 else:
                     blocks = wire.decode_blocks(body)
                     if self.fetcher.replied():
-                        log.info("TMP reply of %d blocks from %s", len(blocks), self.names[sender])
                         self._fetch_following(blocks)
                         assert self._nursery is not None
                         self._nursery.start_soon(self._deliver_fetched, blocks)
