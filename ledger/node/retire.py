@@ -9,9 +9,11 @@ quorum): if the leaver exited, the new set would never start (found by the epoch
 simulator, docs/RELIABILITY.md §12; consensus/sim/driver.py retires the same way).
 
 So at the switch a node whose key left the set keeps its old epoch's replica, *retiring*
-(docs/CONSENSUS.md §12): it ticks (retransmits its votes for E when nothing moves,
-announces STATUS, so a straggler completes E's certificate or learns it is behind), and
-its node keeps answering catch-up requests with its certified blocks. It never proposes
+(docs/CONSENSUS.md §12): it ticks — retransmits its COMMIT for E while E's slot is in its
+log, announces STATUS, and answers a straggler's STATUS with the proof of its stable
+checkpoint (E is a checkpoint height), so a straggler completes E's certificate or learns
+that E is committed and fetches it — and its node keeps answering catch-up requests with
+its certified blocks. It never proposes
 (the replica asks for nothing above E), is told no request is pending (so its timers
 never start a view change), takes no client transaction (``not_a_validator``) and drops
 gossip. It retires for good (:class:`Retired`: the process ends with status 0) as soon
