@@ -211,6 +211,7 @@ def fake_node(linked: int, mempool_oldest: bytes | None = None) -> Any:
         store=SimpleNamespace(head_height=10),
         mempool=SimpleNamespace(oldest_includable=lambda: mempool_oldest),
         metrics=Instruments(),
+        retirement=None,
     )
 
 
@@ -243,6 +244,14 @@ def test_health_names_each_reason_it_cannot_make_progress() -> None:
     assert assess(node, PendingWatch(), now_s=0.0)["healthy"]  # catching up, not far
     node.syncing = lambda: {"mode": "state_sync", "phase": "fetching"}
     assert codes(assess(node, PendingWatch(), now_s=0.0)) == {"syncing"}
+    assert assess(node, PendingWatch(), now_s=0.0)["validator"] == {"state": "member"}
+    node = fake_node(linked=3)  # voted out at block 8: retiring (ledger/node/retire.py)
+    node.retirement = SimpleNamespace(
+        removed_at=8, status=lambda: {"state": "retiring", "removed_at": 8}
+    )
+    retiring = assess(node, PendingWatch(), now_s=0.0)
+    assert codes(retiring) == {"retiring"} and "at block 8" in str(retiring)
+    assert retiring["validator"] == {"state": "retiring", "removed_at": 8}
 
 
 @pytest.mark.usefixtures("identity_peer_ids")

@@ -21,9 +21,9 @@ head (the node's probe: a replica left in an old epoch cannot verify the new set
 
 A validator voted out *retires* rather than vanishing: no replica and no votes, but it
 keeps serving its certified blocks until a peer shows it the block after its switch
-certified by the new set. Here the simulator deliberately differs from the node, which
-stops at once (ledger/node/epochs.py ``check_member``): the epoch simulator found that
-stopping at once can stall the old set for ever (docs/RELIABILITY.md §12).
+certified by the new set, as the node does (ledger/node/retire.py; the node also keeps its
+old replica retransmitting, and gives up after a grace period): the epoch simulator found
+that stopping at once can stall the old set for ever (docs/RELIABILITY.md §12).
 
 House rules: the world is reached only through the :class:`World` protocol (this module
 never imports world.py); every random choice is the world's seeded generator.

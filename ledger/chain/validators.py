@@ -222,6 +222,16 @@ def read_next(state: StateReader) -> ValidatorSet | None:
     return None if raw is None else ValidatorSet.decode(raw)
 
 
+def read_replaced(state: StateReader, genesis_set: ValidatorSet) -> ValidatorSet | None:
+    """The set the active one replaced (``v o``; the genesis set for epoch 1), which
+    certified the switch block; None in epoch 0."""
+    raw = state.get_state(ACTIVE_KEY)
+    if raw is None:
+        return None
+    previous = state.get_state(PREVIOUS_KEY)
+    return genesis_set if previous is None else ValidatorSet.decode(previous)
+
+
 def read_proposals(state: StateReader) -> SetProposals:
     raw = state.get_state(PROPOSALS_KEY)
     return SetProposals() if raw is None else SetProposals.decode(raw)

@@ -122,11 +122,14 @@ def node_init(
 )
 @command_errors
 def node_start(home: Path, password_file: Path | None, log_format: str | None) -> None:
-    """Run the validator in the foreground until SIGTERM or Ctrl-C."""
+    """Run the validator in the foreground until SIGTERM or Ctrl-C, or until, voted out of
+    the validator set, it has retired (exit status 0, the message on stderr)."""
     password = read_password_file(password_file) if password_file else None
     try:
-        trio.run(lambda: run_node(home, password=password, log_format=log_format))
+        retired = trio.run(lambda: run_node(home, password=password, log_format=log_format))
     except StartupError as exc:
         raise CommandError(str(exc)) from None
     except KeyboardInterrupt:
-        pass
+        return
+    if retired is not None:
+        click.echo(f"{home}: {retired}", err=True)

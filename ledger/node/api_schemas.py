@@ -283,6 +283,14 @@ COMPONENTS: Final[dict[str, Schema]] = {
             "in_flight": {"type": "array", "items": UINT},
             "waiting_for": {"type": "string", "description": "what a stalled node misses"},
             "syncing": {"type": ["boolean", "object"]},
+            "validator": _obj(
+                ["state"],
+                {
+                    "state": {"enum": ["member", "retiring"]},
+                    "removed_at": UINT,
+                    "waiting_for": {"type": "string"},
+                },
+            ),
             "peers": {"type": "array", "items": {"type": "string"}},
             "mempool": _obj(
                 ["transactions", "includable", "bytes"],
@@ -349,6 +357,7 @@ COMPONENTS: Final[dict[str, Schema]] = {
                                 "no_quorum_of_peers",
                                 "syncing",
                                 "pending_not_committed",
+                                "retiring",
                             ]
                         },
                         "message": {"type": "string"},
@@ -404,6 +413,11 @@ SUBMIT: Final = Operation(
         403: Response("no transaction's sender holds the role it needs", ref("SubmitResults")),
         429: Response("nothing taken: the node is busy (Retry-After)", ref("SubmitResults")),
         **_errors(400, 413),
+        503: Response(
+            "not taken: this node's validator was voted out of the set (code "
+            "`not_a_validator`: submit to a current validator), or its store is damaged",
+            ref("Error"),
+        ),
     },
     description=f"Hex transactions (`tx`, or `txs` up to {MAX_TXS_PER_REQUEST:,}); `wait` answers once "
     "each is committed or `timeout_ms` passed.",

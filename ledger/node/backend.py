@@ -30,6 +30,7 @@ from ledger.node.api import ApiError
 from ledger.node.api_limits import MAX_BLOCKS_LISTED
 from ledger.node.node import Node
 from ledger.node.observe import Observer
+from ledger.node.retire import NOT_A_VALIDATOR, not_a_validator_message, validator_state
 from ledger.node.scrape import NodeCollector
 from ledger.node.signers import SignerNames, recent_signers
 
@@ -58,6 +59,9 @@ class NodeService:
 
     async def submit(self, raws: list[bytes], wait: bool, timeout_ms: int) -> list[dict[str, Any]]:
         node = self.node
+        if node.retirement is not None:  # voted out: reads still work, submissions do not
+            message = not_a_validator_message(node.retirement.removed_at)
+            raise ApiError(503, NOT_A_VALIDATOR, message)
         results = await node.admit(raws)
         if not wait:
             return results
@@ -339,6 +343,7 @@ def status_json(node: Node) -> dict[str, Any]:
         "in_flight": list(replica.in_flight),
         "waiting_for": replica.waiting_for,
         "syncing": node.syncing(),
+        "validator": validator_state(node.retirement),
         "peers": [node.names[p] for p in connected],
         "mempool": {
             "transactions": len(node.mempool),

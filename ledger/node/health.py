@@ -11,7 +11,9 @@ per problem — when:
   behind the height a quorum of peers claims;
 * ``pending_not_committed``: the oldest includable transaction in its mempool has been
   the oldest for longer than the bound (several view-change timeouts: the view changes
-  that should have got it committed did not).
+  that should have got it committed did not);
+* ``retiring``: it was voted out of the validator set and only serves its blocks until
+  the new set has taken over (ledger/node/retire.py); ``validator`` says since when.
 
 ``/v1/status`` keeps its ``waiting_for`` sentence; the health document repeats it.
 
@@ -27,6 +29,7 @@ from typing import Any, Final
 
 from ledger.node.epochs import peer_ids
 from ledger.node.node import Node
+from ledger.node.retire import validator_state
 
 #: The pending bound is this many view-change timeouts, and at least PENDING_BOUND_MIN_MS.
 PENDING_BOUND_TIMEOUTS: Final = 5
@@ -124,6 +127,15 @@ def assess(node: Node, watch: PendingWatch, now_s: float | None = None) -> dict[
                 f"a commit (bound {bound_ms // 1000} s); {status.waiting_for}",
             )
         )
+    retiring = node.retirement
+    if retiring is not None:
+        problems.append(
+            Problem(
+                "retiring",
+                f"voted out of the validator set at block {retiring.removed_at}: it takes no "
+                f"transactions and stops once the new set certifies block {retiring.removed_at + 1}",
+            )
+        )
     last_commit_ms = node.last_commit_ms
     return {
         "healthy": not problems,
@@ -140,4 +152,5 @@ def assess(node: Node, watch: PendingWatch, now_s: float | None = None) -> dict[
         "oldest_pending_ms": oldest_ms,
         "pending_bound_ms": bound_ms,
         "waiting_for": status.waiting_for,
+        "validator": validator_state(retiring),
     }

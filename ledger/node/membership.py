@@ -3,9 +3,13 @@
 Peer links are keyed by a *peer id*: a genesis validator's genesis index, and for a key
 outside the genesis a number derived from the key (:func:`peer_id`), the same in every
 process, so no registry is shared. The transport's peer table follows
-:func:`known_members`: the active set, the scheduled next set and the keys proposed for
-addition (so a new validator can follow the chain before its epoch starts), each with its
-committed ``p2p`` address; a member removed from all three is dropped.
+:func:`known_members`: the active set, the scheduled next set, the keys proposed for
+addition (so a new validator can follow the chain before its epoch starts) and the set the
+active one replaced (so a validator voted out keeps its links while it retires: old
+members that have not committed the switch block fetch it from it, and it fetches from
+the new set the proof that it may stop, ledger/node/retire.py), each with its committed
+``p2p`` address; a member in none of these is dropped (a removed validator at the next
+switch after its removal: until then its peers keep dialling it, with backoff).
 
 Never: decide anything about the set (it is executed state), or sign.
 """
@@ -24,6 +28,7 @@ from ledger.chain.validators import (
     read_active,
     read_next,
     read_proposals,
+    read_replaced,
 )
 from ledger.config import ConfigError, HostPort
 
@@ -71,7 +76,8 @@ def _address(text: str) -> HostPort | None:
 
 
 def known_members(state: StateReader, genesis_set: ValidatorSet) -> list[KnownMember]:
-    """The active set, then the scheduled set's and the proposed additions' new keys."""
+    """The active set, then the new keys of the scheduled set, of the proposed additions
+    and of the set the active one replaced."""
     seen: dict[bytes, KnownMember] = {}
     sets = [read_active(state, genesis_set)]
     scheduled = read_next(state)
@@ -87,6 +93,12 @@ def known_members(state: StateReader, genesis_set: ValidatorSet) -> list[KnownMe
         if change.action is SetAction.ADD and change.public_key not in seen:
             seen[change.public_key] = KnownMember(
                 change.name, change.public_key, _address(change.p2p)
+            )
+    replaced = read_replaced(state, genesis_set)
+    for member in replaced.members if replaced is not None else ():
+        if member.public_key not in seen:
+            seen[member.public_key] = KnownMember(
+                member.name, member.public_key, _address(member.p2p)
             )
     return list(seen.values())
 

@@ -30,7 +30,7 @@ from typing import Any, Final
 
 import trio
 
-from consensus.messages import CommitProof
+from consensus.config import ReplicaConfig
 from consensus.ready import (
     CommittedBlock,
     FetchRequest,
@@ -39,18 +39,15 @@ from consensus.ready import (
     ValidateRequest,
     merge_readies,
 )
-from consensus.records import CommittedHead
 from consensus.replica import Replica
 from crypto.encoding import DecodeError
 from crypto.keys import PrivateKey
 from genesis.document import Genesis
-from ledger import render
 from ledger.chain.execute import ChainRules
 from ledger.chain.store import Store
 from ledger.chain.validators import VALIDATOR_PREFIX
 from ledger.config import NodeConfig
 from ledger.engine.admission import VerifiedCache
-from ledger.engine.assemble import assemble_engine
 from ledger.engine.events import (
     Built,
     Checked,
@@ -62,7 +59,6 @@ from ledger.engine.events import (
     Validated,
     Wake,
 )
-from ledger.engine.mempool import Mempool
 from ledger.engine.speculative import (
     BuildWork,
     ValidateWork,
@@ -71,7 +67,6 @@ from ledger.engine.speculative import (
 )
 from ledger.node import epochs, persist, wire
 from ledger.node.admission import check_batch, commit_result, refused
-from ledger.node.logs import log_event
 from ledger.node.membership import genesis_names, peer_id, refresh_peers
 from ledger.node.metrics import Instruments
 from ledger.node.peer_limits import (
@@ -88,6 +83,7 @@ from ledger.node.replay import (
     replay,
     write_committed,
 )
+from ledger.node.retire import Retirement, refusals
 from ledger.node.statesync import SnapshotServer, StateSync
 from ledger.node.support import (
     APPROX_TX_BYTES,
@@ -173,42 +169,16 @@ class Node:
         self._next_state_sync_s = 0.0
         self._last_probe_ms = 0
         self._preparing = trio.Lock()  # catch-up replies are decoded and checked in turn
+        #: Set at the switch if this validator was voted out (ledger/node/retire.py).
+        self.retirement: Retirement | None = None
 
     def _assemble_engine(self) -> None:
-        """The engine (consensus core, mempool, executed-block tree) from the store: at
-        start, and again after a state sync replaced the store's contents."""
-        store, genesis = self.store, self.genesis
-        config = self.config
-        self.mempool = Mempool(max_txs=config.mempool_max_txs, max_bytes=config.mempool_max_bytes)
-        items = store.consensus_meta_items()
-        self._record_keys = {k for k, _ in items}
-        certificate = (
-            store.get_certificate(store.head_height)
-            if store.head_height >= genesis.initial_height
-            else None
+        """The engine from the store (ledger/node/epochs.py): at start, and again after a
+        state sync replaced the store's contents."""
+        self.engine, self._record_keys = epochs.assemble(
+            self.store, self.genesis, self.rules, self.key, self.config, TICK_MS
         )
-        head = CommittedHead(
-            store.head_height,
-            store.head_hash,
-            None
-            if certificate is None
-            else CommitProof(
-                certificate.view, certificate.height, certificate.block_hash, certificate.votes
-            ),
-        )
-        if persist.records_epoch(items) != epochs.active_set(store, self.rules).epoch:
-            items = []  # the old epoch's, left by a stop during the switch
-        self.engine = assemble_engine(
-            genesis,
-            tip=store.tip(),
-            genesis_state_root=store.genesis_state_root,
-            mempool=self.mempool,
-            replica=lambda base: epochs.restored_replica(
-                store, self.rules, self.key, base, items, head
-            ),
-            render_receipt=render.receipt_json,
-            tick_ms=TICK_MS,
-        )
+        self.mempool = self.engine.mempool
         self._use_replica()
         self.blocks = self.engine.blocks
 
@@ -229,16 +199,27 @@ class Node:
         records = persist.epoch_switch_records(self._record_keys, epoch)
         await trio.to_thread.run_sync(self.store.write_consensus_meta, records)
         self._record_keys.clear()
-        epochs.check_member(config, self.key.public_key, config.genesis_height)
+        if self.key.public_key not in config.validators:
+            return self._retire(config)
         ready = self.engine.next_epoch(Replica(config, self.key))
         self._use_replica()
-        log_event(
-            log, "epoch_switch", "epoch switch after block %d: %d validators (%s), this node is %s",
-            config.genesis_height, config.n, ", ".join(config.validator_names),
-            config.name(self.replica.index), height=config.genesis_height, epoch=epoch,
-            validators=list(config.validator_names),
-        )  # fmt: skip
+        epochs.log_switch(config, self.replica.index, epoch)
         return ready
+
+    def _retire(self, config: ReplicaConfig) -> Ready:
+        """Voted out: the old epoch's replica stays, retiring, until the new set took over
+        (ledger/node/retire.py, whose task ends the node by raising ``Retired``)."""
+        assert self._nursery is not None and self.net is not None
+        self.retirement = Retirement(
+            config, self.replica_config, self.engine.blocks.max_bytes, self.counters
+        )
+        self._nursery.start_soon(self.retirement.run, self.net, self.names)
+        return self.retirement.start(self.replica)
+
+    def _step(self, event: Any) -> Ready:
+        if self.retirement is not None:  # the old replica only: no engine, no mempool
+            return self.retirement.step(self.replica, event)
+        return self.engine.step(event)
 
     # ------------------------------------------------------------------ running
 
@@ -308,12 +289,15 @@ class Node:
                 elif family is wire.Family.CONSENSUS:
                     await self._events_send.send(PeerMessage(body))
                 elif family is wire.Family.TX_GOSSIP:
-                    self.gossip_in.put(sender, wire.decode_tx_gossip(body))
+                    if self.retirement is None:  # a retiring validator takes no transactions
+                        self.gossip_in.put(sender, wire.decode_tx_gossip(body))
                 elif family is wire.Family.BLOCKS_WANTED:
                     self._queue_serve(sender, wire.BlocksWanted.decode(body))
                 else:
                     blocks = wire.decode_blocks(body)
-                    if self.fetcher.replied():
+                    if self.retirement is not None:
+                        self.retirement.on_blocks(sender, blocks)
+                    elif self.fetcher.replied():
                         self._fetch_following(blocks)
                         assert self._nursery is not None
                         self._nursery.start_soon(self._deliver_fetched, blocks)
@@ -513,11 +497,16 @@ class Node:
             while True:
                 if isinstance(event, tuple):  # an admission: its caller waits for the answers
                     submitted, done, box = event
-                    readies.append(self.engine.step(submitted))
-                    box.append(self.engine.take_admission())
+                    readies.append(self._step(submitted))
+                    retiring = self.retirement
+                    box.append(
+                        self.engine.take_admission()
+                        if retiring is None
+                        else refusals(len(submitted.checked), retiring.removed_at)
+                    )
                     done.set()
                 else:
-                    readies.append(self.engine.step(event))
+                    readies.append(self._step(event))
                 if len(readies) >= MAX_EVENTS_PER_BATCH:
                     break
                 try:
@@ -534,7 +523,7 @@ class Node:
         in an old epoch cannot verify the new set's STATUS: it learns it is behind only from
         the blocks, commits up to the switch block, switches, and catches up as usual)."""
         now = self._clock_ms()
-        if now - max(self.last_commit_ms, self._last_probe_ms) < PROBE_AFTER_MS:
+        if now - max(self.last_commit_ms, self._last_probe_ms) < PROBE_AFTER_MS or self.retirement:
             return
         self._last_probe_ms = now
         height = self.replica.committed_height
@@ -584,7 +573,7 @@ class Node:
             if ready.fetch is not None:
                 self._start_fetch(ready.fetch)
             self._after_step()
-            if not batch and self.engine.epoch_ended is not None:
+            if not batch and self.engine.epoch_ended is not None and self.retirement is None:
                 batch.append(await self._switch_epoch())
 
     async def _validate(self, request: ValidateRequest) -> Ready:

@@ -1,8 +1,10 @@
 """Starting a validator from its home directory: config, genesis, key, store, network, API.
 
 ``run_node(home)`` is what ``quorum node start`` runs in the foreground. It returns when the
-process is asked to stop (SIGTERM / SIGINT), after closing the store cleanly; a SIGKILL at
-any moment is also safe, because every commit is one SQLite transaction.
+process is asked to stop (SIGTERM / SIGINT), or when a validator voted out has retired
+(ledger/node/retire.py: it returns the message saying so), after closing the store
+cleanly; a SIGKILL at any moment is also safe, because every commit is one SQLite
+transaction.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ledger.node.follower import Follower, SwitchableApp, follower_app, is_membe
 from ledger.node.journal import JOURNAL_NAME, save_journal, take_journal
 from ledger.node.logs import configure_logging, log_event
 from ledger.node.node import Node
+from ledger.node.retire import Retired
 from ledger.node.support import NodeHalted, NotAMember
 from ledger.node.transport import PeerNetwork, open_peer_network
 
@@ -51,9 +54,9 @@ REPAIR_HINT: Final = (
 
 
 def _fatal(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The first StoreError or NodeHalted inside a task group's exceptions."""
+    """The first StoreError, NodeHalted or Retired inside a task group's exceptions."""
     for exc in group.exceptions:
-        if isinstance(exc, StoreError | NodeHalted):
+        if isinstance(exc, StoreError | NodeHalted | Retired):
             return exc
         if isinstance(exc, BaseExceptionGroup):
             found = _fatal(exc)
@@ -69,9 +72,10 @@ def _stop_message(exc: BaseException) -> str:
 
 async def run_node(
     home: Path, *, password: str | None = None, log_format: str | None = None
-) -> None:
-    """Run the validator whose home is ``home`` until SIGTERM/SIGINT; ``log_format``
-    (``text`` or ``json``) overrides the config's."""
+) -> str | None:
+    """Run the validator whose home is ``home`` until SIGTERM/SIGINT (None), or until it
+    retired after being voted out (the message saying so); ``log_format`` (``text`` or
+    ``json``) overrides the config's."""
     config = load_config(home)
     configure_logging(config.log_level, log_format or config.log_format, config.name)
     genesis = load_genesis(config.path(config.genesis_file))
@@ -88,13 +92,18 @@ async def run_node(
         fatal = _fatal(group)
         if fatal is None:
             raise
+        if isinstance(fatal, Retired):
+            return str(fatal)  # a clean end: logged as the `retired` event
         log.error("stopping: %s", fatal)
         raise StartupError(_stop_message(fatal)) from None
+    except Retired as exc:
+        return str(exc)
     except (StoreError, NodeHalted) as exc:
         log.error("stopping: %s", exc)
         raise StartupError(_stop_message(exc)) from None
     finally:
         store.close()
+    return None
 
 
 async def _serve(config: NodeConfig, genesis: Genesis, key: PrivateKey, store: Store) -> None:

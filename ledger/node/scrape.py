@@ -119,6 +119,9 @@ class NodeCollector:
         syncing = node.syncing()
         yield _gauge("quorum_syncing", "1 while catching up or installing a snapshot.",
                      int(bool(syncing)))  # fmt: skip
+        yield _gauge("quorum_validator_retiring",
+                     "1 while this validator, voted out of the set, retires (serves, votes not).",
+                     int(node.retirement is not None))  # fmt: skip
         yield _gauge(
             "quorum_lag_blocks",
             "Blocks between the head and the highest height a quorum of peers claims.",

@@ -1,13 +1,15 @@
 """Validator-set changes on a live network, through the CLI (docs/CONSENSUS.md §12).
 
 Five validators, checkpoints every 4 blocks. With node3 stopped, the four others vote
-node4 out (q = 4 of 5); the set switches at the next checkpoint block E: node4 stops
-itself (it is no longer a member), the chain goes on with node0..node2 (the new q = 3 of
-4), node3 restarts in the old epoch and catches up across the switch, a node restarted
-after the switch resumes in the new epoch, the light client verifies reads after the
-switch by the chain of sets, and every node agrees throughout. A vote signed
-by an account key is refused; so is the vote that would complete an addition (the node
-cannot carry an added member through the switch yet: docs/OPERATIONS.md).
+node4 out (q = 4 of 5); the set switches at the next checkpoint block E. node4, still
+running, *retires* (ledger/node/retire.py): its status says so, it refuses transactions
+(503, ``not_a_validator``) while reads still work, and once the new set (node0..node2 of
+node0..node3, q = 3 of 4) certifies block E+1 it exits by itself with status 0 and the
+retired message. The chain goes on; node3 restarts in the old epoch and catches up across
+the switch, a node restarted after the switch resumes in the new epoch, one that lost its
+data joins by state sync, the light client verifies reads after the switch by the chain of
+sets, and every node agrees throughout. A vote signed by an account key is refused.
+(Adding a validator: tests/integration/test_add_validator.py.)
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,7 @@ from genesis.document import load_genesis
 from ledger.chain.validators import ValidatorSet
 from ledger.client import QuorumClient
 from ledger.light import LightClient, VerificationError
+from ledger.testnet import LOG_FILE_NAME, PID_FILE_NAME, serving
 from tests.integration.netutil import free_base_port, quorum, quorum_json, wait_until
 
 pytestmark = pytest.mark.slow
@@ -55,7 +60,22 @@ def check_chain_of_sets_tampering(genesis_file: Path, node: str, address: str) -
         LightClient(genesis).verify_head(forged)
 
 
-def test_a_member_is_removed_by_vote_and_the_chain_goes_on(tmp_path: Path) -> None:
+def start_own(home: Path) -> subprocess.Popen[bytes]:
+    """``quorum node start`` as this test's child (so its exit status is seen here), logging
+    and recording its pid where `quorum testnet` does (`testnet stop` still stops it)."""
+    with open(home / LOG_FILE_NAME, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ledger.cli", "node", "start", "--home", str(home)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    (home / PID_FILE_NAME).write_text(f"{process.pid}\n", encoding="ascii")
+    return process
+
+
+def test_a_member_is_removed_by_vote_retires_and_the_chain_goes_on(tmp_path: Path) -> None:
     directory = tmp_path / "testnet"
     quorum(
         "testnet", "init", "--validators", "5", "--dir", directory,
@@ -94,31 +114,58 @@ def test_a_member_is_removed_by_vote_and_the_chain_goes_on(tmp_path: Path) -> No
         values = set(heads(names).values())
         return len(values) == 1 and next(iter(values))[0] >= at_least
 
+    def status(name: str) -> dict[str, Any]:
+        with QuorumClient(rpc[name], timeout_s=10) as c:
+            return c.status()
+
     quorum("testnet", "start", "--dir", directory)
+    node4: subprocess.Popen[bytes] | None = None
     try:
         code, refused = vote("remove", "--name", "node4", by=acct0)
         assert code == 3 and refused["code"] == "not_permitted"
         assert "not a current validator" in refused["error"]
 
+        # node4 runs as this test's child from here, so its exit status can be checked.
+        quorum("testnet", "stop", "--dir", directory, "--only", "node4")
+        node4 = start_own(directory / "node4")
+        wait_until("node4 to serve, linked", lambda: serving(rpc["node4"], linked=True))
         quorum("testnet", "stop", "--dir", directory, "--only", "node3")
         for voter in ("node0", "node1", "node2", "node4"):
             code, doc = vote("remove", "--name", "node4", "--wait", by=key(voter))
             assert code == 0 and doc["status"] == "committed", doc
         assert doc["vote"]["state"] == "scheduled"
-        scheduled_at = doc["height"]
+        scheduled_at = height = doc["height"]
         switch = -(-scheduled_at // CHECKPOINT_INTERVAL) * CHECKPOINT_INTERVAL
-        while transfer("node0")["height"] < switch + 2:
-            pass
-        wait_until(
-            "node4 to stop itself after the switch",
-            lambda: (
-                not {
-                    n["name"]: n
-                    for n in quorum_json("testnet", "status", "--dir", directory)["nodes"]
-                }["node4"]["running"]
-            ),
+        while height < switch:  # one block per transfer: up to the switch block E, no further
+            height = transfer("node0")["height"]
+
+        # node4 committed E with the old set and is not in the new one: it retires. Until
+        # the new set certifies E+1 (nothing to propose yet) it serves, and says so.
+        retiring = wait_until(
+            "node4 to say it retires",
+            lambda: (v := status("node4")["validator"])["state"] == "retiring" and v,
         )
-        assert "no longer takes part in consensus" in (directory / "node4" / "node.log").read_text()
+        assert retiring["removed_at"] == switch and status("node4")["height"] == switch
+        with QuorumClient(rpc["node4"], timeout_s=10) as c:
+            health = c.health()
+        assert "retiring" in {p["code"] for p in health["problems"]}
+        refused_here = quorum(
+            "tx", "transfer", "--from", acct0, "--to", to, "--amount", "1",
+            "--node", rpc["node4"], "--json", check=False,
+        )  # fmt: skip
+        assert refused_here.returncode == 5, refused_here
+        assert json.loads(refused_here.stdout)["code_name"] == "not_a_validator"
+        assert node4.poll() is None  # still serving its blocks
+
+        # The new set certifies E+1: node4 fetches it, checks its certificate with the new
+        # set, and exits cleanly.
+        assert transfer("node1")["height"] > switch
+        assert node4.wait(timeout=60) == 0
+        log4 = (directory / "node4" / LOG_FILE_NAME).read_text()
+        assert (
+            f"removed from the validator set at block {switch}; retired after block "
+            f"{switch + 1} was certified by the new set" in log4
+        ), log4[-3000:]
         listing = quorum_json("validators", "list", "--node", rpc["node1"])
         assert listing["epoch"] == 1 and listing["start_height"] == switch
         assert [v["name"] for v in listing["validators"]] == ["node0", "node1", "node2", "node3"]
@@ -182,3 +229,6 @@ def test_a_member_is_removed_by_vote_and_the_chain_goes_on(tmp_path: Path) -> No
 
     finally:
         quorum("testnet", "stop", "--dir", directory, check=False)
+        if node4 is not None and node4.poll() is None:
+            node4.kill()
+            node4.wait()
