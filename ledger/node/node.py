@@ -88,7 +88,7 @@ from ledger.node.replay import (
     replay,
     write_committed,
 )
-from ledger.node.statesync import SnapshotServer, StateSync
+from ledger.node.statesync import SnapshotServer, StateSync, min_blocks_behind
 from ledger.node.support import (
     APPROX_TX_BYTES,
     NodeHalted,
@@ -169,7 +169,7 @@ class Node:
         self.state_sync.names = self.names
         self.snapshots = SnapshotServer(store, self.counters)
         #: State sync is considered when this many blocks behind (else blocks are replayed).
-        self.state_sync_min_blocks = genesis.consensus.checkpoint_interval
+        self.state_sync_min_blocks = min_blocks_behind(genesis)
         self._next_state_sync_s = 0.0
         self._last_probe_ms = 0
         self._preparing = trio.Lock()  # catch-up replies are decoded and checked in turn
