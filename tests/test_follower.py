@@ -161,7 +161,7 @@ def _follow_validators(
             if until is None:
                 await follower.run(net)  # type: ignore[arg-type]
                 return
-            nursery.start_soon(follower.run, net)
+            nursery.start_soon(follower.run, net)  # type: ignore[arg-type]
             await _until("the follower's condition", until)
 
     _run(body)
@@ -268,8 +268,8 @@ def test_a_second_joiner_catches_up_from_a_follower(
     async def body(nursery: trio.Nursery) -> None:
         to_second, to_first = Link(nursery, first_id, second_id), Link(nursery, second_id, first_id)
         to_second.other, to_first.other = second, first
-        nursery.start_soon(first.run, to_second)
-        nursery.start_soon(second.run, to_first)
+        nursery.start_soon(first.run, to_second)  # type: ignore[arg-type]
+        nursery.start_soon(second.run, to_first)  # type: ignore[arg-type]
         await _until(
             "the second joiner at the head, asking above it",
             lambda: store.head_height == HEAD and first.counters["catchup.requests_served"] >= 2,
