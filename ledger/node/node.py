@@ -84,7 +84,7 @@ from ledger.node.replay import (
     write_committed,
 )
 from ledger.node.retire import Retirement, refusals
-from ledger.node.statesync import SnapshotServer, StateSync
+from ledger.node.statesync import SnapshotServer, StateSync, min_blocks_behind, route_message
 from ledger.node.support import (
     APPROX_TX_BYTES,
     NodeHalted,
@@ -165,7 +165,7 @@ class Node:
         self.state_sync.names = self.names
         self.snapshots = SnapshotServer(store, self.counters)
         #: State sync is considered when this many blocks behind (else blocks are replayed).
-        self.state_sync_min_blocks = genesis.consensus.checkpoint_interval
+        self.state_sync_min_blocks = min_blocks_behind(genesis)
         self._next_state_sync_s = 0.0
         self._last_probe_ms = 0
         self._preparing = trio.Lock()  # catch-up replies are decoded and checked in turn
@@ -283,7 +283,16 @@ class Node:
             try:
                 family, body = wire.split(message)
                 if family in wire.STATE_SYNC_FAMILIES:
-                    self._state_sync_message(sender, family, body)
+                    assert self._nursery is not None and self.net is not None
+                    route_message(
+                        self.state_sync,
+                        self.snapshots,
+                        self.net,
+                        self._nursery,
+                        sender,
+                        family,
+                        body,
+                    )
                 elif self.state_sync.active and family in wire.PAUSED_WHILE_SYNCING:
                     self.counters["statesync.paused_messages"] += 1
                 elif family is wire.Family.CONSENSUS:
@@ -306,20 +315,6 @@ class Node:
             except DecodeError as exc:
                 self.counters["peer.malformed"] += 1
                 log.warning("malformed message from %s: %s", self.names[sender], exc)
-
-    def _state_sync_message(self, sender: int, family: wire.Family, body: bytes) -> None:
-        assert self._nursery is not None and self.net is not None
-        if family is wire.Family.SNAPSHOTS_WANTED:
-            wire.decode_snapshots_wanted(body)
-            if not self.state_sync.active:
-                self._nursery.start_soon(self.snapshots.serve_offers, self.net, sender)
-        elif family is wire.Family.CHUNK_WANTED:
-            wanted = wire.ChunkWanted.decode(body)
-            self._nursery.start_soon(self.snapshots.serve_chunk, self.net, sender, wanted)
-        elif family is wire.Family.SNAPSHOTS:
-            self.state_sync.on_offers(sender, body)
-        else:
-            self.state_sync.on_chunk(sender, body)
 
     async def _maybe_state_sync(self) -> None:
         """Far behind (a wiped or new validator, or one gone for long): install the newest

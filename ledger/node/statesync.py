@@ -81,6 +81,12 @@ SERVE_MIN_INTERVAL_S: Final = 0.002
 SERVE_BYTES_PER_S: Final = 64 * 1024 * 1024
 
 
+def min_blocks_behind(genesis: Genesis) -> int:
+    """How far behind a node (member or follower) must be before a state sync is worth
+    trying; nearer, it replays blocks. One checkpoint interval: the spacing of snapshots."""
+    return genesis.consensus.checkpoint_interval
+
+
 class SyncPhase(enum.StrEnum):
     #: Asking peers for offers, verifying them.
     DISCOVERING = "discovering"
@@ -513,6 +519,30 @@ class SnapshotServer:
             self._serve_after[peer] = trio.current_time() + pause
         finally:
             self._busy.discard(peer)
+
+
+def route_message(
+    sync: StateSync,
+    server: SnapshotServer,
+    net: PeerNetwork,
+    nursery: trio.Nursery,
+    sender: int,
+    family: wire.Family,
+    body: bytes,
+) -> None:
+    """One message of :data:`wire.STATE_SYNC_FAMILIES`: requests are served in tasks of
+    ``nursery`` (no offers while we sync ourselves: our store is about to change), replies
+    go to the client. A malformed message raises DecodeError (the caller counts it)."""
+    if family is wire.Family.SNAPSHOTS_WANTED:
+        wire.decode_snapshots_wanted(body)
+        if not sync.active:
+            nursery.start_soon(server.serve_offers, net, sender)
+    elif family is wire.Family.CHUNK_WANTED:
+        nursery.start_soon(server.serve_chunk, net, sender, wire.ChunkWanted.decode(body))
+    elif family is wire.Family.SNAPSHOTS:
+        sync.on_offers(sender, body)
+    else:
+        sync.on_chunk(sender, body)
 
 
 def read_offers(store: Store) -> list[wire.SnapshotOffer]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -63,3 +64,15 @@ def wait_until(what: str, probe: Callable[[], T | None], deadline_s: float = DEA
             last = exc
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what} (last error: {last})")
+
+
+def alive(pid: int) -> bool:
+    """The process runs (not gone, not a zombie waiting for its parent)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return (
+        Path(f"/proc/{pid}").exists()
+        and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    )

@@ -25,7 +25,7 @@ from ledger.chain.store import Store
 from ledger.client import QuorumClient
 from ledger.node.run import STORE_FILE_NAME
 from ledger.node.statesync import CHUNK_DELAY_ENV
-from tests.integration.netutil import free_base_port, quorum, quorum_json, wait_until
+from tests.integration.netutil import alive, free_base_port, quorum, quorum_json, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -119,7 +119,7 @@ def test_a_validator_killed_during_its_state_sync_restarts_cleanly(
 
     seen = wait_until("node3 mid-way through its state sync", mid_sync)
     os.kill(pid, signal.SIGKILL)
-    wait_until("node3 is gone", lambda: not _alive(pid))
+    wait_until("node3 is gone", lambda: not alive(pid))
     # Half a sync is on disk, staged, and none of it is the node's state.
     store_path = net_dir / "node3" / "data" / STORE_FILE_NAME
     with closing(sqlite3.connect(store_path)) as db:
@@ -154,14 +154,3 @@ def test_a_validator_killed_during_its_state_sync_restarts_cleanly(
     assert wrong == [], f"node3 served another chain's head at heights {wrong}"
     log = (net_dir / "node3" / "node.log").read_text()
     assert log.count("state sync: snapshot at block") >= 2, "it synced again after the kill"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return (
-        Path(f"/proc/{pid}").exists()
-        and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
-    )
