@@ -375,7 +375,9 @@ class LoadRun:
         """One submission; the per-transaction results, or why there are none."""
         client = self.clients[client_index][node]
         try:
-            return await client.submit(raws, wait=wait, timeout_ms=CLOSED_WAIT_MS)
+            return await client.submit(
+                raws, wait=wait, timeout_ms=CLOSED_WAIT_MS, binary=self.opts.binary
+            )
         except NodeUnreachable:
             self.transport_errors += 1
             return _Failed(None, RETRY_BACKOFF_S, next_node=True)

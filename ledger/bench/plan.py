@@ -98,6 +98,8 @@ class BenchOptions:
     max_txs: int | None = None
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
     verify_samples: int = DEFAULT_VERIFY_SAMPLES
+    #: Post MessagePack (raw bytes, ledger/node/api_binary.py) rather than JSON with hex.
+    binary: bool = True
     #: When known (a testnet's, or --genesis), every block walked is verified against it
     #: (commit certificate, transaction list): a commit is counted only from those.
     genesis: Genesis | None = None

@@ -266,6 +266,7 @@ def report(
         "offered_tx_per_s": round(run.submitted / max(1e-9, t_load_done - run.t0), 1),
         "clients": opts.clients,
         "batch": opts.effective_batch(),
+        "api": "msgpack" if opts.binary else "json",
         "accounts": len(plan.senders),
         "accounts_created": plan.created_accounts,
         "nodes": list(opts.nodes),

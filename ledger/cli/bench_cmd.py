@@ -175,7 +175,7 @@ def render(d: dict[str, Any], console: Console) -> None:
         (
             "load",
             f"{d['load_s']} s + {d['drain_s']} s drain, {d['clients']} clients, "
-            f"batch {d['batch']}" + (f", rate {d['rate']:g}/s" if d["rate"] else ""),
+            f"batch {d['batch']} ({d['api']})" + (f", rate {d['rate']:g}/s" if d["rate"] else ""),
         ),
         ("accounts", f"{d['accounts']} ({d['accounts_created']} created)"),
     ]
@@ -280,6 +280,14 @@ def render(d: dict[str, Any], console: Console) -> None:
     help="Write a PNG of throughput and latency over time (needs matplotlib).",
 )
 @click.option(
+    "--api",
+    "api",
+    type=click.Choice(["msgpack", "json"]),
+    default="msgpack",
+    show_default=True,
+    help="How transactions are posted: MessagePack with their raw bytes, or JSON with hex.",
+)
+@click.option(
     "--compare-etcd",
     is_flag=True,
     help="First run `etcdctl check perf` on a local 3-member etcd cluster (Debian's "
@@ -311,6 +319,7 @@ def bench(
     drain_timeout: float,
     verify_samples: int,
     plot: Path | None,
+    api: str,
     compare_etcd: bool,
     etcd_load: str,
     as_json: bool,
@@ -351,6 +360,7 @@ def bench(
         max_txs=max_txs,
         drain_timeout_s=drain_timeout,
         verify_samples=verify_samples,
+        binary=api == "msgpack",
         genesis=_bench_genesis(directory, node_urls),
     )
     console = None if as_json else out.err_console

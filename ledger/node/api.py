@@ -9,6 +9,7 @@ never a 5xx, never a traceback; bodies are capped before they are read; nothing 
 touches consensus state directly. Routes (all JSON unless noted)::
 
     POST /v1/transactions            {"txs": [hex, ...], "wait": bool, "timeout_ms": int}
+                                     (or MessagePack with raw bytes: api_binary.py)
     GET  /v1/transactions/{hash}     status and receipt
     GET  /v1/blocks/latest           header, transactions, commit certificate
     GET  /v1/blocks/{height}
@@ -47,6 +48,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from ledger import version
 from ledger.chain.store_check import StoreError
+from ledger.node import api_binary
 from ledger.node import api_schemas as ops
 from ledger.node.api_limits import (
     DEFAULT_BLOCKS_LISTED,
@@ -57,6 +59,7 @@ from ledger.node.api_limits import (
     MAX_STORAGE_KEY_BYTES,
     MAX_TXS_PER_REQUEST,
     MAX_WAIT_MS,
+    ApiError,
 )
 from ledger.node.openapi import DescribedRoute, Operation, describe
 
@@ -72,16 +75,6 @@ EXPLORER_ASSETS: Final = {
 RequestObserver = Callable[[str, int, float], None]
 
 _HEX_RE: Final = re.compile(r"(?:0x)?([0-9a-fA-F]*)")
-
-
-class ApiError(Exception):
-    """A request the client must fix (4xx) or a node that cannot serve now (503)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 class NodeBackend(Protocol):
@@ -140,8 +133,8 @@ def parse_hex(text: str, what: str, size: int | None = None) -> bytes:
     return raw
 
 
-async def read_json(request: Request, limit: int = MAX_REQUEST_BYTES) -> Any:
-    """The request body as JSON, refusing bodies over ``limit`` before reading them whole."""
+async def read_body(request: Request, limit: int = MAX_REQUEST_BYTES) -> bytes:
+    """The request body, refusing bodies over ``limit`` before reading them whole."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -155,7 +148,10 @@ async def read_json(request: Request, limit: int = MAX_REQUEST_BYTES) -> Any:
         if total > limit:
             raise ApiError(413, "too_large", f"request body over {limit} bytes")
         chunks.append(chunk)
-    body = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -164,9 +160,16 @@ async def read_json(request: Request, limit: int = MAX_REQUEST_BYTES) -> Any:
         raise ApiError(400, "bad_json", "request body nests too deeply") from None
 
 
+async def read_json(request: Request, limit: int = MAX_REQUEST_BYTES) -> Any:
+    """The request body as JSON, refusing bodies over ``limit`` before reading them whole."""
+    return parse_json(await read_body(request, limit))
+
+
 def _object(value: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ApiError(400, "bad_request", "request body must be a JSON object")
+        raise ApiError(
+            400, "bad_request", "request body must be an object (JSON) or a map (MessagePack)"
+        )
     unknown = sorted(k for k in value if k not in allowed)
     if unknown:
         raise ApiError(
@@ -194,8 +197,8 @@ def _wants_proof(request: Request) -> bool:
     return value in ("true", "1")
 
 
-def _json(document: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(document, status_code=status)
+def _json(document: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(document, status_code=status, headers=headers)
 
 
 def _query_int(text: str | None, name: str, lo: int, hi: int) -> int | None:
@@ -234,38 +237,46 @@ def build_app(backend: NodeBackend, *, on_request: RequestObserver | None = None
     """The ASGI application serving ``backend``; ``on_request`` hears of every request."""
 
     async def submit(request: Request) -> Response:
-        doc = _object(await read_json(request), ("tx", "txs", "wait", "timeout_ms"))
+        # JSON with hex transactions, or MessagePack with their bytes (api_binary.py).
+        binary = api_binary.sends_msgpack(request)
+        body = await read_body(request)
+        parsed = api_binary.parse_msgpack(body) if binary else parse_json(body)
+        doc = _object(parsed, ("tx", "txs", "wait", "timeout_ms"))
         if ("tx" in doc) == ("txs" in doc):
             raise ApiError(
-                400, "bad_request", "give exactly one of 'tx' (hex) or 'txs' (list of hex)"
+                400, "bad_request", "give exactly one of 'tx' or 'txs' (a list of transactions)"
             )
         items = [doc["tx"]] if "tx" in doc else doc["txs"]
         if not isinstance(items, list) or not items:
-            raise ApiError(400, "bad_request", "txs: expected a non-empty list of hex strings")
+            raise ApiError(400, "bad_request", "txs: expected a non-empty list of transactions")
         if len(items) > MAX_TXS_PER_REQUEST:
             raise ApiError(413, "too_large", f"txs: at most {MAX_TXS_PER_REQUEST} per request")
-        raws = [parse_hex(item, f"txs[{i}]") for i, item in enumerate(items)]
+        if binary:
+            raws = [api_binary.transaction_bytes(t, f"txs[{i}]") for i, t in enumerate(items)]
+        else:
+            raws = [parse_hex(item, f"txs[{i}]") for i, item in enumerate(items)]
         wait = _bool(doc.get("wait", False), "wait")
         timeout_ms = _int(doc.get("timeout_ms", DEFAULT_WAIT_MS), "timeout_ms", 0, MAX_WAIT_MS)
         results = await backend.submit(raws, wait, timeout_ms)
+        answer = api_binary.packed if api_binary.wants_msgpack(request) else _json
         retry_ms = [r["retry_after_ms"] for r in results if "retry_after_ms" in r]
         if retry_ms and len(retry_ms) == len(results):
             # Nothing was taken and the node said why: backpressure, as HTTP says it. Each
             # result still carries its code and retry_after_ms (partly refused batches stay
             # 200, their refused items say the same).
-            return JSONResponse(
+            return answer(
                 {"results": results},
-                status_code=429,
-                headers={"Retry-After": str(max(1, -(-max(retry_ms) // 1000)))},
+                429,
+                {"Retry-After": str(max(1, -(-max(retry_ms) // 1000)))},
             )
         if all(r.get("code") == NOT_PERMITTED for r in results):
             # Every transaction's sender lacks the role it needs: 403, as HTTP says it; the
             # per-transaction results come along (a partly refused batch stays 200).
             first = results[0]
-            return _json(
+            return answer(
                 {"results": results, "error": first.get("error"), "code": NOT_PERMITTED}, 403
             )
-        return _json({"results": results})
+        return answer({"results": results})
 
     async def transaction(request: Request) -> Response:
         tx_hash = parse_hex(request.path_params["tx_hash"], "transaction hash", 32)

@@ -1,5 +1,6 @@
-"""The HTTP API's bounds: what the handlers enforce (ledger/node/api.py) and what the API
-description states (ledger/node/api_schemas.py), from one place."""
+"""The HTTP API's bounds: what the handlers enforce (ledger/node/api.py,
+ledger/node/api_binary.py) and what the API description states
+(ledger/node/api_schemas.py), from one place; and the error a handler raises."""
 
 from __future__ import annotations
 
@@ -20,3 +21,13 @@ MAX_STORAGE_KEY_BYTES: Final = MAX_CONTRACT_STORAGE_KEY_BYTES
 #: Blocks ``GET /v1/blocks`` lists by default, and at most.
 DEFAULT_BLOCKS_LISTED: Final = 20
 MAX_BLOCKS_LISTED: Final = 100
+
+
+class ApiError(Exception):
+    """A request the client must fix (4xx) or a node that cannot serve now (503)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message

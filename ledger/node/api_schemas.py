@@ -21,6 +21,8 @@ from ledger.node.api_limits import (
 from ledger.node.openapi import Operation, Param, Response, Schema, ref
 
 HEX: Final = {"type": "string", "pattern": "^(0x)?[0-9a-fA-F]*$"}
+#: Raw bytes in a MessagePack body (a `bin`).
+BIN: Final = {"type": "string", "format": "binary"}
 HASH: Final = {"type": "string", "description": "32 bytes, lowercase hex"}
 ADDRESS: Final = {"type": "string", "description": "20 bytes, lowercase hex"}
 UINT: Final = {"type": "integer", "minimum": 0}
@@ -65,6 +67,16 @@ COMPONENTS: Final[dict[str, Schema]] = {
         {
             "tx": {**HEX, "description": "one signed transaction (give tx or txs)"},
             "txs": {"type": "array", "items": HEX, "minItems": 1, "maxItems": MAX_TXS_PER_REQUEST},
+            "wait": {"type": "boolean", "description": "answer when committed (or timed out)"},
+            "timeout_ms": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_MS},
+        },
+        additionalProperties=False,
+    ),
+    "SubmitRequestMsgpack": _obj(
+        [],
+        {
+            "tx": {**BIN, "description": "one signed transaction (give tx or txs)"},
+            "txs": {"type": "array", "items": BIN, "minItems": 1, "maxItems": MAX_TXS_PER_REQUEST},
             "wait": {"type": "boolean", "description": "answer when committed (or timed out)"},
             "timeout_ms": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_MS},
         },
@@ -419,9 +431,12 @@ SUBMIT: Final = Operation(
             ref("Error"),
         ),
     },
-    description=f"Hex transactions (`tx`, or `txs` up to {MAX_TXS_PER_REQUEST:,}); `wait` answers once "
-    "each is committed or `timeout_ms` passed.",
+    description=f"Signed transactions (`tx`, or `txs` up to {MAX_TXS_PER_REQUEST:,}): hex strings "
+    "in JSON, or their bytes (bin) in MessagePack with `Content-Type: application/msgpack`; "
+    "`Accept: application/msgpack` gets the answer in MessagePack (errors stay JSON). `wait` "
+    "answers once each is committed or `timeout_ms` passed.",
     body=ref("SubmitRequest"),
+    msgpack_body=ref("SubmitRequestMsgpack"),
 )
 TRANSACTION: Final = Operation(
     "A transaction: committed (with its receipt), pending or dropped",

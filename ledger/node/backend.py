@@ -26,8 +26,7 @@ from ledger.chain.proofs import (
 )
 from ledger.chain.roles import LISTING_KEYS, RoleTable
 from ledger.engine.engine import dropped_answer
-from ledger.node.api import ApiError
-from ledger.node.api_limits import MAX_BLOCKS_LISTED
+from ledger.node.api_limits import MAX_BLOCKS_LISTED, ApiError
 from ledger.node.node import Node
 from ledger.node.observe import Observer
 from ledger.node.retire import NOT_A_VALIDATOR, not_a_validator_message, validator_state

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 OPENAPI_VERSION: Final = "3.1.0"
 JSON: Final = "application/json"
+MSGPACK: Final = "application/msgpack"
 
 Schema = dict[str, Any]
 
@@ -31,6 +32,10 @@ Schema = dict[str, Any]
 def ref(name: str) -> Schema:
     """A reference to the component schema ``name``."""
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+#: Every error answer's schema (JSON whatever the request's form).
+ERROR_REF: Final = ref("Error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,9 @@ class Operation:
     query: tuple[Param, ...] = ()
     body: Schema | None = None
     operation_id: str = ""
+    #: The MessagePack form of the body (ledger/node/api_binary.py), when the route takes
+    #: one; its answers then come in MessagePack too when the client's Accept asks.
+    msgpack_body: Schema | None = None
 
 
 class DescribedRoute(Route):
@@ -131,19 +139,25 @@ def _operation(route: DescribedRoute) -> dict[str, Any]:
     if params:
         doc["parameters"] = params
     if op.body is not None:
-        doc["requestBody"] = {"required": True, "content": {JSON: {"schema": op.body}}}
+        content = {JSON: {"schema": op.body}}
+        if op.msgpack_body is not None:
+            content[MSGPACK] = {"schema": op.msgpack_body}
+        doc["requestBody"] = {"required": True, "content": content}
     doc["responses"] = {
         str(status): {
             "description": response.description,
-            **(
-                {"content": {response.media_type: {"schema": response.schema}}}
-                if response.schema is not None
-                else {}
-            ),
+            **({"content": _answer_content(op, response)} if response.schema is not None else {}),
         }
         for status, response in sorted(op.responses.items())
     }
     return doc
+
+
+def _answer_content(op: Operation, response: Response) -> dict[str, Any]:
+    content = {response.media_type: {"schema": response.schema}}
+    if op.msgpack_body is not None and response.schema != ERROR_REF:
+        content[MSGPACK] = {"schema": response.schema}  # errors stay JSON
+    return content
 
 
 def describe(
