@@ -38,7 +38,10 @@ class FakeNode:
         self.busy_share = 0.3
         self.final: dict[tuple[int, int], str] = {}
 
-    async def submit(self, raws: list[bytes], *, wait: bool, timeout_ms: int) -> list[Any]:
+    async def submit(
+        self, raws: list[bytes], *, wait: bool, timeout_ms: int, binary: bool
+    ) -> list[Any]:
+        assert binary  # the bench posts MessagePack by default (api_binary.py)
         items = [parse(r) for r in raws]
         post = len(self.log)
         self.log.append(("post", post, items))
