@@ -12,7 +12,7 @@ import math
 import os
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -29,6 +29,8 @@ FOLLOW_FIRST_S: Final = 0.1
 FOLLOW_OTHERS_S: Final = 0.25
 WALK_CONCURRENCY: Final = 8
 RECEIPT_SAMPLE: Final = 64
+#: Senders listed in a report's ``lost_detail`` (those with the most transactions lost).
+MAX_LOST_DETAIL: Final = 8
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -121,6 +123,50 @@ async def sample_receipts(run: LoadRun, walk: Walk) -> tuple[int, int]:
             failed += 1
             run.failed_hashes.add(digest)
     return checked, failed
+
+
+def lost_detail(run: LoadRun, committed: Collection[bytes]) -> list[dict[str, Any]]:
+    """Where the lost transactions wait, per sender: how many of its accepted transactions
+    did not commit, the lowest such nonce, and the lowest nonce below that which did not
+    commit either (the hole they wait behind; None: the node held every nonce below) with
+    what the bench knows of it: ``accepted``, ``refused`` (for now, posted again),
+    ``dropped`` (by the node after acceptance) or ``not accepted``."""
+    nonces_of: dict[int, dict[int, bytes]] = {}
+    for batch in run.plan.batches:
+        for digest, sender, nonce in zip(batch.hashes, batch.senders, batch.nonces, strict=True):
+            nonces_of.setdefault(sender, {})[nonce] = digest
+    detail: list[dict[str, Any]] = []
+    for sender, nonces in nonces_of.items():
+        lost = [n for n, d in nonces.items() if d in run.accepted and d not in committed]
+        if not lost:
+            continue
+        first = min(lost)
+        below = [n for n, d in nonces.items() if n < first and d not in committed]
+        hole = min(below) if below else None
+        state = None
+        if hole is not None:
+            digest = nonces[hole]
+            state = (
+                "dropped"
+                if digest in run.dropped_hashes
+                else "accepted"
+                if digest in run.accepted
+                else "refused"
+                if digest in run.refused_hashes
+                else "not accepted"
+            )
+        detail.append(
+            {
+                "sender": sender,
+                "lost": len(lost),
+                "first_lost_nonce": first,
+                "first_lost_dropped": nonces[first] in run.dropped_hashes,
+                "hole_nonce": hole,
+                "hole": state,
+            }
+        )
+    detail.sort(key=lambda d: (-d["lost"], d["sender"]))
+    return detail[:MAX_LOST_DETAIL]
 
 
 def commit_time_all(run: LoadRun, height: int) -> float | None:
@@ -241,6 +287,7 @@ def report(
         "failed": len(run.failed_hashes),
         "receipts_sampled": checked,
         "lost": lost,
+        "lost_detail": lost_detail(run, first_walk.ours) if lost > 0 else [],
         "agree": agree,
         # Commits above are counted from blocks whose certificates verified against the
         # genesis (when the bench knows it: a testnet's, or --genesis).

@@ -203,6 +203,16 @@ def render(d: dict[str, Any], console: Console) -> None:
         console.print(f"rejected: {d['rejected_codes']}")
     if d["dropped"]:
         console.print(f"dropped by the node after acceptance: {d['dropped']}")
+    for lost in d.get("lost_detail", []):
+        console.print(
+            f"lost: sender {lost['sender']}: {lost['lost']:,} from nonce "
+            f"{lost['first_lost_nonce']}"
+            + (
+                f", behind nonce {lost['hole_nonce']} ({lost['hole']})"
+                if lost["hole_nonce"] is not None
+                else ", nothing missing below it"
+            )
+        )
     if d["unreachable"]:
         console.print(f"unreachable at the end: {', '.join(d['unreachable'])}")
     if d["exhausted"]:
