@@ -54,6 +54,21 @@ HEADER_PROPERTIES: Final = {
     "validators_hash": HASH, "tx_count": UINT,
 }  # fmt: skip
 
+
+def _submit_request(item: Schema) -> Schema:
+    """A submission whose transactions are ``item`` (hex in JSON, bin in MessagePack)."""
+    return _obj(
+        [],
+        {
+            "tx": {**item, "description": "one signed transaction (give tx or txs)"},
+            "txs": {"type": "array", "items": item, "minItems": 1, "maxItems": MAX_TXS_PER_REQUEST},
+            "wait": {"type": "boolean", "description": "answer when committed (or timed out)"},
+            "timeout_ms": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_MS},
+        },
+        additionalProperties=False,
+    )
+
+
 COMPONENTS: Final[dict[str, Schema]] = {
     "Error": _obj(
         ["error", "code"],
@@ -62,26 +77,9 @@ COMPONENTS: Final[dict[str, Schema]] = {
             "code": {"type": "string", "description": "machine-readable"},
         },
     ),
-    "SubmitRequest": _obj(
-        [],
-        {
-            "tx": {**HEX, "description": "one signed transaction (give tx or txs)"},
-            "txs": {"type": "array", "items": HEX, "minItems": 1, "maxItems": MAX_TXS_PER_REQUEST},
-            "wait": {"type": "boolean", "description": "answer when committed (or timed out)"},
-            "timeout_ms": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_MS},
-        },
-        additionalProperties=False,
-    ),
-    "SubmitRequestMsgpack": _obj(
-        [],
-        {
-            "tx": {**BIN, "description": "one signed transaction (give tx or txs)"},
-            "txs": {"type": "array", "items": BIN, "minItems": 1, "maxItems": MAX_TXS_PER_REQUEST},
-            "wait": {"type": "boolean", "description": "answer when committed (or timed out)"},
-            "timeout_ms": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_MS},
-        },
-        additionalProperties=False,
-    ),
+    # The JSON form carries hex; the MessagePack form (api_binary.py) the raw bytes.
+    "SubmitRequest": _submit_request(HEX),
+    "SubmitRequestMsgpack": _submit_request(BIN),
     "SubmitResult": _obj(
         ["status"],
         {

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from genesis.document import load_genesis
+from ledger.chain.store import Store
+from ledger.client import QuorumClient
+from ledger.node.run import STORE_FILE_NAME
 from ledger.testnet import free_port_range
 
 T = TypeVar("T")
@@ -76,3 +83,34 @@ def alive(pid: int) -> bool:
         Path(f"/proc/{pid}").exists()
         and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
     )
+
+
+def kill_mid_state_sync(home: Path, rpc: str, pid: int) -> dict[str, Any]:
+    """kill -9 the node at ``home`` while its status shows its state sync fetching, some keys
+    staged and chunks still to come; then its store holds the staged rows and no block, and
+    opens at the genesis, intact. Returns the status's ``syncing`` seen just before."""
+
+    def mid_sync() -> dict[str, Any] | None:
+        with QuorumClient(rpc, timeout_s=10) as client:
+            syncing = client.status()["syncing"]
+        if not isinstance(syncing, dict) or syncing.get("phase") != "fetching":
+            return None
+        progress = syncing["progress"]
+        if progress["keys_staged"] > 0 and progress["chunks_done"] < progress["chunks_total"]:
+            return dict(syncing)
+        return None
+
+    seen = wait_until(f"{home.name} mid-way through its state sync", mid_sync)
+    os.kill(pid, signal.SIGKILL)
+    wait_until(f"{home.name} is gone", lambda: not alive(pid))
+    # Half a sync is on disk, staged, and none of it is the node's state.
+    path = home / "data" / STORE_FILE_NAME
+    with closing(sqlite3.connect(path)) as db:
+        staged = db.execute("SELECT count(*) FROM sync_state").fetchone()[0]
+        blocks = db.execute("SELECT count(*) FROM blocks").fetchone()[0]
+    assert staged > 0 and blocks == 0, (staged, blocks, seen)
+    with Store.open(path, load_genesis(home / "genesis.json")) as store:
+        assert store.head_height == 0 and store.base_height is None
+        assert store.state_root == store.genesis_state_root
+        store.check_integrity()
+    return seen

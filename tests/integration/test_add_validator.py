@@ -16,10 +16,6 @@ again, it syncs again.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +23,16 @@ import pytest
 
 from crypto.hashing import sha256
 from crypto.keyfile import load_key
-from genesis.document import load_genesis
-from ledger.chain.store import Store
 from ledger.chain.types import Transaction, Transfer
 from ledger.client import QuorumClient
-from ledger.node.run import STORE_FILE_NAME
 from ledger.node.statesync import CHUNK_DELAY_ENV
-from tests.integration.netutil import alive, free_base_port, quorum, quorum_json, wait_until
+from tests.integration.netutil import (
+    free_base_port,
+    kill_mid_state_sync,
+    quorum,
+    quorum_json,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -151,29 +150,7 @@ def _grow(rpc: str, key_file: Path, height: int) -> None:
 
 
 def _kill_mid_sync(directory: Path, rpc: str, pid: int) -> None:
-    """kill -9 node4 while its status shows its state sync fetching, some keys staged and
-    chunks still to come; its store must open at the genesis, no block, no base."""
-
-    def mid_sync() -> dict[str, Any] | None:
-        with QuorumClient(rpc, timeout_s=10) as c:
-            syncing = c.status()["syncing"]
-        if syncing.get("phase") != "fetching":
-            return None
-        progress = syncing["progress"]
-        if progress["keys_staged"] > 0 and progress["chunks_done"] < progress["chunks_total"]:
-            return dict(syncing)
-        return None
-
-    seen = wait_until("node4 mid-way through its state sync", mid_sync)
+    """kill -9 node4 mid-way through its state sync (as a follower, from a snapshot two
+    checkpoints up); its store must open at the genesis, no block, no base."""
+    seen = kill_mid_state_sync(directory / "node4", rpc, pid)
     assert seen["mode"] == "follower" and seen["snapshot_height"] >= 2 * CHECKPOINT_INTERVAL
-    os.kill(pid, signal.SIGKILL)
-    wait_until("node4 is gone", lambda: not alive(pid))
-    path = directory / "node4" / "data" / STORE_FILE_NAME
-    with closing(sqlite3.connect(path)) as db:
-        staged = db.execute("SELECT count(*) FROM sync_state").fetchone()[0]
-        blocks = db.execute("SELECT count(*) FROM blocks").fetchone()[0]
-    assert staged > 0 and blocks == 0, (staged, blocks, seen)
-    with Store.open(path, load_genesis(directory / "node4" / "genesis.json")) as store:
-        assert store.head_height == 0 and store.base_height is None
-        assert store.state_root == store.genesis_state_root
-        store.check_integrity()

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import signal
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from genesis.document import dump_genesis, load_genesis
-from ledger.chain.store import Store
 from ledger.client import QuorumClient
-from ledger.node.run import STORE_FILE_NAME
 from ledger.node.statesync import CHUNK_DELAY_ENV
-from tests.integration.netutil import alive, free_base_port, quorum, quorum_json, wait_until
+from tests.integration.netutil import (
+    free_base_port,
+    kill_mid_state_sync,
+    quorum,
+    quorum_json,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -107,30 +107,7 @@ def test_a_validator_killed_during_its_state_sync_restarts_cleanly(
     monkeypatch.delenv(CHUNK_DELAY_ENV)
     pid = _status(net_dir)["node3"]["pid"]
 
-    def mid_sync() -> dict | None:
-        with QuorumClient(_rpc(net_dir, "node3")) as client:
-            syncing = client.status()["syncing"]
-        if not isinstance(syncing, dict) or syncing.get("phase") != "fetching":
-            return None
-        progress = syncing["progress"]
-        if progress["keys_staged"] > 0 and progress["chunks_done"] < progress["chunks_total"]:
-            return syncing
-        return None
-
-    seen = wait_until("node3 mid-way through its state sync", mid_sync)
-    os.kill(pid, signal.SIGKILL)
-    wait_until("node3 is gone", lambda: not alive(pid))
-    # Half a sync is on disk, staged, and none of it is the node's state.
-    store_path = net_dir / "node3" / "data" / STORE_FILE_NAME
-    with closing(sqlite3.connect(store_path)) as db:
-        staged = db.execute("SELECT count(*) FROM sync_state").fetchone()[0]
-        blocks = db.execute("SELECT count(*) FROM blocks").fetchone()[0]
-    assert staged > 0 and blocks == 0, (staged, blocks, seen)
-    genesis = load_genesis(net_dir / "node3" / "genesis.json")
-    with Store.open(store_path, genesis) as store:
-        assert store.head_height == 0 and store.base_height is None
-        assert store.state_root == store.genesis_state_root
-        store.check_integrity()
+    kill_mid_state_sync(net_dir / "node3", _rpc(net_dir, "node3"), pid)
 
     quorum("testnet", "start", "--dir", net_dir, "--only", "node3")
     height = _status(net_dir)["node0"]["height"]
