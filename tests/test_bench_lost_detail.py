@@ -56,6 +56,7 @@ def test_lost_transactions_name_the_hole_they_wait_behind() -> None:
             "first_lost_dropped": True,
             "hole_nonce": 3,
             "hole": "refused",
+            "hole_tx": digest(1, 3).hex(),
         },
         {
             "sender": 2,
@@ -64,6 +65,7 @@ def test_lost_transactions_name_the_hole_they_wait_behind() -> None:
             "first_lost_dropped": False,
             "hole_nonce": None,
             "hole": None,
+            "hole_tx": None,
         },
     ]
 

@@ -163,6 +163,7 @@ def lost_detail(run: LoadRun, committed: Collection[bytes]) -> list[dict[str, An
                 "first_lost_dropped": nonces[first] in run.dropped_hashes,
                 "hole_nonce": hole,
                 "hole": state,
+                "hole_tx": None if hole is None else nonces[hole].hex(),
             }
         )
     detail.sort(key=lambda d: (-d["lost"], d["sender"]))
