@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from contracts import examples
 from contracts.container import MAX_CONTAINER_BYTES
 from crypto.keys import PrivateKey
+from genesis.builder import build_genesis
+from ledger.chain.execute import ChainRules
 from ledger.chain.types import Deploy, Transaction, Transfer, TxLimits, TxRejected
-from ledger.engine.admission import AdmittedTx, check_transaction
+from ledger.engine.admission import AdmittedTx, BatchGate, VerifiedCache, admit_raw, check_transaction
 from ledger.engine.mempool import SELECT_RUN, DropReason, Mempool
 
 CHAIN = "mempool-test"
@@ -136,6 +138,51 @@ def test_under_backpressure_only_gap_fillers_and_runs_get_in() -> None:
     assert gap is not None and "nonce gaps" in gap.message
     add(p, tx(0, 0))
     assert p.statistics().includable == 4
+
+
+def test_a_retried_run_that_fills_a_gap_gets_in_whole_under_backpressure() -> None:
+    """Issue 18's stall: a client's batch refused whole (``busy``) leaves a run of nonces
+    missing while its later batches wait behind it. The retry of that run is checked by the
+    gate before any signature, against the pool before any of it is added: only its first
+    transaction fills the gap there. The batch gate lets the rest of the run through to the
+    engine, which adds them one after the other, each now filling the gap."""
+    p = pool()
+    for n in range(5, 9):
+        add(p, tx(0, n))  # sender 0 waits behind nonces 0..4
+    add(p, tx(1, 0))
+    add(p, tx(1, 1))  # two includable: at the client limit below
+    limit = 2
+    run = [tx(0, n) for n in range(5)]
+
+    def pool_gate(sender: bytes, size: int, nonce: int) -> TxRejected | None:
+        return p.gate(sender, size, nonce=nonce, client_limit=limit)
+
+    # Judged against the pool alone, only nonce 0 fills the gap.
+    refused = [pool_gate(t.sender_address, len(t.raw), t.nonce) for t in run]
+    assert refused[0] is None and all(r is not None and r.code == "busy" for r in refused[1:])
+    # The batch gate: each continues the run the batch already let through.
+    gate = BatchGate(pool_gate)
+    rules = ChainRules.from_genesis(
+        build_genesis(CHAIN, [("v0", KEYS[5].public_key)], genesis_time="2026-01-01T00:00:00Z")
+    )
+    checked = []
+    for t in run:
+        admitted = admit_raw(t.raw, rules, VerifiedCache(), gate=gate)
+        gate.admitted(admitted)
+        checked.append(admitted)
+    for admitted in checked:  # the engine's turn: the full gate, with the pool as it grows
+        p.add(admitted, 0, height=0, now_ms=0, client_limit=limit)
+    assert p.statistics().includable == 2 + 9
+    # A run that does not start at a gap is still refused under pressure, whole.
+    fresh = BatchGate(lambda s, z, n: p.gate(s, z, nonce=n, client_limit=limit))
+    outcomes = []
+    for t in (tx(2, 0), tx(2, 1)):
+        try:
+            admit_raw(t.raw, rules, VerifiedCache(), gate=fresh)
+            outcomes.append("admitted")
+        except TxRejected as exc:
+            outcomes.append(exc.code)
+    assert outcomes == ["busy", "busy"]
 
 
 def test_per_sender_cap_and_client_backpressure_are_checked_before_the_signature() -> None:

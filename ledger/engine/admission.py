@@ -121,6 +121,28 @@ class VerifiedCache:
 Gate = Callable[[bytes, int, int], TxRejected | None]
 
 
+class BatchGate:
+    """The gate for one batch of transactions, checked before their signatures: a
+    transaction that continues a run of its sender's nonces this batch already let through
+    is not refused here. The engine applies the mempool's gate again as it adds them, after
+    each one's predecessor joined the pool, so a client's retry of the nonces that fill its
+    gap gets in whole — judged against the pool before any of them, only the first would
+    count as filling the gap, and the rest would wait a retry each (for a run of 30, longer
+    than the mempool lets the transactions behind the gap wait)."""
+
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
+        self._next: dict[bytes, int] = {}
+
+    def __call__(self, sender: bytes, size: int, nonce: int) -> TxRejected | None:
+        if self._next.get(sender) == nonce:
+            return None
+        return self._gate(sender, size, nonce)
+
+    def admitted(self, tx: AdmittedTx) -> None:
+        self._next[tx.sender] = tx.nonce + 1
+
+
 def admit_raw(
     raw: bytes,
     rules: ChainRules,

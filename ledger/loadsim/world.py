@@ -41,7 +41,7 @@ from genesis.builder import build_genesis
 from genesis.document import ConsensusParams, Genesis
 from ledger.chain.execute import ChainRules
 from ledger.chain.types import CommitCertificate, Transaction, Transfer, TxRejected
-from ledger.engine.admission import Gate, VerifiedCache, admit_raw
+from ledger.engine.admission import BatchGate, VerifiedCache, admit_raw
 from ledger.engine.assemble import assemble_engine
 from ledger.engine.engine import Engine
 from ledger.engine.events import (
@@ -298,11 +298,13 @@ class SimValidator:
         costs = self.sim.params.costs
         self.engine.unverified = self.backlog_txs + self.gossip_queued
         limit = self.engine.client_limit()
-        gate: Gate | None = None
+        gate: BatchGate | None = None
         if from_client:
 
-            def gate(sender: bytes, size: int, nonce: int) -> TxRejected | None:
+            def pool_gate(sender: bytes, size: int, nonce: int) -> TxRejected | None:
                 return self.mempool.gate(sender, size, nonce=nonce, client_limit=limit)
+
+            gate = BatchGate(pool_gate)
 
         checked: list[Checked] = []
         for raw in raws:
@@ -324,6 +326,8 @@ class SimValidator:
             finally:
                 if len(self.verified) > verified_before:
                     self.cost_us += costs.verify_us
+            if gate is not None:
+                gate.admitted(admitted)
             nonce = self.chain.account(admitted.sender).nonce
             checked.append(Checked(admitted, nonce, self.chain.height))
         if not checked:

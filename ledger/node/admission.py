@@ -16,7 +16,7 @@ from crypto.encoding import DecodeError
 from ledger.chain.execute import ChainRules
 from ledger.chain.store import Store
 from ledger.chain.types import Receipt, Transaction, TxRejected
-from ledger.engine.admission import RETRY_AFTER_MS, Gate, VerifiedCache, admit_raw
+from ledger.engine.admission import RETRY_AFTER_MS, BatchGate, Gate, VerifiedCache, admit_raw
 from ledger.engine.engine import commit_answer
 from ledger.engine.events import Checked
 from ledger.render import receipt_json
@@ -41,9 +41,10 @@ def check_batch(
     # A batch mostly comes from a few senders: read each one's nonce once per batch. The
     # height first: a commit landing in between makes the nonce newer, never older.
     nonces: dict[bytes, tuple[int, int]] = {}
+    runs = None if gate is None else BatchGate(gate)
     for raw in raws:
         try:
-            admitted = admit_raw(raw, rules, verified, gate=gate, known=known, roles=store)
+            admitted = admit_raw(raw, rules, verified, gate=runs, known=known, roles=store)
         except TxRejected as exc:
             out.append(Checked(exc))
             if exc.code in stop_codes:
@@ -54,6 +55,8 @@ def check_batch(
             if "malformed" in stop_codes:
                 break
             continue
+        if runs is not None:
+            runs.admitted(admitted)
         read = nonces.get(admitted.sender)
         if read is None:
             height = store.head_height
