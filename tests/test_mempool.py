@@ -14,7 +14,13 @@ from crypto.keys import PrivateKey
 from genesis.builder import build_genesis
 from ledger.chain.execute import ChainRules
 from ledger.chain.types import Deploy, Transaction, Transfer, TxLimits, TxRejected
-from ledger.engine.admission import AdmittedTx, BatchGate, VerifiedCache, admit_raw, check_transaction
+from ledger.engine.admission import (
+    AdmittedTx,
+    BatchGate,
+    VerifiedCache,
+    admit_raw,
+    check_transaction,
+)
 from ledger.engine.mempool import SELECT_RUN, DropReason, Mempool
 
 CHAIN = "mempool-test"
