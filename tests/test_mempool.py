@@ -17,6 +17,7 @@ from ledger.chain.types import Deploy, Transaction, Transfer, TxLimits, TxReject
 from ledger.engine.admission import (
     AdmittedTx,
     BatchGate,
+    RequestRuns,
     VerifiedCache,
     admit_raw,
     check_transaction,
@@ -189,6 +190,53 @@ def test_a_retried_run_that_fills_a_gap_gets_in_whole_under_backpressure() -> No
         except TxRejected as exc:
             outcomes.append(exc.code)
     assert outcomes == ["busy", "busy"]
+
+
+def test_a_refused_nonce_takes_the_senders_later_ones_in_the_request_with_it() -> None:
+    """Issue 18's stall, measured: a batch of 250 was checked while blocks committed, so
+    the gate refused some of a sender's nonces and let later ones through. Those waited
+    behind a gap of the request's own making, the node held the answer until they
+    committed (never: 30 s), the client learnt of the refusal only then, and the mempool
+    had dropped everything behind the gap by that time. Now the first refusal of a
+    sender's nonce refuses its later nonces in the request with the same code; other
+    senders are not affected, and an already-verified transaction is gated too."""
+    answers = iter([TxRejected("busy", "full"), None, None, None])
+
+    def flipping(sender: bytes, size: int, nonce: int) -> TxRejected | None:
+        return next(answers)  # the pool drains while the batch is checked
+
+    gate = BatchGate(flipping)
+    rules = ChainRules.from_genesis(
+        build_genesis(CHAIN, [("v0", KEYS[5].public_key)], genesis_time="2026-01-01T00:00:00Z")
+    )
+    verified = VerifiedCache()
+    later = tx(0, 6)
+    verified.add(later.hash)  # a retry this node verified before
+    outcomes: list[str] = []
+    for t in (tx(0, 4), tx(0, 5), later, tx(1, 0), tx(1, 1)):
+        try:
+            gate.admitted(admit_raw(t.raw, rules, verified, gate=gate))
+            outcomes.append("admitted")
+        except TxRejected as exc:
+            outcomes.append(f"{exc.code}: {exc.message}")
+    assert outcomes == [
+        "busy: full",
+        "busy: nonce 4 of this sender was refused in this request (busy); resend from nonce 4",
+        "busy: nonce 4 of this sender was refused in this request (busy); resend from nonce 4",
+        "admitted",
+        "admitted",
+    ]
+    # The engine's side of the rule: what it refuses takes the sender's later nonces with
+    # it; final refusals (a client's mistake, not "for now") and earlier nonces do not.
+    runs = RequestRuns()
+    runs.refused(KEYS[0].address, 7, "mempool_full")
+    runs.refused(KEYS[1].address, 3, "nonce_too_low")
+    held = runs.check(KEYS[0].address, 9)
+    assert (
+        held is not None and held.code == "mempool_full" and "resend from nonce 7" in held.message
+    )
+    assert runs.check(KEYS[0].address, 7) is None and runs.check(KEYS[0].address, 2) is None
+    assert runs.check(KEYS[1].address, 4) is None
 
 
 def test_per_sender_cap_and_client_backpressure_are_checked_before_the_signature() -> None:

@@ -121,23 +121,65 @@ class VerifiedCache:
 Gate = Callable[[bytes, int, int], TxRejected | None]
 
 
+class RequestRuns:
+    """One client request's transactions, per sender: once one of a sender's nonces is
+    refused "for now" (backpressure), its later nonces in the same request are refused with
+    it. Taken, they could only wait behind the refused one; and a client that asked to be
+    answered on commit would hear of the refusal only when the wait runs out (issue 18's
+    stall: by then the mempool had dropped what waited behind the gap, 30 s)."""
+
+    def __init__(self) -> None:
+        self._refused: dict[bytes, tuple[int, str]] = {}
+
+    def check(self, sender: bytes, nonce: int) -> TxRejected | None:
+        held = self._refused.get(sender)
+        if held is None or nonce <= held[0]:
+            return None
+        first, code = held
+        return TxRejected(
+            code,
+            f"nonce {first} of this sender was refused in this request ({code}); "
+            f"resend from nonce {first}",
+        )
+
+    def refused(self, sender: bytes, nonce: int, code: str) -> None:
+        if code not in BACKPRESSURE_CODES:
+            return
+        held = self._refused.get(sender)
+        if held is None or nonce < held[0]:
+            self._refused[sender] = (nonce, code)
+
+
 class BatchGate:
-    """The gate for one batch of transactions, checked before their signatures: a
-    transaction that continues a run of its sender's nonces this batch already let through
-    is not refused here. The engine applies the mempool's gate again as it adds them, after
-    each one's predecessor joined the pool, so a client's retry of the nonces that fill its
-    gap gets in whole — judged against the pool before any of them, only the first would
-    count as filling the gap, and the rest would wait a retry each (for a run of 30, longer
-    than the mempool lets the transactions behind the gap wait)."""
+    """The gate for one batch of a client's transactions, checked before their signatures.
+
+    * A transaction that continues a run of its sender's nonces this batch already let
+      through is not refused here. The engine applies the mempool's gate again as it adds
+      them, after each one's predecessor joined the pool, so a retry of the nonces that
+      fill a gap gets in whole: judged against the pool before any of them, only the first
+      would fill the gap, and the rest would wait a retry each (for a run of 30, longer than
+      the mempool keeps what waits behind a gap).
+    * Once it refuses one of a sender's nonces, it refuses the sender's later ones in the
+      batch too (:class:`RequestRuns`). The pool changes while a batch is checked (blocks
+      commit on the event loop): without this, a sender's nonce n could be refused and
+      n + 1 taken, behind a gap of the batch's own making.
+    """
 
     def __init__(self, gate: Gate) -> None:
         self._gate = gate
         self._next: dict[bytes, int] = {}
+        self.runs = RequestRuns()
 
     def __call__(self, sender: bytes, size: int, nonce: int) -> TxRejected | None:
+        held = self.runs.check(sender, nonce)
+        if held is not None:
+            return held
         if self._next.get(sender) == nonce:
             return None
-        return self._gate(sender, size, nonce)
+        refused = self._gate(sender, size, nonce)
+        if refused is not None:
+            self.runs.refused(sender, nonce, refused.code)
+        return refused
 
     def admitted(self, tx: AdmittedTx) -> None:
         self._next[tx.sender] = tx.nonce + 1
@@ -175,7 +217,7 @@ def admit_raw(
         )
         if refusal is not None:
             raise TxRejected("not_permitted", refusal)
-    if gate is not None and not already_verified:  # the engine applies the gate again
+    if gate is not None:  # the engine applies the gate again
         refused = gate(tx.sender_address, len(raw), tx.nonce)
         if refused is not None:
             raise refused

@@ -43,6 +43,7 @@ from ledger.engine.admission import (
     RETRY_AFTER_MS,
     AdmittedTx,
     Backpressure,
+    RequestRuns,
 )
 from ledger.engine.blocks import BlockCache
 from ledger.engine.epochs import ends_epoch, epoch_config
@@ -350,14 +351,20 @@ class Engine:
     def _on_submitted(self, event: Submitted) -> Ready:
         self.now_ms = max(self.now_ms, event.now_ms)
         results = self._outputs.admission = []
+        runs = RequestRuns() if event.from_client else None
         for checked in event.checked:
             outcome = checked.outcome
             if isinstance(outcome, TxRejected):
                 results.append(self._rejection(None, outcome))
                 continue
             try:
+                held = runs.check(outcome.sender, outcome.nonce) if runs is not None else None
+                if held is not None:
+                    raise held
                 self._add(outcome, checked.account_nonce, checked.read_height, event.from_client)
             except TxRejected as exc:
+                if runs is not None:
+                    runs.refused(outcome.sender, outcome.nonce, exc.code)
                 results.append(self._rejection(outcome, exc))
                 continue
             if event.from_client:
