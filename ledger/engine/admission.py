@@ -181,8 +181,14 @@ class BatchGate:
             self.runs.refused(sender, nonce, refused.code)
         return refused
 
-    def admitted(self, tx: AdmittedTx) -> None:
-        self._next[tx.sender] = tx.nonce + 1
+    def admitted(self, tx: AdmittedTx) -> TxRejected | None:
+        """``tx`` passed the checks before the engine: its refusal after all, when an
+        earlier nonce of its sender in this batch was refused (a transaction this node had
+        verified before skips the gate, so :meth:`__call__` did not see it)."""
+        held = self.runs.check(tx.sender, tx.nonce)
+        if held is None:
+            self._next[tx.sender] = tx.nonce + 1
+        return held
 
 
 def admit_raw(
@@ -217,7 +223,7 @@ def admit_raw(
         )
         if refusal is not None:
             raise TxRejected("not_permitted", refusal)
-    if gate is not None:  # the engine applies the gate again
+    if gate is not None and not already_verified:  # the engine applies the gate again
         refused = gate(tx.sender_address, len(raw), tx.nonce)
         if refused is not None:
             raise refused

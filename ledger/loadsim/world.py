@@ -326,8 +326,10 @@ class SimValidator:
             finally:
                 if len(self.verified) > verified_before:
                     self.cost_us += costs.verify_us
-            if gate is not None:
-                gate.admitted(admitted)
+            held = None if gate is None else gate.admitted(admitted)
+            if held is not None:
+                checked.append(Checked(held))
+                continue
             nonce = self.chain.account(admitted.sender).nonce
             checked.append(Checked(admitted, nonce, self.chain.height))
         if not checked:

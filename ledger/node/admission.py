@@ -55,8 +55,10 @@ def check_batch(
             if "malformed" in stop_codes:
                 break
             continue
-        if runs is not None:
-            runs.admitted(admitted)
+        held = None if runs is None else runs.admitted(admitted)
+        if held is not None:
+            out.append(Checked(held))
+            continue
         read = nonces.get(admitted.sender)
         if read is None:
             height = store.head_height
